@@ -1,0 +1,26 @@
+"""gpugrad: a tensor autodiff engine on CuPy, with the same code running on NumPy."""
+from __future__ import annotations
+
+import numpy as _np
+
+from . import _methods  # noqa: F401  (binds Tensor's operators)
+from . import autograd, memory, nn, ops
+from ._device import Device, cuda_available, default_device, device, manual_seed
+from ._graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ._tensor import Tensor
+from .creation import (arange, empty, full, full_like, ones, ones_like, rand, randn, tensor,
+                       zeros, zeros_like)
+from .forward import jvp
+from .gradcheck import GradcheckError, gradcheck
+from .ops import (abs, broadcast_to, clip, concatenate, cos, exp, log, log_softmax,
+                  logsumexp, matmul, max, maximum, mean, minimum, relu, reshape, sigmoid, sin,
+                  softmax, sqrt, stack, sum, tanh, transpose, where)
+
+__version__ = "0.1.0"
+
+float16 = _np.dtype(_np.float16)
+float32 = _np.dtype(_np.float32)
+float64 = _np.dtype(_np.float64)
+int32 = _np.dtype(_np.int32)
+int64 = _np.dtype(_np.int64)
+bool_ = _np.dtype(_np.bool_)

@@ -1,0 +1,312 @@
+"""The Tensor: an array on a device plus what autograd needs to know about it.
+
+Operators and math methods are attached by ``gpugrad._methods`` once the ops exist.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _device
+
+_new = object.__new__
+
+# A global clock of in-place writes. A node remembers the clock when it was made;
+# a saved tensor whose version is newer was written after it was saved.
+_clock = [0]
+
+
+def bump_version(ver):
+    _clock[0] += 1
+    ver[0] = _clock[0]
+
+
+class _TrackedArray(np.ndarray):
+    """A NumPy view returned by ``Tensor.data`` that reports writes to the tensor's
+    version counter, so that backward can tell a saved array was overwritten."""
+
+    _gg_ver = None
+
+    def __array_finalize__(self, obj):
+        # views of a tracked array share its counter; copies are plain
+        self._gg_ver = getattr(obj, "_gg_ver", None) if self.base is not None else None
+
+    def __setitem__(self, key, value):
+        if self._gg_ver is not None:
+            bump_version(self._gg_ver)
+        np.ndarray.__setitem__(self.view(np.ndarray), key, value)
+
+    def fill(self, value):
+        if self._gg_ver is not None:
+            bump_version(self._gg_ver)
+        self.view(np.ndarray).fill(value)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        plain = tuple(x.view(np.ndarray) if isinstance(x, _TrackedArray) else x for x in inputs)
+        if out is not None:
+            for o in out:
+                if isinstance(o, _TrackedArray) and o._gg_ver is not None:
+                    bump_version(o._gg_ver)
+            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, _TrackedArray) else o
+                                  for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None and len(out) == 1:
+            return out[0]
+        return result
+
+
+def _default_float(arr):
+    """Python floats become float32; arrays keep their dtype."""
+    return arr.astype(np.float32) if arr.dtype == np.float64 else arr
+
+
+class Tensor:
+    """An n-dimensional array on a device, with reverse- and forward-mode autodiff.
+
+    >>> import gpugrad as gg
+    >>> x = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad.tolist()
+    [2.0, 4.0, 6.0]
+    """
+
+    __slots__ = ("_data", "device", "_rg", "_grad", "_node", "_ver", "_tangents",
+                 "__weakref__")
+    # NumPy defers to Tensor's reflected operators instead of broadcasting over it
+    __array_ufunc__ = None
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        dev = _device.device(device) if device is not None else None
+        if isinstance(data, Tensor):
+            if dev is None:
+                dev = data.device
+            arr = data._data
+        else:
+            arr = data
+            if dev is None:
+                dev = _device.array_device(arr) if not isinstance(arr, (list, tuple)) else None
+                if dev is None:
+                    dev = _device.default_device()
+        array_given = hasattr(arr, "dtype") and hasattr(arr, "shape")
+        with dev.context():
+            if dtype is not None:
+                out = dev.asarray(arr, dtype=np.dtype(dtype))
+            else:
+                out = dev.asarray(arr)
+                if not array_given:
+                    out = _default_float(out)
+        if out.dtype == object:
+            raise TypeError(f"cannot make a tensor from {type(data).__name__}")
+        dev.memory.track(out)
+        self._data = out
+        self.device = dev
+        self._rg = False
+        self._grad = None
+        self._node = None
+        self._ver = [0]
+        self._tangents = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # -- attributes ------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def size(self):
+        return self._data.size
+
+    def numel(self):
+        return self._data.size
+
+    def dim(self):
+        return self._data.ndim
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    @property
+    def requires_grad(self):
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, flag=True):
+        if self._node is not None and not flag:
+            raise RuntimeError(
+                "requires_grad can only be turned off on a leaf tensor; use .detach()")
+        if flag and self._data.dtype.kind not in "fc":
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self._data.dtype}")
+        self._rg = bool(flag)
+        return self
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad must be a Tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape:
+                raise ValueError(f"grad of shape {tuple(value.shape)} assigned to a tensor "
+                                 f"of shape {tuple(self.shape)}")
+            if value.dtype != self.dtype:
+                raise TypeError(f"grad of dtype {value.dtype} assigned to a tensor of dtype "
+                                f"{self.dtype}")
+            if value.device is not self.device:
+                raise ValueError(f"grad on device {value.device} assigned to a tensor on "
+                                 f"device {self.device}")
+        self._grad = value
+
+    @property
+    def data(self):
+        """The underlying NumPy or CuPy array. Writes through it are seen by autograd."""
+        arr = self._data
+        if type(arr) is np.ndarray:
+            view = arr.view(_TrackedArray)
+            view._gg_ver = self._ver
+            return view
+        return arr
+
+    @data.setter
+    def data(self, value):
+        if isinstance(value, Tensor):
+            value = value._data
+        if isinstance(value, _TrackedArray):
+            value = value.view(np.ndarray)
+        if _device.array_device(value) is not self.device:
+            value = self.device.asarray(value)
+        self._data = value
+        bump_version(self._ver)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    # -- conversions -----------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """A host copy as a NumPy array (detached)."""
+        return np.array(self.device.to_host(self._data))
+
+    def __array__(self, dtype=None, copy=None):
+        host = self.device.to_host(self._data)
+        return host if dtype is None else host.astype(dtype)
+
+    def item(self):
+        if self._data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape "
+                             f"{tuple(self.shape)}")
+        return self._data.item() if self.device.type == "cpu" else self._data.get().item()
+
+    def tolist(self):
+        return self.device.to_host(self._data).tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        body = np.array2string(self.device.to_host(self._data), separator=", ", precision=4,
+                               prefix="tensor(")
+        extra = ""
+        if self.device.type != "cpu":
+            extra += f", device='{self.device}'"
+        if self.dtype != np.float32 and self.dtype != np.int64 and self.dtype != np.bool_:
+            extra += f", dtype={self.dtype}"
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.op.name}>"
+        elif self._rg:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def to(self, target, dtype=None):
+        """A copy on another device or with another dtype (differentiable)."""
+        from . import ops
+        out = self
+        if isinstance(target, (str, _device.Device)):
+            dev = _device.device(target)
+            if dev is not self.device:
+                out = ops.to_device(out, dev)
+        elif target is not None:
+            dtype = target
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = ops.cast(out, dtype)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        return self.to(f"cuda:{index}")
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        out = _new(Tensor)
+        out._data = self._data
+        out.device = self.device
+        out._rg = False
+        out._grad = None
+        out._node = None
+        out._ver = self._ver
+        out._tangents = None
+        return out
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
+        if self._node is None:
+            if not self._rg:
+                raise RuntimeError("retain_grad() on a tensor that does not require grad")
+            return
+        self._node.retain(self)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
+        from .autograd import backward
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+
+def wrap(arr, dev):
+    """A fresh constant tensor around an array (no copy, no autograd)."""
+    out = _new(Tensor)
+    out._data = arr
+    out.device = dev
+    out._rg = False
+    out._grad = None
+    out._node = None
+    out._ver = [0]
+    out._tangents = None
+    return out

@@ -1,0 +1,172 @@
+"""NumPy twins of the CUDA kernels in ``kernels/*.cu``.
+
+Each function has the signature and the semantics of its CUDA entry point and is the
+reference the GPU kernels are tested against. They are written against the array
+module of their arguments, so the CPU device runs them on NumPy; with ``out=`` they
+write into a caller-given buffer.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _device
+
+GELU_K = math.sqrt(2.0 / math.pi)
+GELU_C = 0.044715
+
+
+def _xp(a):
+    return np if isinstance(a, (np.ndarray, np.generic)) else _device._cupy
+
+
+def _result(value, out):
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
+# -- activations: forward and backward -----------------------------------------------------
+def relu_fwd(x, out=None):
+    """out = max(x, 0)"""
+    return _xp(x).maximum(x, 0, out=out)
+
+
+def relu_bwd(g, y, out=None):
+    """out = g where y > 0 else 0 (y is relu's output)"""
+    xp = _xp(g)
+    return xp.multiply(g, y > 0, out=out) if out is not None else g * (y > 0)
+
+
+def tanh_fwd(x, out=None):
+    return _xp(x).tanh(x, out=out)
+
+
+def tanh_bwd(g, y, out=None):
+    """out = g * (1 - y^2) (y is tanh's output)"""
+    return _result(g * (1 - y * y), out)
+
+
+def sigmoid_fwd(x, out=None):
+    """out = 1 / (1 + e^-x), computed without overflow for large |x|"""
+    xp = _xp(x)
+    e = xp.exp(-xp.abs(x))
+    value = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return _result(value, out)
+
+
+def sigmoid_bwd(g, y, out=None):
+    """out = g * y * (1 - y) (y is sigmoid's output)"""
+    return _result(g * y * (1 - y), out)
+
+
+def gelu_fwd(x, out=None):
+    """out = x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form"""
+    xp = _xp(x)
+    u = GELU_K * (x + GELU_C * x * x * x)
+    return _result((0.5 * x * (1 + xp.tanh(u))).astype(x.dtype, copy=False), out)
+
+
+def gelu_bwd(g, x, out=None):
+    """out = g * d/dx gelu(x)"""
+    xp = _xp(x)
+    t = xp.tanh(GELU_K * (x + GELU_C * x * x * x))
+    du = GELU_K * (1 + 3 * GELU_C * x * x)
+    value = g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+    return _result(value.astype(g.dtype, copy=False), out)
+
+
+def bias_act_fwd(x, b, act, out=None):
+    """out = act(x + b), b broadcast over the rows of x; act one of
+    'none', 'relu', 'gelu', 'tanh', 'sigmoid'"""
+    z = x + b
+    if act == "none":
+        return _result(z, out)
+    return _ACT_FWD[act](z, out=out)
+
+
+_ACT_FWD = {"relu": relu_fwd, "tanh": tanh_fwd, "sigmoid": sigmoid_fwd, "gelu": gelu_fwd}
+
+
+def bias_grad(g, out=None):
+    """out[j] = sum_i g[i, j], the gradient of a bias added to every row"""
+    return _xp(g).sum(g, axis=0, out=out)
+
+
+# -- softmax family over the last axis ------------------------------------------------------
+def softmax_fwd(x, out=None):
+    xp = _xp(x)
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    return _result(e / e.sum(axis=-1, keepdims=True), out)
+
+
+def softmax_bwd(g, y, out=None):
+    """out = y * (g - sum(g * y)) (y is softmax's output)"""
+    return _result(y * (g - (g * y).sum(axis=-1, keepdims=True)), out)
+
+
+def log_softmax_fwd(x, out=None):
+    xp = _xp(x)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return _result(shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True)), out)
+
+
+def log_softmax_bwd(g, y, out=None):
+    """out = g - e^y * sum(g) (y is log_softmax's output)"""
+    xp = _xp(g)
+    return _result(g - xp.exp(y) * g.sum(axis=-1, keepdims=True), out)
+
+
+def softmax_xent_fwd(logits, labels, scale, out=None):
+    """out = scale * sum_i (logsumexp(logits[i]) - logits[i, labels[i]]), a 0-d array"""
+    xp = _xp(logits)
+    m = logits.max(axis=-1, keepdims=True)
+    lse = xp.log(xp.exp(logits - m).sum(axis=-1)) + m[:, 0]
+    picked = xp.take_along_axis(logits, labels[:, None].astype(xp.int64), axis=-1)[:, 0]
+    value = ((lse - picked).sum() * scale).astype(logits.dtype)
+    return _result(value, out)
+
+
+def softmax_xent_bwd(logits, labels, g, scale, out=None):
+    """out = (softmax(logits) - onehot(labels)) * g * scale, g a 0-d array"""
+    xp = _xp(logits)
+    p = softmax_fwd(logits)
+    p[xp.arange(logits.shape[0]), labels] -= 1
+    p *= g * scale
+    return _result(p, out)
+
+
+# -- optimizer updates, in place on the parameter and its state ------------------------------
+def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (unused when
+    momentum is 0), ``first`` whether this is its first step."""
+    xp = _xp(param)
+    d = grad + weight_decay * param if weight_decay else grad
+    if momentum:
+        if first:
+            xp.copyto(buf, d)
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    param -= lr * d
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    """PyTorch's Adam (``decoupled=False``) or AdamW step on one parameter."""
+    xp = _xp(param)
+    if weight_decay:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+    m *= beta1
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += (1 - beta2) * grad * grad
+    bias1 = 1 - beta1 ** step
+    bias2 = 1 - beta2 ** step
+    denom = xp.sqrt(v) / math.sqrt(bias2) + eps
+    param -= (lr / bias1) * (m / denom)

@@ -1,0 +1,81 @@
+"""Functional layers and losses, compositions of the primitive ops."""
+from __future__ import annotations
+
+
+from .. import ops
+from .._tensor import Tensor, wrap
+from ..ops._common import shape_str
+
+relu = ops.relu
+tanh = ops.tanh
+sigmoid = ops.sigmoid
+softmax = ops.softmax
+log_softmax = ops.log_softmax
+
+
+def gelu(x, approximate="tanh"):
+    """GELU in its tanh form, x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if approximate != "tanh":
+        raise ValueError(f"gelu: only approximate='tanh' is implemented, got '{approximate}'")
+    return ops.gelu(x)
+
+
+def linear(x, weight, bias=None):
+    """x @ weight.T + bias, with PyTorch's layout: weight has shape (out, in)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out, in), got {shape_str(weight.shape)}")
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {shape_str(x.shape)} does not fit weight of "
+                         f"shape {shape_str(weight.shape)} (in_features {weight.shape[1]})")
+    y = ops.matmul(x, ops.transpose(weight))
+    if bias is not None:
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias of shape {shape_str(bias.shape)} does not fit "
+                             f"weight of shape {shape_str(weight.shape)}")
+        y = y + bias
+    return y
+
+
+def cross_entropy(logits, labels, reduction="mean"):
+    """Softmax cross-entropy of (N, C) logits against N integer class labels."""
+    return ops.softmax_cross_entropy(logits, labels, reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """Mean (or sum) of squared differences; shapes must match."""
+    if isinstance(target, Tensor) and target.shape != input.shape:
+        raise ValueError(f"mse_loss: input of shape {shape_str(input.shape)} and target of "
+                         f"shape {shape_str(target.shape)} differ")
+    diff = input - target
+    sq = diff * diff
+    if reduction == "mean":
+        return ops.mean(sq)
+    if reduction == "sum":
+        return ops.sum(sq)
+    if reduction == "none":
+        return sq
+    raise ValueError(f"unknown reduction '{reduction}': expected 'mean', 'sum' or 'none'")
+
+
+def dropout(x, p=0.5, training=True):
+    """Zero each element with probability p and scale the rest by 1/(1-p)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    dev = x.device
+    with dev.context():
+        keep = _device_uniform(dev, x.shape) >= p
+        mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
+    return x * wrap(mask.astype(x.dtype, copy=False), dev)
+
+
+def _device_uniform(dev, shape):
+    import numpy as np
+    if dev.type == "cpu":
+        return dev.rng.random(shape, dtype=np.float32)
+    return dev.rng.random_sample(shape, dtype=np.float32)
+
+

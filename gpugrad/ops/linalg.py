@@ -1,0 +1,65 @@
+"""Matrix products (cuBLAS through CuPy on the GPU, BLAS through NumPy on the CPU)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._graph import Op, apply
+from ._common import add_terms, shape_str
+from .shape import reshape, sum_to, swap_last
+
+
+def _matmul_cost(in_shapes, out_shape, p):
+    a, b = in_shapes
+    k = a[-1]
+    n_out = int(np.prod(out_shape)) if out_shape else 1
+    return 2 * n_out * k, int(np.prod(a)) + int(np.prod(b)) + n_out
+
+
+class MatMul(Op):
+    """out = a @ b (NumPy's matmul: 1-D operands, batched broadcasting)"""
+    name = "matmul"
+    save_inputs = "all"
+    cost = staticmethod(_matmul_cost)
+
+    def forward(dev, p, a, b):
+        return dev.xp.matmul(a, b)
+
+    def vjp(g, ins, out, p, needs):
+        a, b = ins
+        a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+        b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+        if a.ndim == 1 and b.ndim == 1:
+            g2 = reshape(g, (1, 1))
+        elif a.ndim == 1:
+            g2 = reshape(g, g.shape[:-1] + (1, g.shape[-1]))
+        elif b.ndim == 1:
+            g2 = reshape(g, g.shape + (1,))
+        else:
+            g2 = g
+        ga = gb = None
+        if needs[0]:
+            ga = sum_to(matmul(g2, swap_last(b2)), a2.shape)
+            ga = reshape(ga, a.shape)
+        if needs[1]:
+            gb = sum_to(matmul(swap_last(a2), g2), b2.shape)
+            gb = reshape(gb, b.shape)
+        return ga, gb
+
+    def jvp(ts, ins, out, p):
+        ta, tb = ts
+        a, b = ins
+        return add_terms(None if ta is None else matmul(ta, b),
+                         None if tb is None else matmul(a, tb))
+
+
+def matmul(a, b):
+    """Matrix product with NumPy's rules for 1-D and batched operands."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: operands must have at least one dimension, got shapes "
+                         f"{shape_str(a.shape)} and {shape_str(b.shape)}")
+    ka = a.shape[-1]
+    kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if ka != kb:
+        raise ValueError(f"matmul: shapes {shape_str(a.shape)} and {shape_str(b.shape)} "
+                         f"do not match: {ka} != {kb} in the contracted dimension")
+    return apply(MatMul, (a, b))

@@ -1,0 +1,416 @@
+"""Activations, softmax family and the cross-entropy loss, each with its backward as a
+primitive of its own, so that one fused kernel serves it (``<op>_fwd``/``<op>_bwd``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._graph import Op, apply
+from .._tensor import Tensor, wrap
+from ..kernels.reference import GELU_C, GELU_K
+from ._common import add_terms, normalize_axes, shape_str
+from .elementwise import exp
+from .reduce import sum
+
+
+def _n(shape):
+    return int(np.prod(shape))
+
+
+# -- relu ---------------------------------------------------------------------------------------
+class Relu(Op):
+    """out = max(x, 0); saves its output, not its input"""
+    name = "relu"
+    save_output = True
+
+    def forward(dev, p, x):
+        return dev.kernels.relu_fwd(x)
+
+    def vjp(g, ins, out, p, needs):
+        return (relu_grad(g, out),)
+
+    def jvp(ts, ins, out, p):
+        return relu_grad(ts[0], out)
+
+
+def relu(x):
+    return apply(Relu, (x,))
+
+
+class ReluGrad(Op):
+    """out = g where y > 0 else 0"""
+    name = "relu_grad"
+    save_inputs = (False, True)
+
+    def forward(dev, p, g, y):
+        return dev.kernels.relu_bwd(g, y)
+
+    def vjp(gy, ins, out, p, needs):
+        return relu_grad(gy, ins[1]), None
+
+    def jvp(ts, ins, out, p):
+        return None if ts[0] is None else relu_grad(ts[0], ins[1])
+
+
+def relu_grad(g, y):
+    return apply(ReluGrad, (g, y))
+
+
+# -- tanh ---------------------------------------------------------------------------------------
+class Tanh(Op):
+    """out = tanh x; saves its output"""
+    name = "tanh"
+    save_output = True
+
+    def forward(dev, p, x):
+        return dev.kernels.tanh_fwd(x)
+
+    def vjp(g, ins, out, p, needs):
+        return (tanh_grad(g, out),)
+
+    def jvp(ts, ins, out, p):
+        return tanh_grad(ts[0], out)
+
+
+def tanh(x):
+    return apply(Tanh, (x,))
+
+
+class TanhGrad(Op):
+    """out = g (1 - y^2)"""
+    name = "tanh_grad"
+    save_inputs = "all"
+
+    def forward(dev, p, g, y):
+        return dev.kernels.tanh_bwd(g, y)
+
+    def vjp(gy, ins, out, p, needs):
+        g, y = ins
+        return (tanh_grad(gy, y) if needs[0] else None,
+                -2 * gy * g * y if needs[1] else None)
+
+    def jvp(ts, ins, out, p):
+        g, y = ins
+        tg, ty = ts
+        return add_terms(None if tg is None else tanh_grad(tg, y),
+                         None if ty is None else -2 * g * y * ty)
+
+
+def tanh_grad(g, y):
+    return apply(TanhGrad, (g, y))
+
+
+# -- sigmoid ------------------------------------------------------------------------------------
+class Sigmoid(Op):
+    """out = 1 / (1 + e^-x); saves its output"""
+    name = "sigmoid"
+    save_output = True
+
+    def forward(dev, p, x):
+        return dev.kernels.sigmoid_fwd(x)
+
+    def vjp(g, ins, out, p, needs):
+        return (sigmoid_grad(g, out),)
+
+    def jvp(ts, ins, out, p):
+        return sigmoid_grad(ts[0], out)
+
+
+def sigmoid(x):
+    return apply(Sigmoid, (x,))
+
+
+class SigmoidGrad(Op):
+    """out = g y (1 - y)"""
+    name = "sigmoid_grad"
+    save_inputs = "all"
+
+    def forward(dev, p, g, y):
+        return dev.kernels.sigmoid_bwd(g, y)
+
+    def vjp(gy, ins, out, p, needs):
+        g, y = ins
+        return (sigmoid_grad(gy, y) if needs[0] else None,
+                gy * g * (1 - 2 * y) if needs[1] else None)
+
+    def jvp(ts, ins, out, p):
+        g, y = ins
+        tg, ty = ts
+        return add_terms(None if tg is None else sigmoid_grad(tg, y),
+                         None if ty is None else g * (1 - 2 * y) * ty)
+
+
+def sigmoid_grad(g, y):
+    return apply(SigmoidGrad, (g, y))
+
+
+# -- gelu (tanh form) ---------------------------------------------------------------------------
+class Gelu(Op):
+    """out = x/2 (1 + tanh(k (x + c x^3)))"""
+    name = "gelu"
+    save_inputs = "all"
+
+    def forward(dev, p, x):
+        return dev.kernels.gelu_fwd(x)
+
+    def vjp(g, ins, out, p, needs):
+        return (gelu_grad(g, ins[0]),)
+
+    def jvp(ts, ins, out, p):
+        return gelu_grad(ts[0], ins[0])
+
+
+def gelu(x):
+    return apply(Gelu, (x,))
+
+
+def _gelu_second(x):
+    """gelu''(x), written with ops so that it can be differentiated again."""
+    u = GELU_K * (x + GELU_C * x * x * x)
+    t = tanh(u)
+    du = GELU_K * (1 + 3 * GELU_C * x * x)
+    d2u = 6 * GELU_K * GELU_C * x
+    return (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+
+
+class GeluGrad(Op):
+    """out = g gelu'(x)"""
+    name = "gelu_grad"
+    save_inputs = "all"
+
+    def forward(dev, p, g, x):
+        return dev.kernels.gelu_bwd(g, x)
+
+    def vjp(gy, ins, out, p, needs):
+        g, x = ins
+        return (gelu_grad(gy, x) if needs[0] else None,
+                gy * g * _gelu_second(x) if needs[1] else None)
+
+    def jvp(ts, ins, out, p):
+        g, x = ins
+        tg, tx = ts
+        return add_terms(None if tg is None else gelu_grad(tg, x),
+                         None if tx is None else g * _gelu_second(x) * tx)
+
+
+def gelu_grad(g, x):
+    return apply(GeluGrad, (g, x))
+
+
+# -- softmax family -----------------------------------------------------------------------------
+def _last_axis_call(kernel, axis, *arrays):
+    """Run a last-axis kernel along ``axis`` by moving that axis last and back."""
+    if axis == arrays[0].ndim - 1:
+        return kernel(*arrays)
+    xp_moved = [a.swapaxes(axis, -1) for a in arrays]
+    return kernel(*xp_moved).swapaxes(axis, -1)
+
+
+class Softmax(Op):
+    """out = e^x / sum(e^x) along an axis; saves its output"""
+    name = "softmax"
+    save_output = True
+    cost = staticmethod(lambda i, o, p: (5 * _n(o), 2 * _n(o)))
+
+    def forward(dev, p, x):
+        return _last_axis_call(dev.kernels.softmax_fwd, p[0], x)
+
+    def vjp(g, ins, out, p, needs):
+        return (softmax_grad(g, out, p[0]),)
+
+    def jvp(ts, ins, out, p):
+        # the Jacobian of softmax is symmetric: the JVP is the VJP
+        return softmax_grad(ts[0], out, p[0])
+
+
+def _one_axis(axis, ndim, what):
+    if ndim == 0:
+        raise ValueError(f"{what} needs at least one dimension")
+    return normalize_axes(axis, ndim)[0]
+
+
+def softmax(x, axis=-1):
+    return apply(Softmax, (x,), (_one_axis(axis, x.ndim, "softmax"),))
+
+
+class SoftmaxGrad(Op):
+    """out = y (g - sum(g y)) along an axis (y is softmax's output)"""
+    name = "softmax_grad"
+    save_inputs = "all"
+    cost = staticmethod(lambda i, o, p: (4 * _n(o), 3 * _n(o)))
+
+    def forward(dev, p, g, y):
+        return _last_axis_call(dev.kernels.softmax_bwd, p[0], g, y)
+
+    def vjp(gy, ins, out, p, needs):
+        g, y = ins
+        axis = p[0]
+        gg_ = softmax_grad(gy, y, axis) if needs[0] else None
+        gy_ = None
+        if needs[1]:
+            gy_ = gy * (g - sum(g * y, axis, True)) - sum(gy * y, axis, True) * g
+        return gg_, gy_
+
+    def jvp(ts, ins, out, p):
+        g, y = ins
+        tg, ty = ts
+        axis = p[0]
+        return add_terms(
+            None if tg is None else softmax_grad(tg, y, axis),
+            None if ty is None else ty * (g - sum(g * y, axis, True)) - y * sum(g * ty, axis, True))
+
+
+def softmax_grad(g, y, axis):
+    return apply(SoftmaxGrad, (g, y), (axis,))
+
+
+class LogSoftmax(Op):
+    """out = x - logsumexp(x) along an axis; saves its output"""
+    name = "log_softmax"
+    save_output = True
+    cost = staticmethod(lambda i, o, p: (5 * _n(o), 2 * _n(o)))
+
+    def forward(dev, p, x):
+        return _last_axis_call(dev.kernels.log_softmax_fwd, p[0], x)
+
+    def vjp(g, ins, out, p, needs):
+        return (log_softmax_grad(g, out, p[0]),)
+
+    def jvp(ts, ins, out, p):
+        t = ts[0]
+        return t - sum(exp(out) * t, p[0], True)
+
+
+def log_softmax(x, axis=-1):
+    return apply(LogSoftmax, (x,), (_one_axis(axis, x.ndim, "log_softmax"),))
+
+
+class LogSoftmaxGrad(Op):
+    """out = g - e^y sum(g) along an axis (y is log_softmax's output)"""
+    name = "log_softmax_grad"
+    save_inputs = "all"
+    cost = staticmethod(lambda i, o, p: (4 * _n(o), 3 * _n(o)))
+
+    def forward(dev, p, g, y):
+        return _last_axis_call(dev.kernels.log_softmax_bwd, p[0], g, y)
+
+    def vjp(gy, ins, out, p, needs):
+        g, y = ins
+        axis = p[0]
+        e = exp(y)
+        gg_ = gy - sum(gy * e, axis, True) if needs[0] else None
+        gy_ = -(gy * e * sum(g, axis, True)) if needs[1] else None
+        return gg_, gy_
+
+    def jvp(ts, ins, out, p):
+        g, y = ins
+        tg, ty = ts
+        axis = p[0]
+        e = exp(y)
+        return add_terms(None if tg is None else log_softmax_grad(tg, y, axis),
+                         None if ty is None else -(e * ty * sum(g, axis, True)))
+
+
+def log_softmax_grad(g, y, axis):
+    return apply(LogSoftmaxGrad, (g, y), (axis,))
+
+
+# -- softmax cross-entropy with integer labels ----------------------------------------------------
+class SoftmaxCrossEntropy(Op):
+    """out = scale * sum_i (logsumexp(z_i) - z_i[label_i]); saves the logits"""
+    name = "softmax_xent"
+    save_inputs = "all"
+    cost = staticmethod(lambda i, o, p: (6 * _n(i[0]), _n(i[0])))
+
+    def forward(dev, p, z, labels):
+        return dev.kernels.softmax_xent_fwd(z, labels, p[0])
+
+    def vjp(g, ins, out, p, needs):
+        z, labels = ins
+        return softmax_xent_grad(z, labels, g, p[0]), None
+
+    def jvp(ts, ins, out, p):
+        z, labels = ins
+        if ts[0] is None:
+            return None
+        return sum(_probs_minus_onehot(z, labels) * ts[0]) * p[0]
+
+
+def _probs_minus_onehot(z, labels):
+    from .nn import softmax as _softmax
+    probs = _softmax(z, -1)
+    onehot = _onehot(labels, z)
+    return probs - onehot
+
+
+def _onehot(labels, like):
+    xp = like.device.xp
+    arr = xp.zeros(like.shape, dtype=like.dtype)
+    arr[xp.arange(like.shape[0]), labels._data] = 1
+    return wrap(arr, like.device)
+
+
+class SoftmaxCrossEntropyGrad(Op):
+    """out = (softmax(z) - onehot(labels)) * g * scale, in one pass"""
+    name = "softmax_xent_grad"
+    save_inputs = "all"
+    cost = staticmethod(lambda i, o, p: (6 * _n(o), 2 * _n(o)))
+
+    def forward(dev, p, z, labels, g):
+        return dev.kernels.softmax_xent_bwd(z, labels, g, p[0])
+
+    def vjp(gy, ins, out, p, needs):
+        z, labels, g = ins
+        scale = p[0]
+        gz = gg_ = None
+        if needs[0]:
+            gz = softmax_grad(gy, softmax(z, -1), -1) * (g * scale)
+        if needs[2]:
+            gg_ = sum(_probs_minus_onehot(z, labels) * gy) * scale
+        return gz, None, gg_
+
+    def jvp(ts, ins, out, p):
+        z, labels, g = ins
+        tz, _, tg = ts
+        scale = p[0]
+        return add_terms(
+            None if tz is None else softmax_grad(tz, softmax(z, -1), -1) * (g * scale),
+            None if tg is None else _probs_minus_onehot(z, labels) * (tg * scale))
+
+
+def softmax_xent_grad(z, labels, g, scale):
+    return apply(SoftmaxCrossEntropyGrad, (z, labels, g), (scale,))
+
+
+def softmax_cross_entropy(logits, labels, reduction="mean"):
+    """Cross-entropy of softmax(logits) against integer class labels, per row."""
+    if not isinstance(labels, Tensor):
+        labels = wrap(logits.device.asarray(labels), logits.device)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy expects logits of shape (N, C), got "
+                         f"{shape_str(logits.shape)}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy expects integer class labels, got dtype {labels.dtype}")
+    if labels.shape != logits.shape[:1]:
+        raise ValueError(f"cross_entropy: labels of shape {shape_str(labels.shape)} do not "
+                         f"match logits of shape {shape_str(logits.shape)}")
+    if labels.device is not logits.device:
+        raise ValueError(f"cross_entropy: logits on {logits.device}, labels on {labels.device}")
+    if labels.device.type == "cpu" and labels.size:
+        lo, hi = int(labels._data.min()), int(labels._data.max())
+        if lo < 0 or hi >= logits.shape[1]:
+            raise ValueError(f"cross_entropy: label {lo if lo < 0 else hi} is out of range for "
+                             f"{logits.shape[1]} classes")
+    n = logits.shape[0]
+    if reduction == "mean":
+        scale = 1.0 / n if n else float("nan")
+    elif reduction == "sum":
+        scale = 1.0
+    elif reduction == "none":
+        from .shape import getitem
+        picked = getitem(log_softmax(logits, -1),
+                         (wrap(logits.device.xp.arange(n), logits.device), labels))
+        return -picked
+    else:
+        raise ValueError(f"unknown reduction '{reduction}': expected 'mean', 'sum' or 'none'")
+    return apply(SoftmaxCrossEntropy, (logits, labels), (scale,))

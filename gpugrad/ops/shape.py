@@ -1,0 +1,322 @@
+"""Shape ops: views, broadcasting and its adjoint, indexing, joining."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._graph import Op, apply
+from .._tensor import Tensor
+from ._common import broadcast_shapes, normalize_axes, shape_str
+
+
+def _copy_cost(in_shapes, out_shape, p):
+    n = int(np.prod(out_shape))
+    return 0, 2 * n
+
+
+class Reshape(Op):
+    """out = x with another shape, same elements in row-major order"""
+    name = "reshape"
+    view = True
+    linear = True
+    cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
+
+    def forward(dev, p, x):
+        return x.reshape(p[0])
+
+    def vjp(g, ins, out, p, needs):
+        return (reshape(g, p[1]),)
+
+    def jvp(ts, ins, out, p):
+        return reshape(ts[0], p[0])
+
+
+def _resolve_shape(shape, size):
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"reshape: only one dimension can be -1, got {shape_str(shape)}")
+    known = int(np.prod([s for s in shape if s != -1]))
+    if -1 in shape:
+        if known == 0 or size % known:
+            raise ValueError(f"cannot reshape a tensor of {size} elements into shape "
+                             f"{shape_str(shape)}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    if int(np.prod(shape)) != size:
+        raise ValueError(f"cannot reshape a tensor of {size} elements into shape "
+                         f"{shape_str(shape)}")
+    return shape
+
+
+def reshape(x, *shape):
+    """x with a new shape (one entry may be -1)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = _resolve_shape(shape, x.size)
+    if shape == x.shape:
+        return x
+    return apply(Reshape, (x,), (shape, x.shape))
+
+
+class Transpose(Op):
+    """out = x with its axes permuted"""
+    name = "transpose"
+    view = True
+    linear = True
+    cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
+
+    def forward(dev, p, x):
+        return x.transpose(p[0])
+
+    def vjp(g, ins, out, p, needs):
+        return (transpose(g, *p[1]),)
+
+    def jvp(ts, ins, out, p):
+        return transpose(ts[0], *p[0])
+
+
+def transpose(x, *axes):
+    """x with axes permuted; no axes reverses them (as NumPy)."""
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = axes[0]
+    ndim = x.ndim
+    if not axes:
+        axes = tuple(range(ndim))[::-1]
+    else:
+        axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
+        if sorted(axes) != list(range(ndim)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of "
+                             f"{ndim} dimension(s)")
+    if axes == tuple(range(ndim)):
+        return x
+    inverse = tuple(int(i) for i in np.argsort(axes))
+    return apply(Transpose, (x,), (axes, inverse))
+
+
+def swap_last(x):
+    """x with its last two axes swapped."""
+    axes = list(range(x.ndim))
+    axes[-1], axes[-2] = axes[-2], axes[-1]
+    return transpose(x, *axes)
+
+
+class BroadcastTo(Op):
+    """out = x broadcast to a larger shape"""
+    name = "broadcast_to"
+    view = True
+    linear = True
+    cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
+
+    def forward(dev, p, x):
+        return dev.xp.broadcast_to(x, p[0])
+
+    def vjp(g, ins, out, p, needs):
+        return (sum_to(g, p[1]),)
+
+    def jvp(ts, ins, out, p):
+        return broadcast_to(ts[0], p[0])
+
+
+def broadcast_to(x, shape):
+    shape = tuple(int(s) for s in shape)
+    if x.shape == shape:
+        return x
+    if broadcast_shapes(x.shape, shape) != shape:
+        raise ValueError(f"cannot broadcast a tensor of shape {shape_str(x.shape)} to "
+                         f"shape {shape_str(shape)}")
+    return apply(BroadcastTo, (x,), (shape, x.shape))
+
+
+class SumTo(Op):
+    """out = x summed over the axes broadcasting added, back to a smaller shape"""
+    name = "sum_to"
+    linear = True
+    cost = staticmethod(lambda in_shapes, out_shape, p: (int(np.prod(in_shapes[0])),
+                                                         int(np.prod(in_shapes[0]))
+                                                         + int(np.prod(out_shape))))
+
+    def forward(dev, p, x):
+        shape = p[0]
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
+        summed = x.sum(axis=axes, keepdims=True) if axes else x
+        return summed.reshape(shape)
+
+    def vjp(g, ins, out, p, needs):
+        return (broadcast_to(g, p[1]),)
+
+    def jvp(ts, ins, out, p):
+        return sum_to(ts[0], p[0])
+
+
+def sum_to(x, shape):
+    """The sum of x over the axes that broadcasting ``shape`` to x.shape added."""
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    return apply(SumTo, (x,), (shape, x.shape))
+
+
+# -- indexing ----------------------------------------------------------------------------------
+def _normalize_index(idx, dev):
+    """Tensors in an index become arrays of the device; returns (index, is_basic)."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    basic = True
+    out = []
+    for item in items:
+        if isinstance(item, Tensor):
+            if item.device is not dev:
+                raise ValueError(f"index on device {item.device} used on a tensor on "
+                                 f"device {dev}")
+            item = item._data
+        elif isinstance(item, list):
+            item = dev.asarray(item)
+        if hasattr(item, "dtype") and hasattr(item, "shape"):
+            basic = False
+            if item.dtype.kind not in "iub":
+                raise TypeError(f"tensors used as indices must be integer or bool, "
+                                f"got {item.dtype}")
+            if not isinstance(item, type(dev.xp.empty(0))):
+                item = dev.asarray(item)
+        out.append(item)
+    return (tuple(out) if isinstance(idx, tuple) or len(out) != 1 else out[0]), basic
+
+
+class GetItem(Op):
+    """out = x[index]"""
+    name = "getitem"
+    linear = True
+
+    def forward(dev, p, x):
+        return x[p[0]]
+
+    def vjp(g, ins, out, p, needs):
+        return (index_add_zeros(g, p[0], p[1], p[2]),)
+
+    def jvp(ts, ins, out, p):
+        return getitem(ts[0], p[0], p[2])
+
+
+class BasicGetItem(GetItem):
+    """out = x[index] for basic slicing: a view"""
+    name = "getitem"
+    view = True
+
+
+def getitem(x, idx, basic=None):
+    if basic is None:
+        idx, basic = _normalize_index(idx, x.device)
+    try:
+        return apply(BasicGetItem if basic else GetItem, (x,), (idx, x.shape, basic))
+    except IndexError as err:
+        raise IndexError(f"index {idx!r} does not fit a tensor of shape "
+                         f"{shape_str(x.shape)}: {err}") from None
+
+
+class IndexAddZeros(Op):
+    """out = zeros(shape) with g added at index (repeated indices accumulate)"""
+    name = "index_add"
+    linear = True
+
+    def forward(dev, p, g):
+        idx, shape, basic = p
+        out = dev.xp.zeros(shape, dtype=g.dtype)
+        if basic:
+            out[idx] = g
+        else:
+            dev.index_add(out, idx, g)
+        return out
+
+    def vjp(gy, ins, out, p, needs):
+        return (getitem(gy, p[0], p[2]),)
+
+    def jvp(ts, ins, out, p):
+        return index_add_zeros(ts[0], *p)
+
+
+def index_add_zeros(g, idx, shape, basic):
+    return apply(IndexAddZeros, (g,), (idx, shape, basic))
+
+
+# -- joining -------------------------------------------------------------------------------------
+def _check_same(tensors, what, skip_axis=None):
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.device is not first.device:
+            raise ValueError(f"{what}: tensors on devices {first.device} and {t.device}")
+        a, b = first.shape, t.shape
+        if len(a) != len(b) or any(x != y for i, (x, y) in enumerate(zip(a, b))
+                                   if i != skip_axis):
+            raise ValueError(f"{what}: shapes {shape_str(a)} and {shape_str(b)} do not "
+                             f"match" + ("" if skip_axis is None
+                                         else f" outside axis {skip_axis}"))
+
+
+class Concatenate(Op):
+    """out = the inputs joined along an existing axis"""
+    name = "concatenate"
+    linear = True
+
+    def forward(dev, p, *xs):
+        return dev.xp.concatenate(xs, axis=p[0])
+
+    def vjp(g, ins, out, p, needs):
+        axis, sizes = p
+        grads = []
+        start = 0
+        for size, need in zip(sizes, needs):
+            if need:
+                idx = (slice(None),) * axis + (slice(start, start + size),)
+                grads.append(getitem(g, idx, True))
+            else:
+                grads.append(None)
+            start += size
+        return tuple(grads)
+
+    def jvp(ts, ins, out, p):
+        if all(t is None for t in ts):
+            return None
+        return concatenate([_zeros_if_none(t, x) for t, x in zip(ts, ins)], p[0])
+
+
+def _zeros_if_none(t, like):
+    if t is not None:
+        return t
+    from .._tensor import wrap
+    return wrap(like.device.xp.zeros(like.shape, like.dtype), like.device)
+
+
+def concatenate(tensors, axis=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor")
+    axis = normalize_axes(axis, tensors[0].ndim)[0]
+    _check_same(tensors, "concatenate", skip_axis=axis)
+    return apply(Concatenate, tuple(tensors), (axis, tuple(t.shape[axis] for t in tensors)))
+
+
+class Stack(Op):
+    """out = the inputs joined along a new axis"""
+    name = "stack"
+    linear = True
+
+    def forward(dev, p, *xs):
+        return dev.xp.stack(xs, axis=p[0])
+
+    def vjp(g, ins, out, p, needs):
+        axis = p[0]
+        return tuple(getitem(g, (slice(None),) * axis + (i,), True) if need else None
+                     for i, need in enumerate(needs))
+
+    def jvp(ts, ins, out, p):
+        if all(t is None for t in ts):
+            return None
+        return stack([_zeros_if_none(t, x) for t, x in zip(ts, ins)], p[0])
+
+
+def stack(tensors, axis=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    _check_same(tensors, "stack")
+    axis = normalize_axes(axis, tensors[0].ndim + 1)[0]
+    return apply(Stack, tuple(tensors), (axis,))

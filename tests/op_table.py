@@ -1,0 +1,197 @@
+"""One table of ops: how to call each, its NumPy reference, and how to make valid inputs.
+
+test_ops.py derives forward, VJP, JVP and second-order checks from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+import gpugrad as gg
+import gpugrad.nn.functional as F
+
+
+@dataclass
+class OpCase:
+    name: str
+    fn: Callable                 # gpugrad callable on Tensors
+    ref: Callable                # NumPy callable on arrays
+    shapes: Callable             # rng -> list of input shapes
+    domain: str = "real"         # real | positive | away (from 0 and from each other)
+    smooth: bool = True          # check second order
+    consts: Callable = None      # rng, shapes -> extra non-differentiable inputs (appended)
+    tol: dict = field(default_factory=dict)
+
+
+def random_shape(rng, min_ndim=0, max_ndim=3):
+    ndim = int(rng.integers(min_ndim, max_ndim + 1))
+    return tuple(int(s) for s in rng.integers(1, 4, size=ndim))
+
+
+def broadcast_partner(rng, shape):
+    """A shape that broadcasts against ``shape``: leading axes dropped, some axes 1."""
+    drop = int(rng.integers(0, len(shape) + 1))
+    partner = [1 if rng.random() < 0.4 else s for s in shape[drop:]]
+    return tuple(partner)
+
+
+def unary(rng):
+    return [random_shape(rng)]
+
+
+def binary(rng):
+    a = random_shape(rng, 1)
+    b = broadcast_partner(rng, a)
+    return [a, b] if rng.random() < 0.5 else [b, a]
+
+
+def matrix_last(rng):
+    return [random_shape(rng, 1, 3)]
+
+
+def _gelu_ref(x):
+    k = np.sqrt(2 / np.pi)
+    return 0.5 * x * (1 + np.tanh(k * (x + 0.044715 * x ** 3)))
+
+
+def _softmax_ref(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax_ref(x, axis=-1):
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def _lse_ref(x, axis=None, keepdims=False):
+    m = x.max(axis=axis, keepdims=True)
+    out = np.log(np.exp(x - m).sum(axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis) if axis is not None \
+        else out.reshape(())
+
+
+def _xent_ref(z, labels):
+    return -_log_softmax_ref(z)[np.arange(z.shape[0]), labels].mean()
+
+
+def _matmul_shapes(rng):
+    n, k, m = (int(v) for v in rng.integers(1, 4, size=3))
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        return [(n, k), (k, m)]
+    if kind == 1:
+        return [(k,), (k, m)]
+    if kind == 2:
+        return [(n, k), (k,)]
+    if kind == 3:
+        return [(k,), (k,)]
+    b = int(rng.integers(1, 3))
+    return [(b, n, k), (1, k, m)] if rng.random() < 0.5 else [(n, k), (b, k, m)]
+
+
+def _labels(rng, shapes):
+    n, c = shapes[0]
+    return [gg.tensor(rng.integers(0, c, size=n))]
+
+
+def _axis_of(shape, rng):
+    return int(rng.integers(-len(shape), len(shape))) if shape else None
+
+
+OPS = [
+    OpCase("add", lambda a, b: a + b, np.add, binary),
+    OpCase("sub", lambda a, b: a - b, np.subtract, binary),
+    OpCase("mul", lambda a, b: a * b, np.multiply, binary),
+    OpCase("div", lambda a, b: a / b, np.divide, binary, domain="positive"),
+    OpCase("pow", lambda a, b: a ** b, np.power, binary, domain="positive"),
+    OpCase("pow_scalar", lambda a: a ** 3, lambda a: a ** 3, unary),
+    OpCase("rpow_scalar", lambda a: 2.0 ** a, lambda a: 2.0 ** a, unary),
+    OpCase("rsub_scalar", lambda a: 1.5 - a, lambda a: 1.5 - a, unary),
+    OpCase("rdiv_scalar", lambda a: 2.0 / a, lambda a: 2.0 / a, unary, domain="positive"),
+    OpCase("neg", lambda a: -a, np.negative, unary),
+    OpCase("exp", gg.exp, np.exp, unary),
+    OpCase("log", gg.log, np.log, unary, domain="positive"),
+    OpCase("sqrt", gg.sqrt, np.sqrt, unary, domain="positive"),
+    OpCase("sin", gg.sin, np.sin, unary),
+    OpCase("cos", gg.cos, np.cos, unary),
+    OpCase("tanh", gg.tanh, np.tanh, unary),
+    OpCase("sigmoid", gg.sigmoid, lambda x: 1 / (1 + np.exp(-x)), unary),
+    OpCase("relu", gg.relu, lambda x: np.maximum(x, 0), unary, domain="away", smooth=False),
+    OpCase("gelu", F.gelu, _gelu_ref, unary),
+    OpCase("abs", gg.abs, np.abs, unary, domain="away", smooth=False),
+    OpCase("maximum", gg.maximum, np.maximum, binary, domain="away", smooth=False),
+    OpCase("minimum", gg.minimum, np.minimum, binary, domain="away", smooth=False),
+    OpCase("clip", lambda x: gg.clip(x, -0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7), unary,
+           domain="away", smooth=False),
+    OpCase("where", lambda a, b: gg.where(a > 0.1, a, b), lambda a, b: np.where(a > 0.1, a, b),
+           binary, domain="away", smooth=False),
+    OpCase("matmul", gg.matmul, np.matmul, _matmul_shapes),
+    OpCase("sum_all", lambda x: gg.sum(x), lambda x: np.sum(x), unary),
+    OpCase("sum_axis", lambda x: gg.sum(x, axis=-1, keepdims=True),
+           lambda x: np.sum(x, axis=-1, keepdims=True), matrix_last),
+    OpCase("sum_axes", lambda x: x.sum(axis=(0, -1)), lambda x: x.sum(axis=(0, -1)),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("mean", lambda x: gg.mean(x, axis=0), lambda x: np.mean(x, axis=0), matrix_last),
+    OpCase("max_all", lambda x: gg.max(x), lambda x: np.max(x), matrix_last, domain="away",
+           smooth=False),
+    OpCase("max_axis", lambda x: gg.max(x, axis=-1), lambda x: np.max(x, axis=-1),
+           matrix_last, domain="away", smooth=False),
+    OpCase("logsumexp", lambda x: gg.logsumexp(x, axis=-1),
+           lambda x: _lse_ref(x, axis=-1), matrix_last),
+    OpCase("logsumexp_all", lambda x: gg.logsumexp(x), lambda x: _lse_ref(x), unary),
+    OpCase("softmax", lambda x: gg.softmax(x, axis=-1), _softmax_ref, matrix_last),
+    OpCase("softmax_axis0", lambda x: gg.softmax(x, axis=0), lambda x: _softmax_ref(x, 0),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("log_softmax", lambda x: gg.log_softmax(x, axis=-1), _log_softmax_ref, matrix_last),
+    OpCase("log_softmax_axis0", lambda x: gg.log_softmax(x, axis=0),
+           lambda x: _log_softmax_ref(x, 0), lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("cross_entropy", F.cross_entropy, _xent_ref,
+           lambda rng: [(int(rng.integers(1, 4)), int(rng.integers(2, 5)))], consts=_labels),
+    OpCase("mse_loss", F.mse_loss, lambda a, b: np.mean((a - b) ** 2),
+           lambda rng: [random_shape(rng, 1)] * 2),
+    OpCase("linear", F.linear, lambda x, w, b: x @ w.T + b,
+           lambda rng: (lambda n, i, o: [(n, i), (o, i), (o,)])(*rng.integers(1, 4, size=3))),
+    OpCase("reshape", lambda x: x.reshape(-1), lambda x: x.reshape(-1), unary),
+    OpCase("transpose", lambda x: x.transpose(), lambda x: x.transpose(), unary),
+    OpCase("T", lambda x: x.T @ x, lambda x: x.T @ x, lambda rng: [random_shape(rng, 2, 2)]),
+    OpCase("broadcast_to", lambda x: gg.broadcast_to(x, (2,) + x.shape),
+           lambda x: np.broadcast_to(x, (2,) + x.shape), unary),
+    OpCase("concatenate", lambda a, b: gg.concatenate([a, b, a], axis=0),
+           lambda a, b: np.concatenate([a, b, a], axis=0),
+           lambda rng: (lambda s: [s, (2,) + s[1:]])(random_shape(rng, 1))),
+    OpCase("stack", lambda a, b: gg.stack([a, b], axis=-1), lambda a, b: np.stack([a, b], -1),
+           lambda rng: [random_shape(rng)] * 2),
+    OpCase("getitem_basic", lambda x: x[1:, ..., ::2], lambda x: x[1:, ..., ::2],
+           lambda rng: [(3,) + random_shape(rng, 1, 2)]),
+    OpCase("getitem_int_array", lambda x: x[gg.tensor([0, 2, 0, 1])],
+           lambda x: x[np.array([0, 2, 0, 1])], lambda rng: [(3,) + random_shape(rng, 0, 2)]),
+    OpCase("getitem_scalar", lambda x: x[1], lambda x: x[1],
+           lambda rng: [(2,) + random_shape(rng, 0, 2)]),
+    OpCase("composite", lambda a, b: (gg.tanh(a) * b + a * a).exp().mean(),
+           lambda a, b: np.exp(np.tanh(a) * b + a * a).mean(), binary),
+    OpCase("fanout", lambda x: x * x * x + gg.sin(x) * x,
+           lambda x: x * x * x + np.sin(x) * x, unary),
+]
+
+
+def make_inputs(case, rng):
+    """float64 inputs in the case's domain; never zeros, never ties for 'away'."""
+    shapes = case.shapes(rng)
+    arrays = []
+    for k, shape in enumerate(shapes):
+        if case.domain == "positive":
+            a = rng.uniform(0.5, 2.0, size=shape)
+        elif case.domain == "away":
+            # distinct magnitudes at least 0.1 apart, random signs: no kinks, no ties
+            n = int(np.prod(shape))
+            mags = 0.15 + 0.13 * rng.permutation(n) + 0.031 * k
+            a = (mags * rng.choice([-1.0, 1.0], size=n)).reshape(shape)
+        else:
+            a = rng.uniform(-1.5, 1.5, size=shape)
+            a = np.where(np.abs(a) < 0.05, 0.3, a)
+        arrays.append(np.asarray(a, dtype=np.float64))
+    consts = case.consts(rng, shapes) if case.consts else []
+    return arrays, consts

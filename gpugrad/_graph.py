@@ -105,6 +105,14 @@ class Op:
         n = _prod(out_shape)
         return n, n * (len(in_shapes) + 1)
 
+    @classmethod
+    def vjp(cls, g, ins, out, p, needs):
+        raise NotImplementedError(f"op '{cls.name}' has no VJP rule")
+
+    @classmethod
+    def jvp(cls, ts, ins, out, p):
+        raise NotImplementedError(f"op '{cls.name}' has no JVP rule")
+
 
 def _prod(shape):
     n = 1
@@ -163,11 +171,16 @@ def apply(op, inputs, p=None):
                 requires = True
         else:
             arrays.append(x)
-    if dev.index:
-        with dev.context():
+    try:
+        if dev.index:
+            with dev.context():
+                data = op.forward(dev, p, *arrays)
+        else:
             data = op.forward(dev, p, *arrays)
-    else:
-        data = op.forward(dev, p, *arrays)
+    except ValueError:
+        if op.broadcasting:
+            _check_broadcast(op, arrays)
+        raise
     if isinstance(data, _np_generic):
         # NumPy returns scalars from 0-d ufunc calls; a tensor always holds an array
         data = _np_asarray(data)
@@ -215,6 +228,15 @@ def apply(op, inputs, p=None):
     if _fw_active:
         _propagate_tangents(op, inputs, out, p)
     return out
+
+
+def _check_broadcast(op, arrays):
+    shapes = [tuple(a.shape) for a in arrays if hasattr(a, "shape")]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{op.name}: shapes " + " and ".join(str(s) for s in shapes)
+                         + " cannot be broadcast together") from None
 
 
 def _input_meta(inputs, data):

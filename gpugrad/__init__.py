@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as _np
 
 from . import _methods  # noqa: F401  (binds Tensor's operators)
-from . import autograd, memory, nn, ops
+from . import autograd, data, memory, nn, ops, optim
 from ._device import Device, cuda_available, default_device, device, manual_seed
 from ._graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ._tensor import Tensor
@@ -12,6 +12,7 @@ from .creation import (arange, empty, full, full_like, ones, ones_like, rand, ra
                        zeros, zeros_like)
 from .forward import jvp
 from .gradcheck import GradcheckError, gradcheck
+from .serialization import load, save
 from .ops import (abs, broadcast_to, clip, concatenate, cos, exp, log, log_softmax,
                   logsumexp, matmul, max, maximum, mean, minimum, relu, reshape, sigmoid, sin,
                   softmax, sqrt, stack, sum, tanh, transpose, where)

@@ -113,7 +113,7 @@ class _CupyMemory:
 class Device:
     """A place where arrays live: ``cpu`` (NumPy) or ``cuda:N`` (CuPy)."""
 
-    __slots__ = ("type", "index", "xp", "memory", "_rng", "_kernels", "__weakref__")
+    __slots__ = ("type", "index", "xp", "memory", "_rng", "kernels", "fn", "__weakref__")
 
     def __init__(self, type_, index):
         self.type = type_
@@ -134,7 +134,10 @@ class Device:
             with cupy.cuda.Device(index):
                 self.memory = _CupyMemory(cupy, index)
         self._rng = None
-        self._kernels = None
+        # the kernel table: CUDA kernels on CuPy, their NumPy twins on the CPU
+        from . import kernels
+        self.kernels = kernels.table_for(self)
+        self.fn = _FunctionTable(self.kernels, self.xp)
 
     def __repr__(self):
         return f"device(type='{self.type}', index={self.index})" if self.type == "cuda" \
@@ -200,13 +203,19 @@ class Device:
             with self.context():
                 self._rng = self.xp.random.RandomState(seed)
 
-    @property
-    def kernels(self):
-        """The kernel table: CUDA kernels on CuPy, their NumPy twins on the CPU."""
-        if self._kernels is None:
-            from . import kernels
-            self._kernels = kernels.table_for(self)
-        return self._kernels
+
+class _FunctionTable(dict):
+    """name -> the kernel of that name, else the array module's function, resolved once."""
+
+    def __init__(self, kernels, xp):
+        super().__init__()
+        self._kernels = kernels
+        self._xp = xp
+
+    def __missing__(self, name):
+        fn = getattr(self._kernels, name, None) or getattr(self._xp, name)
+        self[name] = fn
+        return fn
 
 
 class _NullContext:

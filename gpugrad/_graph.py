@@ -83,8 +83,9 @@ def exit_forward_level(level):
 class Op:
     """One primitive: forward kernel, VJP, JVP, what it saves, and its cost.
 
-    ``forward(dev, p, *arrays) -> array`` runs the kernel; ``p`` holds the op's
-    non-tensor parameters (axis, shape, ...).
+    ``kernel`` names the forward kernel when it takes the arrays alone; otherwise
+    ``forward(dev, p, *arrays) -> array`` runs it, ``p`` holding the op's non-tensor
+    parameters (axis, shape, ...).
     ``vjp(g, ins, out, p, needs) -> tuple`` maps the output cotangent to one cotangent per
     input (None for a zero or an input that needs none); ``ins`` holds the saved inputs
     (None where not saved) and ``out`` the output when ``save_output``.
@@ -94,11 +95,15 @@ class Op:
     """
 
     name = "op"
-    save_inputs = "none"      # "none", "all", or a tuple of booleans, one per input
+    save_inputs = None        # None, True (all), or a tuple of booleans, one per input
     save_output = False
     view = False              # the output shares memory with input 0
-    broadcasting = False      # inputs are broadcast against each other
+    broadcasting = False      # inputs are broadcast against each other (the scheduler sums
+                              # each cotangent back to its input's shape)
     linear = False            # linear in its tensor inputs
+    kernel = None             # forward is this entry of the device's kernel table (a CUDA
+                              # kernel or its twin, else a ufunc of the array module), called
+                              # with the arrays by apply: one Python call less on the hot path
 
     @staticmethod
     def cost(in_shapes, out_shape, p):
@@ -122,10 +127,12 @@ def _prod(shape):
 
 
 class Node:
-    """What the backward pass needs of one recorded op call."""
+    """What the backward pass needs of one recorded op call. A leaf tensor that
+    requires grad gets a node of its own (op ``AccumulateGrad``) that adds the
+    gradient arriving at it into ``.grad``."""
 
-    __slots__ = ("op", "parents", "ins", "out", "out_ver", "stamp", "p", "meta", "dev",
-                 "released", "retained", "out_tangents", "__weakref__")
+    __slots__ = ("op", "parents", "ins", "out", "out_ver", "stamp", "p", "shape", "dtype",
+                 "dev", "released", "retained", "out_tangents", "leaf", "__weakref__")
 
     def retain(self, tensor):
         self.retained = weakref.ref(tensor)
@@ -146,9 +153,34 @@ class Node:
         t._rg = grad_mode
         t._grad = None
         t._node = self if grad_mode else None
+        t._acc = None
         t._ver = self.out_ver
         t._tangents = self.out_tangents
         return t
+
+
+class AccumulateGrad(Op):
+    """The sink of a leaf tensor's gradient."""
+    name = "AccumulateGrad"
+
+
+def leaf_node(t):
+    """The AccumulateGrad node of a leaf tensor; it refers to the tensor weakly, so that
+    tensor and node do not keep each other alive."""
+    node = t._acc
+    if node is None:
+        node = _new(Node)
+        node.op = AccumulateGrad
+        node.parents = ()
+        node.ins = None
+        node.out = None
+        node.released = False
+        node.retained = None
+        node.leaf = weakref.ref(t)
+        node.shape = t._data.shape
+        node.dtype = t._data.dtype
+        t._acc = node
+    return node
 
 
 def _device_mismatch(op, a, b):
@@ -158,23 +190,30 @@ def _device_mismatch(op, a, b):
 def apply(op, inputs, p=None):
     """Run ``op`` on ``inputs`` (Tensors or Python scalars) and record it when needed."""
     dev = None
-    requires = False
+    parents = None
+    record = _grad_enabled
     arrays = []
-    for x in inputs:
-        if isinstance(x, Tensor):
+    for i, x in enumerate(inputs):
+        if x.__class__ is Tensor or isinstance(x, Tensor):
+            xdev = x.device
             if dev is None:
-                dev = x.device
-            elif x.device is not dev:
-                raise _device_mismatch(op, dev, x.device)
+                dev = xdev
+            elif xdev is not dev:
+                raise _device_mismatch(op, dev, xdev)
             arrays.append(x._data)
-            if x._rg:
-                requires = True
+            if x._rg and record:
+                if parents is None:
+                    parents = [None] * len(inputs)
+                node = x._node
+                parents[i] = node if node is not None else (x._acc or leaf_node(x))
         else:
             arrays.append(x)
     try:
         if dev.index:
             with dev.context():
                 data = op.forward(dev, p, *arrays)
+        elif op.kernel is not None:
+            data = dev.fn[op.kernel](*arrays)
         else:
             data = op.forward(dev, p, *arrays)
     except ValueError:
@@ -189,6 +228,7 @@ def apply(op, inputs, p=None):
     out._data = data
     out.device = dev
     out._grad = None
+    out._acc = None
     out._tangents = None
     if op.view:
         out._ver = inputs[0]._ver
@@ -196,18 +236,19 @@ def apply(op, inputs, p=None):
         out._ver = [0]
         if data.nbytes >= TRACK_MIN_BYTES:
             dev.memory.track(data)
-    if requires and _grad_enabled and data.dtype.kind in "fc":
+    if parents is not None and data.dtype.kind in "fc":
         node = _new(Node)
         node.op = op
-        node.parents = tuple(
-            (x._node or x) if isinstance(x, Tensor) and x._rg else None for x in inputs)
+        node.parents = parents
+        node.shape = data.shape
+        node.dtype = data.dtype
         save = op.save_inputs
-        if save == "none":
+        if save is None:
             node.ins = None
-        elif save == "all":
+        elif save is True:
             node.ins = inputs
         else:
-            node.ins = tuple(x if keep else None for x, keep in zip(inputs, save))
+            node.ins = tuple([x if keep else None for x, keep in zip(inputs, save)])
         if op.save_output:
             node.out = data
             node.out_ver = out._ver
@@ -219,7 +260,6 @@ def apply(op, inputs, p=None):
         node.released = False
         node.retained = None
         node.out_tangents = None
-        node.meta = _input_meta(inputs, data) if op.broadcasting else None
         out._node = node
         out._rg = True
     else:
@@ -237,21 +277,6 @@ def _check_broadcast(op, arrays):
     except ValueError:
         raise ValueError(f"{op.name}: shapes " + " and ".join(str(s) for s in shapes)
                          + " cannot be broadcast together") from None
-
-
-def _input_meta(inputs, data):
-    """(shape, dtype) of each tensor input that differs from the output, else None:
-    its cotangent must be summed back to the shape and cast back to the dtype."""
-    shape, dtype = data.shape, data.dtype
-    meta = None
-    for i, x in enumerate(inputs):
-        if isinstance(x, Tensor):
-            xd = x._data
-            if xd.shape != shape or xd.dtype != dtype:
-                if meta is None:
-                    meta = [None] * len(inputs)
-                meta[i] = (xd.shape, xd.dtype)
-    return meta
 
 
 def _propagate_tangents(op, inputs, out, p):

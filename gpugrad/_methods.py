@@ -4,9 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from ._graph import apply
 from ._tensor import Tensor, wrap
+from .ops.elementwise import Add, Div, Mul, Pow, Sub
 
 _SCALARS = (int, float, bool, np.number, np.bool_)
+_FAST_SCALARS = frozenset((int, float))
 
 
 def _operand(value, like):
@@ -19,14 +22,22 @@ def _operand(value, like):
     return NotImplemented
 
 
-def _binary(fn):
+def _binary(op):
+    """The operator and its reflection, calling ``apply`` directly: they are the
+    busiest entry points of the engine."""
     def forward(self, other):
-        other = _operand(other, self)
-        return NotImplemented if other is NotImplemented else fn(self, other)
+        if other.__class__ is not Tensor and other.__class__ not in _FAST_SCALARS:
+            other = _operand(other, self)
+            if other is NotImplemented:
+                return NotImplemented
+        return apply(op, (self, other))
 
     def reflected(self, other):
-        other = _operand(other, self)
-        return NotImplemented if other is NotImplemented else fn(other, self)
+        if other.__class__ is not Tensor and other.__class__ not in _FAST_SCALARS:
+            other = _operand(other, self)
+            if other is NotImplemented:
+                return NotImplemented
+        return apply(op, (other, self))
     return forward, reflected
 
 
@@ -58,11 +69,11 @@ def _matmul_operand(value, like):
 
 def _install():
     T = Tensor
-    T.__add__, T.__radd__ = _binary(ops.add)
-    T.__sub__, T.__rsub__ = _binary(ops.sub)
-    T.__mul__, T.__rmul__ = _binary(ops.mul)
-    T.__truediv__, T.__rtruediv__ = _binary(ops.div)
-    T.__pow__, T.__rpow__ = _binary(ops.pow)
+    T.__add__, T.__radd__ = _binary(Add)
+    T.__sub__, T.__rsub__ = _binary(Sub)
+    T.__mul__, T.__rmul__ = _binary(Mul)
+    T.__truediv__, T.__rtruediv__ = _binary(Div)
+    T.__pow__, T.__rpow__ = _binary(Pow)
     T.__matmul__ = lambda a, b: ops.matmul(a, _matmul_operand(b, a))
     T.__rmatmul__ = lambda a, b: ops.matmul(_matmul_operand(b, a), a)
     T.__neg__ = ops.neg

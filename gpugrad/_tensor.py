@@ -69,7 +69,7 @@ class Tensor:
     [2.0, 4.0, 6.0]
     """
 
-    __slots__ = ("_data", "device", "_rg", "_grad", "_node", "_ver", "_tangents",
+    __slots__ = ("_data", "device", "_rg", "_grad", "_node", "_acc", "_ver", "_tangents",
                  "__weakref__")
     # NumPy defers to Tensor's reflected operators instead of broadcasting over it
     __array_ufunc__ = None
@@ -102,6 +102,7 @@ class Tensor:
         self._rg = False
         self._grad = None
         self._node = None
+        self._acc = None
         self._ver = [0]
         self._tangents = None
         if requires_grad:
@@ -154,6 +155,8 @@ class Tensor:
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self._data.dtype}")
         self._rg = bool(flag)
+        if not flag:
+            self._acc = None
         return self
 
     @property
@@ -194,6 +197,8 @@ class Tensor:
             value = value.view(np.ndarray)
         if _device.array_device(value) is not self.device:
             value = self.device.asarray(value)
+        if value.shape != self._data.shape or value.dtype != self._data.dtype:
+            self._acc = None     # its gradient sink knew the old shape and dtype
         self._data = value
         bump_version(self._ver)
 
@@ -281,6 +286,7 @@ class Tensor:
         out._rg = False
         out._grad = None
         out._node = None
+        out._acc = None
         out._ver = self._ver
         out._tangents = None
         return out
@@ -307,6 +313,7 @@ def wrap(arr, dev):
     out._rg = False
     out._grad = None
     out._node = None
+    out._acc = None
     out._ver = [0]
     out._tangents = None
     return out

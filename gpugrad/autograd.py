@@ -4,8 +4,8 @@ contributions from several paths summed, saved arrays released as each node fini
 from __future__ import annotations
 
 from . import _graph
-from ._graph import Node, enable_grad, no_grad, set_grad_enabled
-from ._tensor import Tensor, wrap
+from ._graph import AccumulateGrad, enable_grad, leaf_node, no_grad, set_grad_enabled
+from ._tensor import Tensor, _clock as clock, wrap
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad"]
 
@@ -16,8 +16,8 @@ _FREED = ("Trying to backward through the graph a second time (or to read saved 
 
 
 def _key(t):
-    """The gradient slot of a tensor: its node, or the leaf tensor itself."""
-    return t._node if t._node is not None else t
+    """The node a tensor's gradient flows into: its creator, or its AccumulateGrad."""
+    return t._node if t._node is not None else leaf_node(t)
 
 
 def _seed(outputs, grad_outputs, create_graph):
@@ -54,145 +54,161 @@ def _seed(outputs, grad_outputs, create_graph):
     return seeds
 
 
-def _topological(roots):
-    """Nodes reachable from ``roots`` with the number of edges into each from consumers
-    (iterative: graphs of any depth)."""
+def _dependencies(roots):
+    """For each node reachable from ``roots``, the number of edges into it from
+    consumers (iterative: graphs of any depth)."""
     deps = {}
-    stack = [r for r in roots if type(r) is Node]
+    stack = list(roots)
     seen = set(stack)
     while stack:
         node = stack.pop()
         for parent in node.parents:
-            if type(parent) is Node:
+            if parent is not None:
                 deps[parent] = deps.get(parent, 0) + 1
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
-    return seen, deps
+    return deps
 
 
-def _needed(nodes, deps, roots, target_keys):
+def _needed(roots, deps, targets):
     """Nodes from which some target is reachable: only their VJPs need to run."""
     order = []
     remaining = dict(deps)
-    ready = [r for r in roots if type(r) is Node and remaining.get(r, 0) == 0]
-    ready = list(dict.fromkeys(ready))
+    ready = [r for r in roots if remaining.get(r, 0) == 0]
     while ready:
         node = ready.pop()
         order.append(node)
         for parent in node.parents:
-            if type(parent) is Node:
+            if parent is not None:
                 remaining[parent] -= 1
                 if remaining[parent] == 0:
                     ready.append(parent)
-    needed = set()
+    needed = set(targets)
     for node in reversed(order):
-        if node in target_keys or any(p in needed or p in target_keys
-                                      for p in node.parents if p is not None):
+        if node not in needed and any(p in needed for p in node.parents if p is not None):
             needed.add(node)
     return needed
 
 
-def _accumulate(grads, key, g):
-    previous = grads.get(key)
-    grads[key] = g if previous is None else previous + g
-
-
-def _fix_meta(gs, meta):
+def _conform(g, node):
+    """A cotangent summed back over broadcast axes and cast to the dtype of the tensor
+    it belongs to."""
     from .ops import cast, sum_to
-    fixed = []
-    for g, m in zip(gs, meta):
-        if g is not None and m is not None:
-            shape, dtype = m
-            if g.shape != shape:
-                g = sum_to(g, shape)
-            if g.dtype != dtype:
-                g = cast(g, dtype)
-        fixed.append(g)
-    return fixed
+    if g.shape != node.shape:
+        g = sum_to(g, node.shape)
+    if g.dtype != node.dtype:
+        g = cast(g, node.dtype)
+    return g
 
 
-def _run_vjp(node, g, needs, create_graph):
-    if node.released:
-        raise RuntimeError(_FREED.format(node.op.name))
-    ins = node.ins
-    if ins is not None:
-        for x in ins:
-            if isinstance(x, Tensor) and x._ver[0] > node.stamp:
-                raise RuntimeError(
-                    f"an array saved for the backward of op '{node.op.name}' was modified in "
-                    "place after it was saved (its version counter moved); compute on a "
-                    "copy instead")
-    out = None
-    if node.out is not None:
-        if node.out_ver[0] > node.stamp:
-            raise RuntimeError(
-                f"the output of op '{node.op.name}', saved for its backward, was modified in "
-                "place after it was saved (its version counter moved); compute on a copy "
-                "instead")
-        out = node.saved_output(create_graph)
-    gs = node.op.vjp(g, ins, out, node.p, needs)
-    if node.meta is not None:
-        gs = _fix_meta(gs, node.meta)
-    return gs
+def run_backward(seeds, retain_graph, create_graph, targets=None):
+    """Propagate the seeded cotangents through the graph in reverse topological order.
 
-
-def _release(node):
-    if node.ins is not None or node.out is not None:
-        node.ins = None
-        node.out = None
-        node.out_tangents = None
-        node.released = True
-
-
-def run_backward(seeds, retain_graph, create_graph, target_keys=None):
-    """Propagate the seeded cotangents to the leaves. Returns the gradient table of the
-    leaves (and, for ``target_keys``, of those keys)."""
+    Without ``targets``, gradients reaching leaf nodes are accumulated into ``.grad``;
+    with them, the total gradient reaching each target node is returned instead and
+    only the VJPs on a path to a target run.
+    """
     grads = {}
     for key, g in seeds:
-        _accumulate(grads, key, g)
+        previous = grads.get(key)
+        grads[key] = g if previous is None else previous + g
     roots = list(dict.fromkeys(key for key, _ in seeds))
-    nodes, deps = _topological(roots)
-    needed = None if target_keys is None else _needed(nodes, deps, roots, target_keys)
+    deps = _dependencies(roots)
+    needed = None if targets is None else _needed(roots, deps, targets)
     captured = {}
-    ready = [r for r in roots if type(r) is Node and deps.get(r, 0) == 0]
+    ready = [r for r in roots if r not in deps]
+    # slots whose array was made here by a sum: later contributions are added in place
+    owned = set()
     previous_mode = set_grad_enabled(create_graph)
     try:
         while ready:
             node = ready.pop()
             g = grads.pop(node, None)
-            if node.retained is not None and g is not None:
-                tensor = node.retained()
-                if tensor is not None:
-                    tensor._grad = g if create_graph else g.detach()
-            if target_keys is not None and node in target_keys:
+            op = node.op
+            if targets is not None and node in targets:
                 captured[node] = g
-            parents = node.parents
-            if g is not None and (needed is None or node in needed):
-                if needed is None:
-                    needs = tuple(p is not None for p in parents)
-                else:
-                    needs = tuple(p is not None and (p in needed or p in target_keys)
-                                  for p in parents)
+            if g is None:
+                pass
+            elif op is AccumulateGrad:
+                if targets is None:
+                    _accumulate_leaf(node, g, create_graph)
             else:
-                needs = None
-            if needs is not None and True in needs:
-                gs = _run_vjp(node, g, needs, create_graph)
-                del g
-                for parent, gi, need in zip(parents, gs, needs):
-                    if need and gi is not None:
-                        _accumulate(grads, parent, gi)
-                if not retain_graph:
-                    _release(node)
-            for parent in parents:
-                if type(parent) is Node:
-                    deps[parent] -= 1
-                    if deps[parent] == 0:
+                if node.retained is not None:
+                    _retain(node, g, create_graph)
+                if needed is None:
+                    needs = node.parents     # a recorded node has a parent needing grad
+                else:
+                    needs = [p if p in needed else None for p in node.parents]
+                if needed is None or any(needs):
+                    if node.released:
+                        raise RuntimeError(_FREED.format(op.name))
+                    ins = node.ins
+                    if node.stamp != clock[0]:
+                        _check_versions(node)    # something was written since it was saved
+                    out = None if node.out is None else node.saved_output(create_graph)
+                    gs = op.vjp(g, ins, out, node.p, needs)
+                    del g, out, ins
+                    for parent, gi in zip(needs, gs):
+                        if parent is None or gi is None:
+                            continue
+                        data = gi._data
+                        if data.shape != parent.shape or data.dtype is not parent.dtype:
+                            gi = _conform(gi, parent)
+                        previous = grads.get(parent)
+                        if previous is None:
+                            grads[parent] = gi
+                        elif parent in owned:
+                            previous._data += gi._data
+                        else:
+                            grads[parent] = previous + gi
+                            if not create_graph:
+                                owned.add(parent)
+                    if not retain_graph and (node.ins is not None or node.out is not None):
+                        node.ins = None
+                        node.out = None
+                        node.out_tangents = None
+                        node.released = True
+            for parent in node.parents:
+                if parent is not None:
+                    count = deps[parent] - 1
+                    deps[parent] = count
+                    if count == 0:
                         ready.append(parent)
     finally:
         set_grad_enabled(previous_mode)
-    grads.update(captured)
-    return grads
+    return captured
+
+
+def _check_versions(node):
+    for x in node.ins or ():
+        if isinstance(x, Tensor) and x._ver[0] > node.stamp:
+            _raise_modified(node.op, "an input")
+    if node.out is not None and node.out_ver[0] > node.stamp:
+        _raise_modified(node.op, "the output")
+
+
+def _raise_modified(op, what):
+    raise RuntimeError(
+        f"{what} of op '{op.name}', saved for its backward, was modified in place after it "
+        "was saved (its version counter moved); compute on a copy instead")
+
+
+def _accumulate_leaf(node, g, create_graph):
+    tensor = node.leaf()
+    if tensor is None:
+        return
+    if not create_graph:
+        g = g.detach()
+    elif tensor._grad is None and g._node is None:
+        g = g.detach()   # a fresh tensor object: never share one between two leaves
+    tensor._grad = g if tensor._grad is None else tensor._grad + g
+
+
+def _retain(node, g, create_graph):
+    tensor = node.retained()
+    if tensor is not None:
+        tensor._grad = g if create_graph else g.detach()
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
@@ -203,12 +219,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     if retain_graph is None:
         retain_graph = create_graph
     seeds = _seed(outputs, list(grad_tensors), create_graph)
-    grads = run_backward(seeds, retain_graph, create_graph)
-    for key, g in grads.items():
-        if isinstance(key, Tensor):
-            if not create_graph:
-                g = g.detach()
-            key._grad = g if key._grad is None else key._grad + g
+    run_backward(seeds, retain_graph, create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -234,7 +245,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     seeds = _seed(outputs, grad_outputs, create_graph)
     keys = [_key(x) for x in inputs]
-    grads = run_backward(seeds, retain_graph, create_graph, target_keys=set(keys))
+    grads = run_backward(seeds, retain_graph, create_graph, targets=set(keys))
     result = []
     for i, (x, key) in enumerate(zip(inputs, keys)):
         g = grads.get(key)

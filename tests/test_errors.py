@@ -126,7 +126,7 @@ def test_gradcheck_reports_the_worst_element_of_a_wrong_rule():
 
     class WrongSquare(Op):
         name = "wrong_square"
-        save_inputs = "all"
+        save_inputs = True
 
         def forward(dev, p, x):
             return x * x

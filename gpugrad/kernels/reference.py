@@ -139,34 +139,54 @@ def softmax_xent_bwd(logits, labels, g, scale, out=None):
 
 
 # -- optimizer updates, in place on the parameter and its state ------------------------------
+# The CUDA kernels make one pass and no temporaries; the twins use at most one scratch
+# array of the parameter's size, where NumPy cannot fuse the arithmetic.
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
-    """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (unused when
+    """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step."""
     xp = _xp(param)
-    d = grad + weight_decay * param if weight_decay else grad
+    d = grad
+    if weight_decay:
+        d = grad + weight_decay * param
     if momentum:
         if first:
             xp.copyto(buf, d)
         else:
             buf *= momentum
-            buf += (1 - dampening) * d
-        d = d + momentum * buf if nesterov else buf
-    param -= lr * d
+            if dampening:
+                buf += (1 - dampening) * d
+            else:
+                buf += d
+        if nesterov:
+            d = d + momentum * buf
+        else:
+            d = buf
+    step = xp.multiply(d, lr)
+    param -= step
 
 
 def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
-    """PyTorch's Adam (``decoupled=False``) or AdamW step on one parameter."""
+    """PyTorch's Adam (``decoupled=False``, L2 weight decay) or AdamW step on one
+    parameter, updating the moments ``m`` and ``v`` in place."""
     xp = _xp(param)
     if weight_decay:
         if decoupled:
             param *= 1 - lr * weight_decay
         else:
             grad = grad + weight_decay * param
+    # m = beta1 m + (1 - beta1) g, written as m = beta1 (m - g) + g: no temporary
+    m -= grad
     m *= beta1
-    m += (1 - beta1) * grad
+    m += grad
+    scratch = xp.multiply(grad, grad)
+    scratch *= 1 - beta2
     v *= beta2
-    v += (1 - beta2) * grad * grad
+    v += scratch
     bias1 = 1 - beta1 ** step
     bias2 = 1 - beta2 ** step
-    denom = xp.sqrt(v) / math.sqrt(bias2) + eps
-    param -= (lr / bias1) * (m / denom)
+    xp.sqrt(v, out=scratch)
+    scratch *= 1 / math.sqrt(bias2)
+    scratch += eps
+    xp.divide(m, scratch, out=scratch)
+    scratch *= lr / bias1
+    param -= scratch

@@ -24,11 +24,9 @@ def _elementwise_cost(flops_per_element):
 class Add(Op):
     """out = a + b"""
     name = "add"
+    kernel = "add"
     broadcasting = True
     linear = True
-
-    def forward(dev, p, a, b):
-        return dev.xp.add(a, b)
 
     def vjp(g, ins, out, p, needs):
         return g, g
@@ -44,11 +42,9 @@ def add(a, b):
 class Sub(Op):
     """out = a - b"""
     name = "sub"
+    kernel = "subtract"
     broadcasting = True
     linear = True
-
-    def forward(dev, p, a, b):
-        return dev.xp.subtract(a, b)
 
     def vjp(g, ins, out, p, needs):
         return g, (neg(g) if needs[1] else None)
@@ -67,10 +63,8 @@ def sub(a, b):
 class Neg(Op):
     """out = -a"""
     name = "neg"
+    kernel = "negative"
     linear = True
-
-    def forward(dev, p, a):
-        return dev.xp.negative(a)
 
     def vjp(g, ins, out, p, needs):
         return (neg(g),)
@@ -86,11 +80,9 @@ def neg(a):
 class Mul(Op):
     """out = a * b"""
     name = "mul"
+    kernel = "multiply"
     broadcasting = True
-    save_inputs = "all"
-
-    def forward(dev, p, a, b):
-        return dev.xp.multiply(a, b)
+    save_inputs = True
 
     def vjp(g, ins, out, p, needs):
         a, b = ins
@@ -109,12 +101,10 @@ def mul(a, b):
 class Div(Op):
     """out = a / b"""
     name = "div"
+    kernel = "true_divide"
     broadcasting = True
     save_inputs = (False, True)
     save_output = True
-
-    def forward(dev, p, a, b):
-        return dev.xp.true_divide(a, b)
 
     def vjp(g, ins, out, p, needs):
         b = ins[1]
@@ -140,13 +130,11 @@ def _log_of(x):
 class Pow(Op):
     """out = a ** b"""
     name = "pow"
+    kernel = "power"
     broadcasting = True
-    save_inputs = "all"
+    save_inputs = True
     save_output = True
     cost = _elementwise_cost(10)
-
-    def forward(dev, p, a, b):
-        return dev.xp.power(a, b)
 
     def vjp(g, ins, out, p, needs):
         a, b = ins
@@ -169,11 +157,9 @@ def pow(a, b):
 class Exp(Op):
     """out = e^x"""
     name = "exp"
+    kernel = "exp"
     save_output = True
     cost = _elementwise_cost(8)
-
-    def forward(dev, p, x):
-        return dev.xp.exp(x)
 
     def vjp(g, ins, out, p, needs):
         return (g * out,)
@@ -190,11 +176,9 @@ def exp(x):
 class Log(Op):
     """out = ln x"""
     name = "log"
-    save_inputs = "all"
+    kernel = "log"
+    save_inputs = True
     cost = _elementwise_cost(8)
-
-    def forward(dev, p, x):
-        return dev.xp.log(x)
 
     def vjp(g, ins, out, p, needs):
         return (g / ins[0],)
@@ -211,11 +195,9 @@ def log(x):
 class Sqrt(Op):
     """out = sqrt(x)"""
     name = "sqrt"
+    kernel = "sqrt"
     save_output = True
     cost = _elementwise_cost(4)
-
-    def forward(dev, p, x):
-        return dev.xp.sqrt(x)
 
     def vjp(g, ins, out, p, needs):
         return (g / (2 * out),)
@@ -231,11 +213,9 @@ def sqrt(x):
 class Sin(Op):
     """out = sin x"""
     name = "sin"
-    save_inputs = "all"
+    kernel = "sin"
+    save_inputs = True
     cost = _elementwise_cost(8)
-
-    def forward(dev, p, x):
-        return dev.xp.sin(x)
 
     def vjp(g, ins, out, p, needs):
         return (g * cos(ins[0]),)
@@ -251,11 +231,9 @@ def sin(x):
 class Cos(Op):
     """out = cos x"""
     name = "cos"
-    save_inputs = "all"
+    kernel = "cos"
+    save_inputs = True
     cost = _elementwise_cost(8)
-
-    def forward(dev, p, x):
-        return dev.xp.cos(x)
 
     def vjp(g, ins, out, p, needs):
         return (neg(g * sin(ins[0])),)
@@ -277,10 +255,8 @@ def _sign_of(x):
 class Abs(Op):
     """out = |x|"""
     name = "abs"
-    save_inputs = "all"
-
-    def forward(dev, p, x):
-        return dev.xp.abs(x)
+    kernel = "abs"
+    save_inputs = True
 
     def vjp(g, ins, out, p, needs):
         return (g * _sign_of(ins[0]),)
@@ -307,11 +283,9 @@ def _pick_weights(a, b, pick_a):
 class Maximum(Op):
     """out = max(a, b) elementwise; ties send half the gradient to each side"""
     name = "maximum"
+    kernel = "maximum"
     broadcasting = True
-    save_inputs = "all"
-
-    def forward(dev, p, a, b):
-        return dev.xp.maximum(a, b)
+    save_inputs = True
 
     def vjp(g, ins, out, p, needs):
         w = _pick_weights(ins[0], ins[1], _greater)
@@ -326,9 +300,7 @@ class Maximum(Op):
 class Minimum(Maximum):
     """out = min(a, b) elementwise; ties send half the gradient to each side"""
     name = "minimum"
-
-    def forward(dev, p, a, b):
-        return dev.xp.minimum(a, b)
+    kernel = "minimum"
 
     def vjp(g, ins, out, p, needs):
         w = _pick_weights(ins[0], ins[1], _less)
@@ -359,11 +331,9 @@ def minimum(a, b):
 class Where(Op):
     """out = a where cond else b"""
     name = "where"
+    kernel = "where"
     broadcasting = True
     save_inputs = (True, False, False)
-
-    def forward(dev, p, cond, a, b):
-        return dev.xp.where(cond, a, b)
 
     def vjp(g, ins, out, p, needs):
         cond = ins[0]
@@ -392,7 +362,7 @@ def where(cond, a, b):
 class Clip(Op):
     """out = min(max(x, lo), hi); the gradient passes where lo <= x <= hi"""
     name = "clip"
-    save_inputs = "all"
+    save_inputs = True
 
     def forward(dev, p, x):
         return dev.xp.clip(x, p[0], p[1])

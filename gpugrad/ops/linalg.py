@@ -18,7 +18,7 @@ def _matmul_cost(in_shapes, out_shape, p):
 class MatMul(Op):
     """out = a @ b (NumPy's matmul: 1-D operands, batched broadcasting)"""
     name = "matmul"
-    save_inputs = "all"
+    save_inputs = True
     cost = staticmethod(_matmul_cost)
 
     def forward(dev, p, a, b):

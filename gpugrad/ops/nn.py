@@ -21,10 +21,8 @@ def _n(shape):
 class Relu(Op):
     """out = max(x, 0); saves its output, not its input"""
     name = "relu"
+    kernel = "relu_fwd"
     save_output = True
-
-    def forward(dev, p, x):
-        return dev.kernels.relu_fwd(x)
 
     def vjp(g, ins, out, p, needs):
         return (relu_grad(g, out),)
@@ -40,10 +38,8 @@ def relu(x):
 class ReluGrad(Op):
     """out = g where y > 0 else 0"""
     name = "relu_grad"
+    kernel = "relu_bwd"
     save_inputs = (False, True)
-
-    def forward(dev, p, g, y):
-        return dev.kernels.relu_bwd(g, y)
 
     def vjp(gy, ins, out, p, needs):
         return relu_grad(gy, ins[1]), None
@@ -60,10 +56,8 @@ def relu_grad(g, y):
 class Tanh(Op):
     """out = tanh x; saves its output"""
     name = "tanh"
+    kernel = "tanh"
     save_output = True
-
-    def forward(dev, p, x):
-        return dev.kernels.tanh_fwd(x)
 
     def vjp(g, ins, out, p, needs):
         return (tanh_grad(g, out),)
@@ -79,10 +73,8 @@ def tanh(x):
 class TanhGrad(Op):
     """out = g (1 - y^2)"""
     name = "tanh_grad"
-    save_inputs = "all"
-
-    def forward(dev, p, g, y):
-        return dev.kernels.tanh_bwd(g, y)
+    kernel = "tanh_bwd"
+    save_inputs = True
 
     def vjp(gy, ins, out, p, needs):
         g, y = ins
@@ -104,10 +96,8 @@ def tanh_grad(g, y):
 class Sigmoid(Op):
     """out = 1 / (1 + e^-x); saves its output"""
     name = "sigmoid"
+    kernel = "sigmoid_fwd"
     save_output = True
-
-    def forward(dev, p, x):
-        return dev.kernels.sigmoid_fwd(x)
 
     def vjp(g, ins, out, p, needs):
         return (sigmoid_grad(g, out),)
@@ -123,10 +113,8 @@ def sigmoid(x):
 class SigmoidGrad(Op):
     """out = g y (1 - y)"""
     name = "sigmoid_grad"
-    save_inputs = "all"
-
-    def forward(dev, p, g, y):
-        return dev.kernels.sigmoid_bwd(g, y)
+    kernel = "sigmoid_bwd"
+    save_inputs = True
 
     def vjp(gy, ins, out, p, needs):
         g, y = ins
@@ -148,10 +136,8 @@ def sigmoid_grad(g, y):
 class Gelu(Op):
     """out = x/2 (1 + tanh(k (x + c x^3)))"""
     name = "gelu"
-    save_inputs = "all"
-
-    def forward(dev, p, x):
-        return dev.kernels.gelu_fwd(x)
+    kernel = "gelu_fwd"
+    save_inputs = True
 
     def vjp(g, ins, out, p, needs):
         return (gelu_grad(g, ins[0]),)
@@ -176,10 +162,8 @@ def _gelu_second(x):
 class GeluGrad(Op):
     """out = g gelu'(x)"""
     name = "gelu_grad"
-    save_inputs = "all"
-
-    def forward(dev, p, g, x):
-        return dev.kernels.gelu_bwd(g, x)
+    kernel = "gelu_bwd"
+    save_inputs = True
 
     def vjp(gy, ins, out, p, needs):
         g, x = ins
@@ -236,7 +220,7 @@ def softmax(x, axis=-1):
 class SoftmaxGrad(Op):
     """out = y (g - sum(g y)) along an axis (y is softmax's output)"""
     name = "softmax_grad"
-    save_inputs = "all"
+    save_inputs = True
     cost = staticmethod(lambda i, o, p: (4 * _n(o), 3 * _n(o)))
 
     def forward(dev, p, g, y):
@@ -288,7 +272,7 @@ def log_softmax(x, axis=-1):
 class LogSoftmaxGrad(Op):
     """out = g - e^y sum(g) along an axis (y is log_softmax's output)"""
     name = "log_softmax_grad"
-    save_inputs = "all"
+    save_inputs = True
     cost = staticmethod(lambda i, o, p: (4 * _n(o), 3 * _n(o)))
 
     def forward(dev, p, g, y):
@@ -319,7 +303,7 @@ def log_softmax_grad(g, y, axis):
 class SoftmaxCrossEntropy(Op):
     """out = scale * sum_i (logsumexp(z_i) - z_i[label_i]); saves the logits"""
     name = "softmax_xent"
-    save_inputs = "all"
+    save_inputs = True
     cost = staticmethod(lambda i, o, p: (6 * _n(i[0]), _n(i[0])))
 
     def forward(dev, p, z, labels):
@@ -353,7 +337,7 @@ def _onehot(labels, like):
 class SoftmaxCrossEntropyGrad(Op):
     """out = (softmax(z) - onehot(labels)) * g * scale, in one pass"""
     name = "softmax_xent_grad"
-    save_inputs = "all"
+    save_inputs = True
     cost = staticmethod(lambda i, o, p: (6 * _n(o), 2 * _n(o)))
 
     def forward(dev, p, z, labels, g):

@@ -1,0 +1,131 @@
+"""Data: the bundled 5,000-digit MNIST subset, MNIST IDX files, and a batch iterator."""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _device
+from ._tensor import wrap
+
+_BUNDLED = os.path.join(os.path.dirname(__file__), "data", "mnist-5k.npz")
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+@dataclass
+class Split:
+    """Images as float32 rows of 784 normalised pixels, labels as int64 classes."""
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def _normalise(images):
+    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    return (flat - MNIST_MEAN) / MNIST_STD
+
+
+def read_idx(path):
+    """Parse one IDX file (gzipped or not) into a NumPy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
+        raise ValueError(f"cannot read IDX file {path}: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: IDX header is truncated")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: IDX header promises {dims} ({expected} bytes of data) but "
+                         f"the file holds {len(raw) - header}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(
+        dtype.newbyteorder("="), copy=False)
+
+
+def _find(folder, stem):
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
+                 stem.replace("-idx", ".idx") + ".gz"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(f"MNIST file {stem}[.gz] not found in {folder}")
+
+
+def _load_idx_split(folder, prefix):
+    images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"MNIST {prefix} files in {folder} do not match: images "
+                         f"{images.shape}, labels {labels.shape}")
+    return Split(_normalise(images), labels.astype(np.int64))
+
+
+def mnist(path=None):
+    """(train, test) splits of MNIST.
+
+    With no path: the 5,000-digit subset shipped with gpugrad, split 4,000/1,000 by a
+    fixed permutation. With a folder: the standard IDX files (train-images-idx3-ubyte,
+    train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not).
+    """
+    if path is not None:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"MNIST folder {path} does not exist")
+        return _load_idx_split(path, "train"), _load_idx_split(path, "t10k")
+    with np.load(_BUNDLED) as data:
+        images, labels = data["images"], data["labels"]
+    order = np.random.default_rng(0).permutation(len(labels))
+    images, labels = images[order], labels[order].astype(np.int64)
+    return (Split(_normalise(images[:4000]), labels[:4000]),
+            Split(_normalise(images[4000:]), labels[4000:]))
+
+
+class DataLoader:
+    """Batches of (images, labels) tensors on a device; a seeded shuffle each epoch.
+
+    >>> import gpugrad as gg
+    >>> train, test = gg.data.mnist()
+    >>> x, y = next(iter(gg.data.DataLoader(train, 32, device="cpu")))
+    >>> tuple(x.shape), tuple(y.shape)
+    ((32, 784), (32,))
+    """
+
+    def __init__(self, split, batch_size, shuffle=True, seed=0, drop_last=False, device=None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.device = _device.device(device) if device is not None else _device.default_device()
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.split)
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        dev = self.device
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            if self.drop_last and len(idx) < self.batch_size:
+                break
+            # one host-to-device copy per array per batch
+            x = dev.asarray(np.ascontiguousarray(self.split.images[idx]))
+            y = dev.asarray(self.split.labels[idx])
+            dev.memory.track(x)
+            yield wrap(x, dev), wrap(y, dev)

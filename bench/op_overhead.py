@@ -4,20 +4,15 @@ A chain of elementwise ops on shape (4,), then sum and backward, timed for gpugr
 and (when installed) PyTorch on the CPU. Each implementation runs in its own process,
 pinned to one thread; the processes alternate and the medians are compared.
 
-    python bench/op_overhead.py [--ops 300] [--rounds 7]
+    python bench/op_overhead.py [--ops 300] [--rounds 9]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
 import time
 
-PIN = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+import _harness
 
 
 def chain(lib, n_ops, reps):
@@ -54,57 +49,32 @@ def chain(lib, n_ops, reps):
     return best / (n_ops + 2)
 
 
-def _child(lib, n_ops, reps):
-    print(json.dumps({"lib": lib, "seconds_per_op": chain(lib, n_ops, reps)}))
-
-
-def _has_torch():
-    try:
-        import torch  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", default="bench/op_overhead.json")
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.ops, args.reps)
+        print(json.dumps({"seconds_per_op": chain(args.child, args.ops, args.reps)}))
         return
-    libs = ["gpugrad"] + (["torch"] if _has_torch() else [])
-    env = dict(os.environ, **PIN, GPUGRAD_DEVICE="cpu")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    samples = {lib: [] for lib in libs}
-    for _ in range(args.rounds):
-        for lib in libs:
-            out = subprocess.run([sys.executable, __file__, "--child", lib, "--ops",
-                                  str(args.ops), "--reps", str(args.reps)], env=env,
-                                 capture_output=True, text=True, check=True)
-            samples[lib].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_op"])
-    medians = {lib: statistics.median(v) for lib, v in samples.items()}
+    libs = ["gpugrad"] + (["torch"] if _harness.has_module("torch") else [])
+    samples = _harness.alternate(__file__, libs, ["--ops", str(args.ops), "--reps",
+                                                  str(args.reps)], args.rounds,
+                                 {"GPUGRAD_DEVICE": "cpu"})
+    medians = _harness.median_of(samples, "seconds_per_op")
     print(f"forward+backward per op, chain of {args.ops} ops on shape (4,), "
           f"median of {args.rounds} alternating processes, one thread each")
     for lib, m in medians.items():
         print(f"  {lib:8s} {m * 1e6:7.2f} us/op")
-    result = {"machine": platform.node(), "python": platform.python_version(),
-              "us_per_op": {k: v * 1e6 for k, v in medians.items()}}
+    result = dict(_harness.machine(), us_per_op={k: v * 1e6 for k, v in medians.items()})
     if "torch" in medians:
         ratio = medians["gpugrad"] / medians["torch"]
         result["ratio_gpugrad_over_torch"] = ratio
         print(f"  gpugrad / torch = {ratio:.2f}  (goal <= 0.70)")
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, args.json)
+    _harness.write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,294 @@
 """The CUDA kernel table of a CuPy device.
 
-Entries compiled from ``kernels/*.cu`` replace the twins of the same name; any entry
-without a CUDA kernel runs its twin, which is written against CuPy as well as NumPy.
+Each entry has the signature and semantics of its NumPy twin in ``reference.py``. The
+``.cu`` sources are read as text (their shared header inlined, so that CuPy's on-disk
+cache key covers it) and compiled once per process with ``cupy.RawModule``. Storage
+types other than float32 and float16, and non-contiguous operands where a kernel needs
+contiguous ones, run the twin, which is written against CuPy as well as NumPy.
 """
 from __future__ import annotations
 
-import types
+import math
+import os
+
+import numpy as np
 
 from . import reference
+
+KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ("elementwise", "softmax", "reduce", "optim")
+THREADS = 256
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
+_ACT_NAME = {"none": "identity", "relu": "relu", "gelu": "gelu", "tanh": "tanh",
+             "sigmoid": "sigmoid"}
+
+
+def read_source(name):
+    """A kernel file's text with ``common.cuh`` inlined."""
+    with open(os.path.join(KERNEL_DIR, f"{name}.cu")) as fh:
+        code = fh.read()
+    with open(os.path.join(KERNEL_DIR, "common.cuh")) as fh:
+        header = fh.read().replace("#pragma once", "")
+    return code.replace('#include "common.cuh"', header)
+
+
+def _aligned(*arrays):
+    return all(a.data.ptr % 16 == 0 for a in arrays)
+
+
+class CudaKernels:
+    """Launchers for the kernels of ``kernels/*.cu`` on one CuPy device."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.cp = dev.xp
+        self._modules = {}
+        self._functions = {}
+        with dev.context():
+            props = self.cp.cuda.runtime.getDeviceProperties(dev.index)
+            self.max_blocks = int(props["multiProcessorCount"]) * 16
+            self._dummy_labels = self.cp.zeros(1, dtype=np.int64)
+            self._dummy_scale = self.cp.ones(1, dtype=np.float32)
+            self._dummy_rows = self.cp.zeros(1, dtype=np.float32)
+
+    # -- compilation ----------------------------------------------------------------------
+    def function(self, source, name):
+        fn = self._functions.get(name)
+        if fn is None:
+            module = self._modules.get(source)
+            if module is None:
+                with self.dev.context():
+                    module = self.cp.RawModule(code=read_source(source),
+                                               options=("-std=c++17",))
+                self._modules[source] = module
+            fn = module.get_function(name)
+            self._functions[name] = fn
+        return fn
+
+    def compiled_names(self):
+        return sorted(self._functions)
+
+    def _grid(self, work):
+        return (max(1, min(self.max_blocks, -(-work // THREADS))),)
+
+    # -- elementwise ----------------------------------------------------------------------
+    def _act_fwd(self, act, x, out):
+        sfx = _SUFFIX.get(x.dtype)
+        if sfx is None or not x.flags.c_contiguous:
+            return getattr(reference, f"{act}_fwd")(x, out=out)
+        if out is None:
+            out = self.cp.empty_like(x)
+        vec = _aligned(x, out)
+        n = x.size
+        work = n // (16 // x.itemsize) if vec else n
+        self.function("elementwise", f"{act}_fwd_{sfx}")(
+            self._grid(work), (THREADS,), (x, out, np.int64(n), np.int32(vec)))
+        return out
+
+    def _act_bwd(self, act, g, s, out):
+        sfx = _SUFFIX.get(g.dtype)
+        if sfx is None or g.dtype != s.dtype or g.shape != s.shape:
+            return getattr(reference, f"{act}_bwd")(g, s, out=out)
+        g = self.cp.ascontiguousarray(g)
+        s = self.cp.ascontiguousarray(s)
+        if out is None:
+            out = self.cp.empty_like(g)
+        vec = _aligned(g, s, out)
+        n = g.size
+        work = n // (16 // g.itemsize) if vec else n
+        self.function("elementwise", f"{act}_bwd_{sfx}")(
+            self._grid(work), (THREADS,), (g, s, out, np.int64(n), np.int32(vec)))
+        return out
+
+    def relu_fwd(self, x, out=None):
+        return self._act_fwd("relu", x, out)
+
+    def gelu_fwd(self, x, out=None):
+        return self._act_fwd("gelu", x, out)
+
+    def sigmoid_fwd(self, x, out=None):
+        return self._act_fwd("sigmoid", x, out)
+
+    def tanh_fwd(self, x, out=None):
+        return self._act_fwd("tanh", x, out)
+
+    def relu_bwd(self, g, y, out=None):
+        return self._act_bwd("relu", g, y, out)
+
+    def gelu_bwd(self, g, x, out=None):
+        return self._act_bwd("gelu", g, x, out)
+
+    def sigmoid_bwd(self, g, y, out=None):
+        return self._act_bwd("sigmoid", g, y, out)
+
+    def tanh_bwd(self, g, y, out=None):
+        return self._act_bwd("tanh", g, y, out)
+
+    def bias_act_fwd(self, x, b, act, out=None):
+        sfx = _SUFFIX.get(x.dtype)
+        if (sfx is None or b.dtype != x.dtype or b.ndim != 1 or x.ndim < 1
+                or x.shape[-1] != b.shape[0] or not x.flags.c_contiguous):
+            return reference.bias_act_fwd(x, b, act, out=out)
+        b = self.cp.ascontiguousarray(b)
+        if out is None:
+            out = self.cp.empty_like(x)
+        cols = b.shape[0]
+        per_pack = 16 // x.itemsize
+        vec = _aligned(x, b, out) and cols % per_pack == 0
+        n = x.size
+        work = n // per_pack if vec else n
+        self.function("elementwise", f"bias_{_ACT_NAME[act]}_fwd_{sfx}")(
+            self._grid(work), (THREADS,),
+            (x, b, out, np.int64(n), np.int32(cols), np.int32(vec)))
+        return out
+
+    # -- column sums ----------------------------------------------------------------------
+    def bias_grad(self, g, out=None):
+        sfx = _SUFFIX.get(g.dtype)
+        if sfx is None or g.ndim != 2:
+            return reference.bias_grad(g, out=out)
+        cp = self.cp
+        g = cp.ascontiguousarray(g)
+        rows, cols = g.shape
+        if out is None:
+            out = cp.empty(cols, dtype=g.dtype)
+        col_blocks = -(-cols // 32)
+        chunks = max(1, min(-(-rows // 64), self.max_blocks // 4 // col_blocks))
+        rows_per_chunk = -(-rows // chunks)
+        chunks = -(-rows // rows_per_chunk) if rows else 1
+        partial = cp.empty((chunks, cols), dtype=np.float32)
+        self.function("reduce", f"bias_grad_partial_{sfx}")(
+            (col_blocks, chunks), (32, 8),
+            (g, partial, np.int32(rows), np.int32(cols), np.int32(rows_per_chunk)))
+        self.function("reduce", f"bias_grad_finish_{sfx}")(
+            (-(-cols // THREADS),), (THREADS,), (partial, out, np.int32(chunks), np.int32(cols)))
+        return out
+
+    # -- softmax family over the last axis ---------------------------------------------------
+    def _rows(self, mode, a, b=None, labels=None, gscale=None, scale=1.0, row_out=None,
+              out=None):
+        cp = self.cp
+        sfx = _SUFFIX[a.dtype]
+        cols = a.shape[-1]
+        rows = a.size // cols if cols else 0
+        a = cp.ascontiguousarray(a)
+        b = a if b is None else cp.ascontiguousarray(b)
+        if out is None:
+            out = cp.empty_like(a)
+        if cols <= 1024:
+            per_lane = next(k for k in (1, 4, 16, 32) if 32 * k >= cols)
+            variant, block = f"w{per_lane}", THREADS
+            grid = (max(1, -(-rows // (THREADS // 32))),)
+        else:
+            variant, block = "block", 512
+            grid = (max(1, rows),)
+        self.function("softmax", f"{mode}_{variant}_{sfx}")(
+            grid, (block,),
+            (a, b, self._dummy_labels if labels is None else labels,
+             self._dummy_scale if gscale is None else gscale, out,
+             self._dummy_rows if row_out is None else row_out,
+             np.int32(rows), np.int32(cols), np.float32(scale)))
+        return out
+
+    def _row_ok(self, *arrays):
+        first = arrays[0]
+        return (first.dtype in _SUFFIX and first.ndim >= 1 and first.size > 0
+                and all(x.dtype == first.dtype and x.shape == first.shape for x in arrays))
+
+    def softmax_fwd(self, x, out=None):
+        if not self._row_ok(x):
+            return reference.softmax_fwd(x, out=out)
+        return self._rows("softmax_fwd", x, out=out)
+
+    def log_softmax_fwd(self, x, out=None):
+        if not self._row_ok(x):
+            return reference.log_softmax_fwd(x, out=out)
+        return self._rows("log_softmax_fwd", x, out=out)
+
+    def softmax_bwd(self, g, y, out=None):
+        if not self._row_ok(g, y):
+            return reference.softmax_bwd(g, y, out=out)
+        return self._rows("softmax_bwd", g, y, out=out)
+
+    def log_softmax_bwd(self, g, y, out=None):
+        if not self._row_ok(g, y):
+            return reference.log_softmax_bwd(g, y, out=out)
+        return self._rows("log_softmax_bwd", g, y, out=out)
+
+    def softmax_xent_fwd(self, logits, labels, scale, out=None):
+        if not self._row_ok(logits) or logits.ndim != 2:
+            return reference.softmax_xent_fwd(logits, labels, scale, out=out)
+        cp = self.cp
+        labels = cp.ascontiguousarray(labels, dtype=np.int64)
+        per_row = cp.empty(logits.shape[0], dtype=np.float32)
+        self._rows("softmax_xent_fwd", logits, labels=labels, row_out=per_row,
+                   out=self._dummy_out(logits))
+        total = (per_row.sum() * np.float32(scale)).astype(logits.dtype)
+        if out is None:
+            return total
+        out[...] = total
+        return out
+
+    def _dummy_out(self, like):
+        # the forward cross-entropy writes no (rows, cols) output; a one-element array
+        # of the right type stands in for the pointer
+        return self.cp.empty(1, dtype=like.dtype)
+
+    def softmax_xent_bwd(self, logits, labels, g, scale, out=None):
+        if not self._row_ok(logits) or logits.ndim != 2:
+            return reference.softmax_xent_bwd(logits, labels, g, scale, out=out)
+        cp = self.cp
+        labels = cp.ascontiguousarray(labels, dtype=np.int64)
+        gscale = cp.asarray(g, dtype=np.float32).reshape(1)
+        return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale,
+                          scale=scale, out=out)
+
+    # -- optimizer updates -------------------------------------------------------------------
+    def _update_ok(self, param, *others):
+        return (param.dtype in _SUFFIX and param.flags.c_contiguous
+                and all(o is None or (o.dtype == param.dtype and o.flags.c_contiguous)
+                        for o in others))
+
+    def sgd_update(self, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
+                   first):
+        grad = self.cp.ascontiguousarray(grad, dtype=param.dtype)
+        if not self._update_ok(param, buf):
+            return reference.sgd_update(param, grad, buf, lr, momentum, dampening,
+                                        weight_decay, nesterov, first)
+        n = param.size
+        self.function("optim", f"sgd_update_{_SUFFIX[param.dtype]}")(
+            self._grid(n), (THREADS,),
+            (param, grad, param if buf is None else buf, np.int64(n), np.float32(lr),
+             np.float32(momentum), np.float32(dampening), np.float32(weight_decay),
+             np.int32(bool(nesterov)), np.int32(bool(first))))
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
+                    decoupled):
+        grad = self.cp.ascontiguousarray(grad, dtype=param.dtype)
+        if not self._update_ok(param, m, v):
+            return reference.adam_update(param, grad, m, v, lr, beta1, beta2, eps,
+                                         weight_decay, step, decoupled)
+        n = param.size
+        step_size = lr / (1 - beta1 ** step)
+        inv_sqrt_bias2 = 1 / math.sqrt(1 - beta2 ** step)
+        self.function("optim", f"adam_update_{_SUFFIX[param.dtype]}")(
+            self._grid(n), (THREADS,),
+            (param, grad, m, v, np.int64(n), np.float32(lr), np.float32(beta1),
+             np.float32(beta2), np.float32(eps), np.float32(weight_decay),
+             np.float32(step_size), np.float32(inv_sqrt_bias2), np.int32(bool(decoupled))))
+
 
 _tables = {}
 
 
 def table(dev):
-    key = dev.index
-    if key not in _tables:
-        entries = {name: getattr(reference, name) for name in dir(reference)
-                   if not name.startswith("_") and callable(getattr(reference, name))}
-        _tables[key] = types.SimpleNamespace(**entries)
-    return _tables[key]
+    """The kernel table of a CUDA device (made once per device)."""
+    kernels = _tables.get(dev.index)
+    if kernels is None:
+        kernels = CudaKernels(dev)
+        _tables[dev.index] = kernels
+    return kernels
+
+
+def compiled_names(dev):
+    return table(dev).compiled_names()

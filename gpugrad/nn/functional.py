@@ -20,20 +20,26 @@ def gelu(x, approximate="tanh"):
     return ops.gelu(x)
 
 
-def linear(x, weight, bias=None):
-    """x @ weight.T + bias, with PyTorch's layout: weight has shape (out, in)."""
+def linear(x, weight, bias=None, activation="none"):
+    """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
+    Bias and activation run as one fused kernel."""
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out, in), got {shape_str(weight.shape)}")
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {shape_str(x.shape)} does not fit weight of "
                          f"shape {shape_str(weight.shape)} (in_features {weight.shape[1]})")
-    y = ops.matmul(x, ops.transpose(weight))
+    y = ops.matmul(x, ops.swap_last(weight))
     if bias is not None:
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear: bias of shape {shape_str(bias.shape)} does not fit "
                              f"weight of shape {shape_str(weight.shape)}")
-        y = y + bias
+        return ops.bias_act(y, bias, activation)
+    if activation != "none":
+        return _ACT[activation](y)
     return y
+
+
+_ACT = {"relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid, "gelu": ops.gelu}
 
 
 def cross_entropy(logits, labels, reduction="mean"):

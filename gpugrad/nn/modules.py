@@ -250,6 +250,7 @@ class Sequential(Module):
 
 
 _ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
+_FUSED = {cls: name for name, cls in _ACTIVATIONS.items()}
 
 
 class MLP(Sequential):
@@ -274,6 +275,21 @@ class MLP(Sequential):
                     layers.append(Dropout(dropout))
         super().__init__(*layers)
         self.sizes = sizes
+
+    def forward(self, x):
+        # a Linear followed by its activation runs as one fused bias + activation kernel
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Linear) and layer.bias is not None and type(nxt) in _FUSED:
+                x = F.linear(x, layer.weight, layer.bias, _FUSED[type(nxt)])
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
 
 
 class CrossEntropyLoss(Module):

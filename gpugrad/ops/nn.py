@@ -398,3 +398,78 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     else:
         raise ValueError(f"unknown reduction '{reduction}': expected 'mean', 'sum' or 'none'")
     return apply(SoftmaxCrossEntropy, (logits, labels), (scale,))
+
+
+# -- bias + activation, fused ---------------------------------------------------------------
+class _BiasAct(Op):
+    """out = act(x + b), b broadcast over the rows of x: one pass instead of two.
+    The bias cotangent is the row sum of the pre-activation's, which the scheduler makes
+    when it sums the cotangent back to b's shape."""
+    broadcasting = True
+    act = "none"
+
+    def forward(dev, p, x, b):
+        return dev.kernels.bias_act_fwd(x, b, p[0])
+
+
+class _BiasActSavingOutput(_BiasAct):
+    """relu, tanh and sigmoid: the derivative is a function of the output"""
+    save_output = True
+    act_grad = None
+
+    @classmethod
+    def vjp(cls, g, ins, out, p, needs):
+        gz = cls.act_grad(g, out)
+        return gz, gz
+
+    @classmethod
+    def jvp(cls, ts, ins, out, p):
+        tz = add_terms(ts[0], ts[1])
+        return cls.act_grad(tz, out)
+
+
+class BiasRelu(_BiasActSavingOutput):
+    """out = relu(x + b)"""
+    name = "bias_relu"
+    act_grad = staticmethod(relu_grad)
+
+
+class BiasTanh(_BiasActSavingOutput):
+    """out = tanh(x + b)"""
+    name = "bias_tanh"
+    act_grad = staticmethod(tanh_grad)
+
+
+class BiasSigmoid(_BiasActSavingOutput):
+    """out = sigmoid(x + b)"""
+    name = "bias_sigmoid"
+    act_grad = staticmethod(sigmoid_grad)
+
+
+class BiasGelu(_BiasAct):
+    """out = gelu(x + b); saves its inputs and recomputes x + b for the derivative"""
+    name = "bias_gelu"
+    save_inputs = True
+
+    def vjp(g, ins, out, p, needs):
+        gz = gelu_grad(g, ins[0] + ins[1])
+        return gz, gz
+
+    def jvp(ts, ins, out, p):
+        return gelu_grad(add_terms(ts[0], ts[1]), ins[0] + ins[1])
+
+
+_BIAS_ACT = {"relu": BiasRelu, "tanh": BiasTanh, "sigmoid": BiasSigmoid, "gelu": BiasGelu}
+
+
+def bias_act(x, b, act):
+    """act(x + b) for a bias b of shape (x.shape[-1],), in one fused kernel."""
+    if act == "none":
+        return x + b
+    if act not in _BIAS_ACT:
+        raise ValueError(f"unknown activation '{act}': expected none, "
+                         + ", ".join(_BIAS_ACT))
+    if b.ndim != 1 or x.ndim < 1 or x.shape[-1] != b.shape[0]:
+        raise ValueError(f"bias_act: bias of shape {shape_str(b.shape)} does not fit input of "
+                         f"shape {shape_str(x.shape)}")
+    return apply(_BIAS_ACT[act], (x, b), (act,))

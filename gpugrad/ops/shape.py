@@ -1,6 +1,8 @@
 """Shape ops: views, broadcasting and its adjoint, indexing, joining."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._graph import Op, apply
@@ -34,13 +36,13 @@ def _resolve_shape(shape, size):
     shape = tuple(int(s) for s in shape)
     if shape.count(-1) > 1:
         raise ValueError(f"reshape: only one dimension can be -1, got {shape_str(shape)}")
-    known = int(np.prod([s for s in shape if s != -1]))
+    known = math.prod(s for s in shape if s != -1)
     if -1 in shape:
         if known == 0 or size % known:
             raise ValueError(f"cannot reshape a tensor of {size} elements into shape "
                              f"{shape_str(shape)}")
         shape = tuple(size // known if s == -1 else s for s in shape)
-    if int(np.prod(shape)) != size:
+    if math.prod(shape) != size:
         raise ValueError(f"cannot reshape a tensor of {size} elements into shape "
                          f"{shape_str(shape)}")
     return shape
@@ -50,6 +52,8 @@ def reshape(x, *shape):
     """x with a new shape (one entry may be -1)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
+    if shape == x.shape:
+        return x
     shape = _resolve_shape(shape, x.size)
     if shape == x.shape:
         return x
@@ -87,12 +91,19 @@ def transpose(x, *axes):
                              f"{ndim} dimension(s)")
     if axes == tuple(range(ndim)):
         return x
-    inverse = tuple(int(i) for i in np.argsort(axes))
-    return apply(Transpose, (x,), (axes, inverse))
+    inverse = [0] * ndim
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return apply(Transpose, (x,), (axes, tuple(inverse)))
+
+
+_SWAP_2D = ((1, 0), (1, 0))
 
 
 def swap_last(x):
     """x with its last two axes swapped."""
+    if x.ndim == 2:
+        return apply(Transpose, (x,), _SWAP_2D)
     axes = list(range(x.ndim))
     axes[-1], axes[-2] = axes[-2], axes[-1]
     return transpose(x, *axes)
@@ -135,6 +146,8 @@ class SumTo(Op):
 
     def forward(dev, p, x):
         shape = p[0]
+        if x.ndim == 2 and shape == (x.shape[1],):
+            return dev.kernels.bias_grad(x)     # the row sum of a bias cotangent
         lead = x.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(
             lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)

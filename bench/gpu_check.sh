@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One prepared GPU check, under 8 minutes, installing nothing: GPU tests, the op suite
+# on the CuPy device, kernel bandwidth, the MLP step against PyTorch on the same card,
+# a short training run; a summary table last. Logs go to $OUT when set.
+set -u
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/gpugrad-gpu-check}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+py=python3
+status=()
+
+step() {  # step NAME TIMEOUT COMMAND...
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name"
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    local rc=$?
+    tail -n 25 "$out/$name.log"
+    status+=("$(printf '%-14s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - start))")")
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+$py -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'torch', torch.__version__)"
+step info 60 $py -m gpugrad info
+step gpu_tests 150 $py -m pytest -q -m gpu tests/test_gpu.py -x -p no:cacheprovider
+step op_suite_cuda 150 env GPUGRAD_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider \
+    tests/test_ops.py tests/test_autograd.py tests/test_nn_optim.py -k "not second_order"
+step kernels 120 $py bench/kernels.py --sizes 1,16,64,256 --json "$out/kernels.json"
+step mlp_cuda 150 $py bench/mlp_train.py --device cuda --rounds 3 --steps 50 \
+    --json "$out/mlp_train_cuda.json"
+step train_cuda 90 $py -m gpugrad train --device cuda --epochs 5 --json --no-progress
+
+echo
+echo "=== summary"
+cat "$out/gpu.txt"
+for s in "${status[@]}"; do echo "$s"; done
+grep -E "passed|failed|error" "$out/gpu_tests.log" | tail -1
+grep -E "passed|failed|error" "$out/op_suite_cuda.log" | tail -1
+grep -E "^ +256M" "$out/kernels.log" | head -20
+tail -n 4 "$out/mlp_cuda.log"
+tail -n 1 "$out/train_cuda.log" | cut -c1-200

@@ -36,7 +36,7 @@ def _time(cp, fn, repeat):
 
 def cases(dev, n):
     cp, k = dev.xp, dev.kernels
-    rng = cp.random.default_rng(0)
+    rng = cp.random.RandomState(0)
     x = rng.standard_normal(n, dtype=np.float32)
     g = rng.standard_normal(n, dtype=np.float32)
     out = cp.empty_like(x)
@@ -50,7 +50,7 @@ def cases(dev, n):
     zrows = n // classes
     z = x[:zrows * classes].reshape(zrows, classes)
     zo = out[:zrows * classes].reshape(zrows, classes)
-    labels = rng.integers(0, classes, size=zrows).astype(np.int64)
+    labels = rng.randint(0, classes, size=zrows).astype(np.int64)
     gscale = cp.asarray(np.float32(1.0))
     m, v = cp.zeros_like(x), cp.ones_like(x)
     f = 4  # bytes per float32

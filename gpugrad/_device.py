@@ -283,6 +283,10 @@ def array_device(arr):
     return None
 
 
+def is_cupy_array(arr):
+    return _cupy is not None and isinstance(arr, _cupy.ndarray)
+
+
 def manual_seed(seed: int):
     """Seed gpugrad's random numbers on every device, present and future."""
     global _seed

@@ -83,9 +83,10 @@ class Tensor:
         else:
             arr = data
             if dev is None:
-                dev = _device.array_device(arr) if not isinstance(arr, (list, tuple)) else None
-                if dev is None:
-                    dev = _device.default_device()
+                # a CuPy array stays on its GPU; lists, scalars and NumPy arrays go to the
+                # default device
+                dev = _device.array_device(arr) if _device.is_cupy_array(arr) else \
+                    _device.default_device()
         array_given = hasattr(arr, "dtype") and hasattr(arr, "shape")
         with dev.context():
             if dtype is not None:

@@ -156,8 +156,8 @@ def test_optimizer_kernels_match_twins(cuda, n, dtype):
 
 def test_training_step_on_gpu_matches_cpu():
     gg.manual_seed(0)
-    cpu_model = gg.nn.MLP([20, 16, 5])
-    gpu_model = gg.nn.MLP([20, 16, 5]).to("cuda")
+    cpu_model = gg.nn.MLP([20, 16, 5], device="cpu")
+    gpu_model = gg.nn.MLP([20, 16, 5], device="cuda")
     gpu_model.load_state_dict(cpu_model.state_dict())
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 20)).astype(np.float32)

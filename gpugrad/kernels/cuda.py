@@ -32,36 +32,48 @@ def read_source(name):
     return code.replace('#include "common.cuh"', header)
 
 
+def _address(a):
+    ptr = getattr(a.data, "ptr", None)      # CuPy: a device pointer; NumPy: a memoryview
+    return ptr if ptr is not None else a.ctypes.data
+
+
 def _aligned(*arrays):
-    return all(a.data.ptr % 16 == 0 for a in arrays)
+    return all(_address(a) % 16 == 0 for a in arrays)
+
+
+class _NoContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 class CudaKernels:
-    """Launchers for the kernels of ``kernels/*.cu`` on one CuPy device."""
+    """Launchers for the kernels of ``kernels/*.cu``.
 
-    def __init__(self, dev):
-        self.dev = dev
-        self.cp = dev.xp
-        self._modules = {}
+    ``xp`` is the array module of the operands and ``load(source)`` gives a module
+    with ``get_function(name)``: CuPy and cupy.RawModule on a GPU, or NumPy and the CPU
+    shim's modules in tests without one. ``max_blocks`` caps grid-stride launches.
+    """
+
+    def __init__(self, xp, load, max_blocks, context=None):
+        self.xp = xp
+        self._load = load
+        self.max_blocks = max_blocks
+        self._context = context or _NoContext
         self._functions = {}
-        with dev.context():
-            props = self.cp.cuda.runtime.getDeviceProperties(dev.index)
-            self.max_blocks = int(props["multiProcessorCount"]) * 16
-            self._dummy_labels = self.cp.zeros(1, dtype=np.int64)
-            self._dummy_scale = self.cp.ones(1, dtype=np.float32)
-            self._dummy_rows = self.cp.zeros(1, dtype=np.float32)
+        with self._context():
+            self._dummy_labels = xp.zeros(1, dtype=np.int64)
+            self._dummy_scale = xp.ones(1, dtype=np.float32)
+            self._dummy_rows = xp.zeros(1, dtype=np.float32)
 
     # -- compilation ----------------------------------------------------------------------
     def function(self, source, name):
         fn = self._functions.get(name)
         if fn is None:
-            module = self._modules.get(source)
-            if module is None:
-                with self.dev.context():
-                    module = self.cp.RawModule(code=read_source(source),
-                                               options=("-std=c++17",))
-                self._modules[source] = module
-            fn = module.get_function(name)
+            with self._context():
+                fn = self._load(source).get_function(name)
             self._functions[name] = fn
         return fn
 
@@ -77,7 +89,7 @@ class CudaKernels:
         if sfx is None or not x.flags.c_contiguous:
             return getattr(reference, f"{act}_fwd")(x, out=out)
         if out is None:
-            out = self.cp.empty_like(x)
+            out = self.xp.empty_like(x)
         vec = _aligned(x, out)
         n = x.size
         work = n // (16 // x.itemsize) if vec else n
@@ -89,10 +101,10 @@ class CudaKernels:
         sfx = _SUFFIX.get(g.dtype)
         if sfx is None or g.dtype != s.dtype or g.shape != s.shape:
             return getattr(reference, f"{act}_bwd")(g, s, out=out)
-        g = self.cp.ascontiguousarray(g)
-        s = self.cp.ascontiguousarray(s)
+        g = self.xp.ascontiguousarray(g)
+        s = self.xp.ascontiguousarray(s)
         if out is None:
-            out = self.cp.empty_like(g)
+            out = self.xp.empty_like(g)
         vec = _aligned(g, s, out)
         n = g.size
         work = n // (16 // g.itemsize) if vec else n
@@ -129,9 +141,9 @@ class CudaKernels:
         if (sfx is None or b.dtype != x.dtype or b.ndim != 1 or x.ndim < 1
                 or x.shape[-1] != b.shape[0] or not x.flags.c_contiguous):
             return reference.bias_act_fwd(x, b, act, out=out)
-        b = self.cp.ascontiguousarray(b)
+        b = self.xp.ascontiguousarray(b)
         if out is None:
-            out = self.cp.empty_like(x)
+            out = self.xp.empty_like(x)
         cols = b.shape[0]
         per_pack = 16 // x.itemsize
         vec = _aligned(x, b, out) and cols % per_pack == 0
@@ -147,7 +159,7 @@ class CudaKernels:
         sfx = _SUFFIX.get(g.dtype)
         if sfx is None or g.ndim != 2:
             return reference.bias_grad(g, out=out)
-        cp = self.cp
+        cp = self.xp
         g = cp.ascontiguousarray(g)
         rows, cols = g.shape
         if out is None:
@@ -167,7 +179,7 @@ class CudaKernels:
     # -- softmax family over the last axis ---------------------------------------------------
     def _rows(self, mode, a, b=None, labels=None, gscale=None, scale=1.0, row_out=None,
               out=None):
-        cp = self.cp
+        cp = self.xp
         sfx = _SUFFIX[a.dtype]
         cols = a.shape[-1]
         rows = a.size // cols if cols else 0
@@ -218,7 +230,7 @@ class CudaKernels:
     def softmax_xent_fwd(self, logits, labels, scale, out=None):
         if not self._row_ok(logits) or logits.ndim != 2:
             return reference.softmax_xent_fwd(logits, labels, scale, out=out)
-        cp = self.cp
+        cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
         per_row = cp.empty(logits.shape[0], dtype=np.float32)
         self._rows("softmax_xent_fwd", logits, labels=labels, row_out=per_row,
@@ -232,12 +244,12 @@ class CudaKernels:
     def _dummy_out(self, like):
         # the forward cross-entropy writes no (rows, cols) output; a one-element array
         # of the right type stands in for the pointer
-        return self.cp.empty(1, dtype=like.dtype)
+        return self.xp.empty(1, dtype=like.dtype)
 
     def softmax_xent_bwd(self, logits, labels, g, scale, out=None):
         if not self._row_ok(logits) or logits.ndim != 2:
             return reference.softmax_xent_bwd(logits, labels, g, scale, out=out)
-        cp = self.cp
+        cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
         gscale = cp.asarray(g, dtype=np.float32).reshape(1)
         return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale,
@@ -251,7 +263,7 @@ class CudaKernels:
 
     def sgd_update(self, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
                    first):
-        grad = self.cp.ascontiguousarray(grad, dtype=param.dtype)
+        grad = self.xp.ascontiguousarray(grad, dtype=param.dtype)
         if not self._update_ok(param, buf):
             return reference.sgd_update(param, grad, buf, lr, momentum, dampening,
                                         weight_decay, nesterov, first)
@@ -264,7 +276,7 @@ class CudaKernels:
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
                     decoupled):
-        grad = self.cp.ascontiguousarray(grad, dtype=param.dtype)
+        grad = self.xp.ascontiguousarray(grad, dtype=param.dtype)
         if not self._update_ok(param, m, v):
             return reference.adam_update(param, grad, m, v, lr, beta1, beta2, eps,
                                          weight_decay, step, decoupled)
@@ -285,7 +297,17 @@ def table(dev):
     """The kernel table of a CUDA device (made once per device)."""
     kernels = _tables.get(dev.index)
     if kernels is None:
-        kernels = CudaKernels(dev)
+        cupy = dev.xp
+        modules = {}
+
+        def load(source):
+            if source not in modules:
+                modules[source] = cupy.RawModule(code=read_source(source),
+                                                 options=("-std=c++17",))
+            return modules[source]
+        with dev.context():
+            sms = cupy.cuda.runtime.getDeviceProperties(dev.index)["multiProcessorCount"]
+        kernels = CudaKernels(cupy, load, int(sms) * 16, dev.context)
         _tables[dev.index] = kernels
     return kernels
 

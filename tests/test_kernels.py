@@ -1,0 +1,163 @@
+"""Every CUDA kernel, through its launcher in kernels/cuda.py, against its NumPy twin.
+
+Two backends run the same tests: the CPU shim (the CUDA C compiled with g++ and run
+over fibers on NumPy arrays; needs g++) and a real GPU through CuPy (marked gpu).
+Random inputs (never zeros), outputs poisoned with NaN first, sizes that are not
+multiples of the block size, float32 and float16.
+"""
+import numpy as np
+import pytest
+
+import gpugrad as gg
+from gpugrad.kernels import reference, shim
+
+SIZES = [1, 37, 1000, 100_003]
+DTYPES = [np.float32, np.float16]
+
+
+def _tol(dtype):
+    return dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=2e-2, atol=2e-3)
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("shim", marks=pytest.mark.skipif(not shim.available(), reason="no g++")),
+    pytest.param("cuda", marks=pytest.mark.gpu)])
+def backend(request):
+    if request.param == "shim":
+        table = shim.kernel_table(max_blocks=4)
+        return table, np
+    dev = gg.device("cuda")
+    return dev.kernels, dev.xp
+
+
+def _rand(cp, rng, shape, dtype, low=-3.0, high=3.0):
+    a = rng.uniform(low, high, size=shape)
+    a = np.where(np.abs(a) < 1e-3, 0.5, a).astype(dtype)
+    return a, cp.asarray(a)
+
+
+def _poisoned(cp, shape, dtype):
+    return cp.full(shape, np.nan, dtype=dtype)
+
+
+def _host(cp, a):
+    return a if cp is np else cp.asnumpy(a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("act", ["relu", "gelu", "tanh", "sigmoid"])
+def test_activation_kernels_match_twins(backend, act, n, dtype):
+    k, cp = backend
+    rng = np.random.default_rng(n)
+    x, xd = _rand(cp, rng, (n,), dtype)
+    g, gd = _rand(cp, rng, (n,), dtype)
+    out = _poisoned(cp, (n,), dtype)
+    getattr(k, f"{act}_fwd")(xd, out=out)
+    expected = getattr(reference, f"{act}_fwd")(x.astype(np.float32)).astype(dtype)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
+    saved = x if act == "gelu" else expected
+    out = _poisoned(cp, (n,), dtype)
+    getattr(k, f"{act}_bwd")(gd, cp.asarray(saved), out=out)
+    expected = getattr(reference, f"{act}_bwd")(g.astype(np.float32), saved.astype(np.float32))
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5), (129, 64), (1000, 10), (7, 1001)])
+@pytest.mark.parametrize("act", ["none", "relu", "gelu", "tanh", "sigmoid"])
+def test_bias_act_kernel_matches_twin(backend, act, shape, dtype):
+    k, cp = backend
+    rng = np.random.default_rng(shape[0])
+    x, xd = _rand(cp, rng, shape, dtype)
+    b, bd = _rand(cp, rng, shape[1:], dtype)
+    out = _poisoned(cp, shape, dtype)
+    k.bias_act_fwd(xd, bd, act, out=out)
+    expected = reference.bias_act_fwd(x.astype(np.float32), b.astype(np.float32), act)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 3), (5, 37), (1000, 10), (3000, 257), (70, 1536)])
+def test_bias_grad_kernel_matches_twin(backend, shape, dtype):
+    k, cp = backend
+    g, gd = _rand(cp, np.random.default_rng(1), shape, dtype, 0.5, 1.5)
+    out = _poisoned(cp, shape[1:], dtype)
+    k.bias_grad(gd, out=out)
+    expected = g.astype(np.float64).sum(axis=0)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected,
+                               rtol=1e-5 if dtype == np.float32 else 3e-3)
+
+
+ROW_SHAPES = [(1, 1), (3, 10), (33, 31), (17, 100), (9, 513), (5, 1024), (4, 1025), (3, 5000)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_family_kernels_match_twins(backend, shape, dtype):
+    k, cp = backend
+    rng = np.random.default_rng(shape[1])
+    x, xd = _rand(cp, rng, shape, dtype)
+    g, gd = _rand(cp, rng, shape, dtype)
+    x32, g32 = x.astype(np.float32), g.astype(np.float32)
+    for name, args, ref_args in (
+            ("softmax_fwd", (xd,), (x32,)),
+            ("log_softmax_fwd", (xd,), (x32,)),
+            ("softmax_bwd", (gd, cp.asarray(reference.softmax_fwd(x32).astype(dtype))),
+             (g32, reference.softmax_fwd(x32).astype(dtype).astype(np.float32))),
+            ("log_softmax_bwd", (gd, cp.asarray(reference.log_softmax_fwd(x32).astype(dtype))),
+             (g32, reference.log_softmax_fwd(x32).astype(dtype).astype(np.float32)))):
+        out = _poisoned(cp, shape, dtype)
+        getattr(k, name)(*args, out=out)
+        expected = getattr(reference, name)(*ref_args)
+        np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected,
+                                   err_msg=name, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_cross_entropy_kernels_match_twins(backend, shape, dtype):
+    k, cp = backend
+    rng = np.random.default_rng(shape[0])
+    z, zd = _rand(cp, rng, shape, dtype)
+    labels = rng.integers(0, shape[1], size=shape[0])
+    ld = cp.asarray(labels)
+    scale = 1.0 / shape[0]
+    loss = k.softmax_xent_fwd(zd, ld, scale)
+    expected = reference.softmax_xent_fwd(z.astype(np.float64), labels, scale)
+    np.testing.assert_allclose(float(loss), float(expected), **_tol(dtype))
+    g = np.asarray(0.7, dtype=dtype)
+    out = _poisoned(cp, shape, dtype)
+    k.softmax_xent_bwd(zd, ld, cp.asarray(g), scale, out=out)
+    expected = reference.softmax_xent_bwd(z.astype(np.float64), labels, g.astype(np.float64),
+                                          scale)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 1000, 100_003])
+def test_optimizer_kernels_match_twins(backend, n, dtype):
+    k, cp = backend
+    rng = np.random.default_rng(n)
+    tol = _tol(dtype)
+    for momentum, nesterov, wd in ((0.0, False, 0.0), (0.9, False, 0.01), (0.9, True, 0.0)):
+        p, pd = _rand(cp, rng, (n,), dtype)
+        g, gd = _rand(cp, rng, (n,), dtype)
+        buf, bufd = _rand(cp, rng, (n,), dtype)
+        p64, buf64 = p.astype(np.float64), buf.astype(np.float64)
+        k.sgd_update(pd, gd, bufd if momentum else None, 0.1, momentum, 0.0, wd, nesterov,
+                     False)
+        reference.sgd_update(p64, g.astype(np.float64), buf64 if momentum else None, 0.1,
+                             momentum, 0.0, wd, nesterov, False)
+        np.testing.assert_allclose(_host(cp, pd).astype(np.float64), p64, **tol)
+    for decoupled in (False, True):
+        p, pd = _rand(cp, rng, (n,), dtype)
+        g, gd = _rand(cp, rng, (n,), dtype)
+        m, md = _rand(cp, rng, (n,), dtype)
+        v, vd = _rand(cp, rng, (n,), dtype, 0.1, 1.0)
+        p64, m64, v64 = (a.astype(np.float64) for a in (p, m, v))
+        k.adam_update(pd, gd, md, vd, 1e-2, 0.9, 0.999, 1e-8, 0.01, 3, decoupled)
+        reference.adam_update(p64, g.astype(np.float64), m64, v64, 1e-2, 0.9, 0.999, 1e-8,
+                              0.01, 3, decoupled)
+        for dev_arr, host in ((pd, p64), (md, m64), (vd, v64)):
+            np.testing.assert_allclose(_host(cp, dev_arr).astype(np.float64), host, **tol)

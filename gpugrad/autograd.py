@@ -158,11 +158,11 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                         previous = grads.get(parent)
                         if previous is None:
                             grads[parent] = gi
-                        elif parent in owned:
+                        elif parent in owned and gi._tangents is None:
                             previous._data += gi._data
                         else:
                             grads[parent] = previous + gi
-                            if not create_graph:
+                            if not create_graph and not _graph._fw_active:
                                 owned.add(parent)
                     if not retain_graph and (node.ins is not None or node.out is not None):
                         node.ins = None
@@ -192,6 +192,13 @@ def _raise_modified(op, what):
     raise RuntimeError(
         f"{what} of op '{op.name}', saved for its backward, was modified in place after it "
         "was saved (its version counter moved); compute on a copy instead")
+
+
+def _cut(t):
+    """t without its graph, keeping its forward-mode tangents (forward over reverse)."""
+    out = t.detach()
+    out._tangents = t._tangents
+    return out
 
 
 def _accumulate_leaf(node, g, create_graph):
@@ -255,6 +262,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                     f"grad: input {i} (shape {tuple(x.shape)}) is not reached from the "
                     "outputs; pass allow_unused=True to get None for it")
         elif not create_graph:
-            g = g.detach()
+            g = _cut(g)
         result.append(g)
     return tuple(result)

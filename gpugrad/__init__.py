@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as _np
 
 from . import _methods  # noqa: F401  (binds Tensor's operators)
-from . import autograd, data, krylov, memory, nn, ops, optim
+from . import autograd, data, krylov, memory, nn, ops, optim, profiler, viz
 from ._device import Device, cuda_available, default_device, device, manual_seed
 from ._graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ._tensor import Tensor

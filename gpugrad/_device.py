@@ -6,6 +6,7 @@ This is the only module that imports CuPy, and it does so lazily: with
 from __future__ import annotations
 
 import os
+import time
 import weakref
 
 import numpy as np
@@ -185,6 +186,30 @@ class Device:
         if self.type == "cpu":
             return _NULL_CONTEXT
         return self.xp.cuda.Device(self.index)
+
+    def new_mark(self):
+        """A point in this device's timeline: a recorded CUDA event on a GPU (read later,
+        no host sync now), the host clock on the CPU. ``elapsed`` gives seconds between."""
+        if self.type == "cpu":
+            return time.perf_counter()
+        event = self.xp.cuda.Event()
+        event.record()
+        return event
+
+    def elapsed(self, start, stop):
+        if self.type == "cpu":
+            return stop - start
+        stop.synchronize()
+        return self.xp.cuda.get_elapsed_time(start, stop) / 1e3
+
+    def range_push(self, name):
+        """An NVTX range, so that Nsight shows op names (a no-op on the CPU)."""
+        if self.type != "cpu":
+            self.xp.cuda.nvtx.RangePush(name)
+
+    def range_pop(self):
+        if self.type != "cpu":
+            self.xp.cuda.nvtx.RangePop()
 
     def synchronize(self):
         if self.type != "cpu":

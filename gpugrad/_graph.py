@@ -24,6 +24,17 @@ _grad_enabled = True
 _fw_active: set = set()
 _fw_limit = float("inf")
 _fw_next_id = [0]
+# the active gg.profiler.profile(), if any; and whether ops now run for a backward pass
+profiler = None
+in_backward = False
+
+
+def run_forward(op, dev, p, arrays):
+    """An op's forward kernel on its device (the profiler's way in)."""
+    with dev.context():
+        if op.kernel is not None:
+            return dev.fn[op.kernel](*arrays)
+        return op.forward(dev, p, *arrays)
 
 
 def is_grad_enabled():
@@ -91,7 +102,8 @@ class Op:
     (None where not saved) and ``out`` the output when ``save_output``.
     ``jvp(ts, ins, out, p) -> Tensor | None`` maps input tangents (None for zero) to the
     output tangent. Both are written with gpugrad ops, so they can be differentiated.
-    ``cost(in_shapes, out_shape, p) -> (flops, bytes_moved)`` feeds the profiler.
+    ``cost(in_shapes, out_shape, p) -> (flops, elements_moved)`` feeds the profiler, which
+    turns elements into bytes with the output's item size.
     """
 
     name = "op"
@@ -209,7 +221,9 @@ def apply(op, inputs, p=None):
         else:
             arrays.append(x)
     try:
-        if dev.index:
+        if profiler is not None:
+            data = profiler.run(op, dev, p, arrays)
+        elif dev.index:
             with dev.context():
                 data = op.forward(dev, p, *arrays)
         elif op.kernel is not None:

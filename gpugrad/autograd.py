@@ -121,6 +121,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
     # slots whose array was made here by a sum: later contributions are added in place
     owned = set()
     previous_mode = set_grad_enabled(create_graph)
+    previous_phase = _graph.in_backward
+    _graph.in_backward = True
     try:
         while ready:
             node = ready.pop()
@@ -177,6 +179,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                         ready.append(parent)
     finally:
         set_grad_enabled(previous_mode)
+        _graph.in_backward = previous_phase
     return captured
 
 

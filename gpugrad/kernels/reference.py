@@ -36,8 +36,7 @@ def relu_fwd(x, out=None):
 
 def relu_bwd(g, y, out=None):
     """out = g where y > 0 else 0 (y is relu's output)"""
-    xp = _xp(g)
-    return xp.multiply(g, y > 0, out=out) if out is not None else g * (y > 0)
+    return _xp(g).multiply(g, y > 0, out=out)
 
 
 def tanh_fwd(x, out=None):
@@ -81,10 +80,10 @@ def gelu_bwd(g, x, out=None):
 def bias_act_fwd(x, b, act, out=None):
     """out = act(x + b), b broadcast over the rows of x; act one of
     'none', 'relu', 'gelu', 'tanh', 'sigmoid'"""
-    z = x + b
+    z = _xp(x).add(x, b, out=out)
     if act == "none":
-        return _result(z, out)
-    return _ACT_FWD[act](z, out=out)
+        return z
+    return _ACT_FWD[act](z, out=z)     # in place: z is ours
 
 
 _ACT_FWD = {"relu": relu_fwd, "tanh": tanh_fwd, "sigmoid": sigmoid_fwd, "gelu": gelu_fwd}
@@ -92,7 +91,7 @@ _ACT_FWD = {"relu": relu_fwd, "tanh": tanh_fwd, "sigmoid": sigmoid_fwd, "gelu": 
 
 def bias_grad(g, out=None):
     """out[j] = sum_i g[i, j], the gradient of a bias added to every row"""
-    return _xp(g).sum(g, axis=0, out=out)
+    return g.sum(axis=0, out=out)
 
 
 # -- softmax family over the last axis ------------------------------------------------------
@@ -122,20 +121,23 @@ def log_softmax_bwd(g, y, out=None):
 def softmax_xent_fwd(logits, labels, scale, out=None):
     """out = scale * sum_i (logsumexp(logits[i]) - logits[i, labels[i]]), a 0-d array"""
     xp = _xp(logits)
-    m = logits.max(axis=-1, keepdims=True)
-    lse = xp.log(xp.exp(logits - m).sum(axis=-1)) + m[:, 0]
-    picked = xp.take_along_axis(logits, labels[:, None].astype(xp.int64), axis=-1)[:, 0]
-    value = ((lse - picked).sum() * scale).astype(logits.dtype)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    picked = shifted[xp.arange(shifted.shape[0]), labels]
+    xp.exp(shifted, out=shifted)
+    lse = xp.log(shifted.sum(axis=-1))
+    value = xp.asarray((lse.sum() - picked.sum()) * scale, dtype=logits.dtype)
     return _result(value, out)
 
 
 def softmax_xent_bwd(logits, labels, g, scale, out=None):
     """out = (softmax(logits) - onehot(labels)) * g * scale, g a 0-d array"""
     xp = _xp(logits)
-    p = softmax_fwd(logits)
-    p[xp.arange(logits.shape[0]), labels] -= 1
+    p = xp.subtract(logits, logits.max(axis=-1, keepdims=True), out=out)
+    xp.exp(p, out=p)
+    p /= p.sum(axis=-1, keepdims=True)
+    p[xp.arange(p.shape[0]), labels] -= 1
     p *= g * scale
-    return _result(p, out)
+    return p
 
 
 # -- optimizer updates, in place on the parameter and its state ------------------------------

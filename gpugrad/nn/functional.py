@@ -23,6 +23,10 @@ def gelu(x, approximate="tanh"):
 def linear(x, weight, bias=None, activation="none"):
     """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
     Bias and activation run as one fused kernel."""
+    if (bias is not None and activation in ops.LINEAR_ACTS and weight.ndim == 2
+            and x.ndim >= 1 and x.shape[-1] == weight.shape[1]
+            and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):
+        return ops.linear_act(x, weight, bias, activation)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out, in), got {shape_str(weight.shape)}")
     if x.shape[-1] != weight.shape[1]:

@@ -38,11 +38,20 @@ class MatMul(Op):
             g2 = g
         ga = gb = None
         if needs[0]:
-            ga = sum_to(matmul(g2, swap_last(b2)), a2.shape)
-            ga = reshape(ga, a.shape)
+            if _transposed(a2):
+                # a is a transposed view (x.T): make (g b^T)^T = b g^T contiguous, so that
+                # the transpose's own VJP hands the leaf a contiguous gradient
+                ga = swap_last(matmul(b2, swap_last(g2)))
+            else:
+                ga = matmul(g2, swap_last(b2))
+            ga = reshape(sum_to(ga, a2.shape), a.shape)
         if needs[1]:
-            gb = sum_to(matmul(swap_last(a2), g2), b2.shape)
-            gb = reshape(gb, b.shape)
+            if _transposed(b2):
+                # b is a transposed view (the weight of a linear layer, W.T): likewise
+                gb = swap_last(matmul(swap_last(g2), a2))
+            else:
+                gb = matmul(swap_last(a2), g2)
+            gb = reshape(sum_to(gb, b2.shape), b.shape)
         return ga, gb
 
     def jvp(ts, ins, out, p):
@@ -50,6 +59,12 @@ class MatMul(Op):
         a, b = ins
         return add_terms(None if ta is None else matmul(ta, b),
                          None if tb is None else matmul(a, tb))
+
+
+def _transposed(t):
+    """Whether a 2-D tensor's array is the transpose of a contiguous one."""
+    flags = t._data.flags
+    return t.ndim == 2 and flags.f_contiguous and not flags.c_contiguous
 
 
 def matmul(a, b):

@@ -6,6 +6,7 @@ beyond what the kernel does, no recording work under ``no_grad``.
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 
 import numpy as np
@@ -24,6 +25,9 @@ _grad_enabled = True
 _fw_active: set = set()
 _fw_limit = float("inf")
 _fw_next_id = [0]
+# creation order of nodes: every node is made after its parents, so descending order is a
+# reverse topological order
+_next_seq = itertools.count().__next__
 # the active gg.profiler.profile(), if any; and whether ops now run for a backward pass
 profiler = None
 in_backward = False
@@ -143,7 +147,7 @@ class Node:
     requires grad gets a node of its own (op ``AccumulateGrad``) that adds the
     gradient arriving at it into ``.grad``."""
 
-    __slots__ = ("op", "parents", "ins", "out", "out_ver", "stamp", "p", "shape", "dtype",
+    __slots__ = ("op", "parents", "ins", "out", "out_ver", "stamp", "seq", "p", "shape", "dtype",
                  "dev", "released", "retained", "out_tangents", "leaf", "__weakref__")
 
     def retain(self, tensor):
@@ -189,6 +193,7 @@ def leaf_node(t):
         node.released = False
         node.retained = None
         node.leaf = weakref.ref(t)
+        node.seq = _next_seq()
         node.shape = t._data.shape
         node.dtype = t._data.dtype
         t._acc = node
@@ -269,6 +274,7 @@ def apply(op, inputs, p=None):
         else:
             node.out = None
         node.stamp = _clock[0]
+        node.seq = _next_seq()
         node.p = p
         node.dev = dev
         node.released = False

@@ -3,6 +3,8 @@ contributions from several paths summed, saved arrays released as each node fini
 """
 from __future__ import annotations
 
+import heapq
+
 from . import _graph
 from ._graph import AccumulateGrad, enable_grad, leaf_node, no_grad, set_grad_enabled
 from ._tensor import Tensor, _clock as clock, wrap
@@ -56,18 +58,21 @@ def _seed(outputs, grad_outputs, create_graph):
 
 def _dependencies(roots):
     """For each node reachable from ``roots``, the number of edges into it from
-    consumers (iterative: graphs of any depth)."""
+    consumers (iterative: graphs of any depth). A node is pushed the first time an edge
+    reaches it; the roots start on the stack."""
     deps = {}
     stack = list(roots)
-    seen = set(stack)
+    root_set = set(stack)
+    push = stack.append
     while stack:
-        node = stack.pop()
-        for parent in node.parents:
+        for parent in stack.pop().parents:
             if parent is not None:
-                deps[parent] = deps.get(parent, 0) + 1
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
+                if parent in deps:
+                    deps[parent] += 1
+                else:
+                    deps[parent] = 1
+                    if parent not in root_set:
+                        push(parent)
     return deps
 
 
@@ -105,78 +110,78 @@ def _conform(g, node):
 def run_backward(seeds, retain_graph, create_graph, targets=None):
     """Propagate the seeded cotangents through the graph in reverse topological order.
 
-    Without ``targets``, gradients reaching leaf nodes are accumulated into ``.grad``;
-    with them, the total gradient reaching each target node is returned instead and
-    only the VJPs on a path to a target run.
+    Every node is created after its parents, so processing nodes by descending creation
+    number (a heap) runs each one after all its consumers, with all its cotangent
+    contributions summed, and needs no dependency count. Without ``targets``, gradients
+    reaching leaf nodes are accumulated into ``.grad``; with them, the total gradient
+    reaching each target node is returned instead and only the VJPs on a path to a
+    target run.
     """
     grads = {}
     for key, g in seeds:
         previous = grads.get(key)
         grads[key] = g if previous is None else previous + g
     roots = list(dict.fromkeys(key for key, _ in seeds))
-    deps = _dependencies(roots)
-    needed = None if targets is None else _needed(roots, deps, targets)
+    needed = None if targets is None else _needed(roots, _dependencies(roots), targets)
     captured = {}
-    ready = [r for r in roots if r not in deps]
+    heap = [(-r.seq, r) for r in roots]
+    heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
     # slots whose array was made here by a sum: later contributions are added in place
     owned = set()
     previous_mode = set_grad_enabled(create_graph)
     previous_phase = _graph.in_backward
     _graph.in_backward = True
+    pop_grad, get_grad = grads.pop, grads.get
+    fw_active = _graph._fw_active
     try:
-        while ready:
-            node = ready.pop()
-            g = grads.pop(node, None)
+        while heap:
+            node = pop(heap)[1]
+            g = pop_grad(node)
             op = node.op
             if targets is not None and node in targets:
                 captured[node] = g
-            if g is None:
-                pass
-            elif op is AccumulateGrad:
+            if op is AccumulateGrad:
                 if targets is None:
                     _accumulate_leaf(node, g, create_graph)
+                continue
+            if node.retained is not None:
+                _retain(node, g, create_graph)
+            if needed is None:
+                needs = node.parents     # a recorded node has a parent needing grad
             else:
-                if node.retained is not None:
-                    _retain(node, g, create_graph)
-                if needed is None:
-                    needs = node.parents     # a recorded node has a parent needing grad
+                needs = [p if p in needed else None for p in node.parents]
+                if not any(needs):
+                    continue
+            if node.released:
+                raise RuntimeError(_FREED.format(op.name))
+            if node.stamp != clock[0]:
+                _check_versions(node)    # something was written since it was saved
+            gs = op.vjp(g, node.ins,
+                        None if node.out is None else node.saved_output(create_graph),
+                        node.p, needs)
+            del g
+            for parent, gi in zip(needs, gs):
+                if parent is None or gi is None:
+                    continue
+                data = gi._data
+                if data.shape != parent.shape or data.dtype is not parent.dtype:
+                    gi = _conform(gi, parent)
+                previous = get_grad(parent)
+                if previous is None:
+                    grads[parent] = gi
+                    push(heap, (-parent.seq, parent))
+                elif parent in owned and gi._tangents is None:
+                    previous._data += gi._data
                 else:
-                    needs = [p if p in needed else None for p in node.parents]
-                if needed is None or any(needs):
-                    if node.released:
-                        raise RuntimeError(_FREED.format(op.name))
-                    ins = node.ins
-                    if node.stamp != clock[0]:
-                        _check_versions(node)    # something was written since it was saved
-                    out = None if node.out is None else node.saved_output(create_graph)
-                    gs = op.vjp(g, ins, out, node.p, needs)
-                    del g, out, ins
-                    for parent, gi in zip(needs, gs):
-                        if parent is None or gi is None:
-                            continue
-                        data = gi._data
-                        if data.shape != parent.shape or data.dtype is not parent.dtype:
-                            gi = _conform(gi, parent)
-                        previous = grads.get(parent)
-                        if previous is None:
-                            grads[parent] = gi
-                        elif parent in owned and gi._tangents is None:
-                            previous._data += gi._data
-                        else:
-                            grads[parent] = previous + gi
-                            if not create_graph and not _graph._fw_active:
-                                owned.add(parent)
-                    if not retain_graph and (node.ins is not None or node.out is not None):
-                        node.ins = None
-                        node.out = None
-                        node.out_tangents = None
-                        node.released = True
-            for parent in node.parents:
-                if parent is not None:
-                    count = deps[parent] - 1
-                    deps[parent] = count
-                    if count == 0:
-                        ready.append(parent)
+                    grads[parent] = previous + gi
+                    if not create_graph and not fw_active:
+                        owned.add(parent)
+            if not retain_graph and (node.ins is not None or node.out is not None):
+                node.ins = None
+                node.out = None
+                node.out_tangents = None
+                node.released = True
     finally:
         set_grad_enabled(previous_mode)
         _graph.in_backward = previous_phase

@@ -28,8 +28,9 @@ step gpu_tests 150 $py -m pytest -q -m gpu tests/test_kernels.py tests/test_gpu.
 step op_suite_cuda 150 env GPUGRAD_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider \
     tests/test_ops.py tests/test_autograd.py tests/test_nn_optim.py tests/test_memory.py
 step kernels 120 $py bench/kernels.py --sizes 1,16,64,256 --json "$out/kernels.json"
-step mlp_cuda 150 $py bench/mlp_train.py --device cuda --rounds 3 --steps 50 \
+step mlp_cuda 150 $py bench/mlp_train.py --device cuda --rounds 2 --steps 50 \
     --json "$out/mlp_train_cuda.json"
+step profile_cuda 90 $py -m gpugrad profile --device cuda --steps 5 --trace "$out/trace.json"
 step train_cuda 90 $py -m gpugrad train --device cuda --epochs 5 --json --no-progress
 
 echo
@@ -40,4 +41,5 @@ grep -E "passed|failed|error" "$out/gpu_tests.log" | tail -1
 grep -E "passed|failed|error" "$out/op_suite_cuda.log" | tail -1
 grep -E "^ +256M" "$out/kernels.log" | head -20
 tail -n 4 "$out/mlp_cuda.log"
+head -n 8 "$out/profile_cuda.log"
 tail -n 1 "$out/train_cuda.log" | cut -c1-200

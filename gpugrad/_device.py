@@ -203,12 +203,13 @@ class Device:
         return self.xp.cuda.get_elapsed_time(start, stop) / 1e3
 
     def range_push(self, name):
-        """An NVTX range, so that Nsight shows op names (a no-op on the CPU)."""
-        if self.type != "cpu":
+        """An NVTX range, so that Nsight shows op names (a no-op on the CPU, or where
+        CuPy has no NVTX)."""
+        if self.type != "cpu" and _nvtx_usable(self.xp):
             self.xp.cuda.nvtx.RangePush(name)
 
     def range_pop(self):
-        if self.type != "cpu":
+        if self.type != "cpu" and _nvtx_usable(self.xp):
             self.xp.cuda.nvtx.RangePop()
 
     def synchronize(self):
@@ -227,6 +228,20 @@ class Device:
         else:
             with self.context():
                 self._rng = self.xp.random.RandomState(seed)
+
+
+_nvtx_state = []
+
+
+def _nvtx_usable(cupy):
+    if not _nvtx_state:
+        try:
+            cupy.cuda.nvtx.RangePush("gpugrad")
+            cupy.cuda.nvtx.RangePop()
+            _nvtx_state.append(True)
+        except Exception:  # CuPy built without NVTX
+            _nvtx_state.append(False)
+    return _nvtx_state[0]
 
 
 class _FunctionTable(dict):

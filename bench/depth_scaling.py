@@ -15,9 +15,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 import _harness
+import numpy as np
 
 WIDTH, BATCH = 256, 64
 

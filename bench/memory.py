@@ -7,8 +7,9 @@ minimum (gradients plus the activations backward must keep).
 Each implementation runs in its own process, one thread. Once it is set up, the
 process's peak resident set is reset (/proc/self/clear_refs) and three steps run; the
 peak above the resident set before them is what a step added (the NumPy floor's
-preallocated buffers count: their pages are first touched in a step). With glibc's mmap threshold fixed at
-64 KiB, every large array is its own mapping and leaves the resident set when freed.
+preallocated buffers count: their pages are first touched in a step). With glibc's mmap
+threshold fixed at 64 KiB, every large array is its own mapping and leaves the resident
+set when freed.
 """
 from __future__ import annotations
 

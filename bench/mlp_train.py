@@ -15,9 +15,8 @@ import json
 import statistics
 import time
 
-import numpy as np
-
 import _harness
+import numpy as np
 
 CONFIGS = {
     "tiny": ([64, 128, 128, 10], 32),

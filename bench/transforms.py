@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import _harness  # noqa: E402
+
 import gpugrad as gg  # noqa: E402
 import gpugrad.nn.functional as F  # noqa: E402
 
@@ -66,8 +67,9 @@ def jacobian_modes(repeat):
     rows = []
     for name, fn, n in (("wide R^512 -> R^8", wide, 512), ("tall R^8 -> R^512", tall, 8)):
         x = gg.tensor(rng.standard_normal(n).astype(np.float32))
-        rows.append((name, _median_time(lambda: gg.jacobian(fn, x, "fwd"), repeat),
-                     _median_time(lambda: gg.jacobian(fn, x, "rev"), repeat)))
+        rows.append((name,
+                     _median_time(lambda fn=fn, x=x: gg.jacobian(fn, x, "fwd"), repeat),
+                     _median_time(lambda fn=fn, x=x: gg.jacobian(fn, x, "rev"), repeat)))
     return rows
 
 

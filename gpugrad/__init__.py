@@ -3,20 +3,65 @@ from __future__ import annotations
 
 import numpy as _np
 
-from . import _methods  # noqa: F401  (binds Tensor's operators)
-from . import autograd, data, krylov, memory, nn, ops, optim, profiler, viz
+from . import (
+                       _methods,  # noqa: F401  (binds Tensor's operators)
+                       autograd,
+                       data,
+                       krylov,
+                       memory,
+                       nn,
+                       ops,
+                       optim,
+                       profiler,
+                       viz,
+)
 from ._device import Device, cuda_available, default_device, device, manual_seed
 from ._graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ._tensor import Tensor
-from .creation import (arange, empty, full, full_like, ones, ones_like, rand, randn, tensor,
-                       zeros, zeros_like)
+from .creation import (
+                       arange,
+                       empty,
+                       full,
+                       full_like,
+                       ones,
+                       ones_like,
+                       rand,
+                       randn,
+                       tensor,
+                       zeros,
+                       zeros_like,
+)
 from .forward import jvp
 from .functional import grad, hessian, hvp, jacobian, jacobian_plan, value_and_grad, vjp
 from .gradcheck import GradcheckError, gradcheck
+from .ops import (
+                       abs,
+                       broadcast_to,
+                       clip,
+                       concatenate,
+                       cos,
+                       exp,
+                       log,
+                       log_softmax,
+                       logsumexp,
+                       matmul,
+                       max,
+                       maximum,
+                       mean,
+                       minimum,
+                       relu,
+                       reshape,
+                       sigmoid,
+                       sin,
+                       softmax,
+                       sqrt,
+                       stack,
+                       sum,
+                       tanh,
+                       transpose,
+                       where,
+)
 from .serialization import load, save
-from .ops import (abs, broadcast_to, clip, concatenate, cos, exp, log, log_softmax,
-                  logsumexp, matmul, max, maximum, mean, minimum, relu, reshape, sigmoid, sin,
-                  softmax, sqrt, stack, sum, tanh, transpose, where)
 
 __version__ = "0.1.0"
 

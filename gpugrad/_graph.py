@@ -11,8 +11,8 @@ import weakref
 
 import numpy as np
 
-from ._tensor import Tensor, _clock, _new
 from . import _device
+from ._tensor import Tensor, _clock, _new
 
 TRACK_MIN_BYTES = _device.TRACK_MIN_BYTES
 _np_generic = np.generic

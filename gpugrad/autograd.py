@@ -7,7 +7,8 @@ import heapq
 
 from . import _graph
 from ._graph import AccumulateGrad, enable_grad, leaf_node, no_grad, set_grad_enabled
-from ._tensor import Tensor, _clock as clock, wrap
+from ._tensor import Tensor, wrap
+from ._tensor import _clock as clock
 
 __all__ = ["backward", "grad", "no_grad", "enable_grad"]
 

@@ -78,6 +78,14 @@ def _reverse_jacobians(f, inputs):
 
 def _forward_jacobians(f, inputs):
     from .forward import jvp
+    float_idx = [m for m, y in enumerate(inputs) if y.dtype.kind == "f"]
+
+    def with_floats(*floats):
+        args = list(inputs)
+        for m, v in zip(float_idx, floats):
+            args[m] = v
+        return f(*args)
+
     result = []
     for i, x in enumerate(inputs):
         if not x.requires_grad:
@@ -86,22 +94,12 @@ def _forward_jacobians(f, inputs):
         cols = []
         for j in range(x.size):
             tangents = []
-            diff_inputs = []
-            for m, y in enumerate(inputs):
-                t = np.zeros(y.shape, dtype=y.dtype)
+            for m in float_idx:
+                t = np.zeros(inputs[m].shape, dtype=inputs[m].dtype)
                 if m == i:
                     t.flat[j] = 1
-                tangents.append(Tensor(t, device=y.device))
-                diff_inputs.append(y)
-            float_idx = [m for m, y in enumerate(inputs) if y.dtype.kind == "f"]
-
-            def g(*floats):
-                args = list(inputs)
-                for m, v in zip(float_idx, floats):
-                    args[m] = v
-                return f(*args)
-            _, touts = jvp(g, tuple(inputs[m] for m in float_idx),
-                           tuple(tangents[m] for m in float_idx))
+                tangents.append(Tensor(t, device=inputs[m].device))
+            _, touts = jvp(with_floats, tuple(inputs[m] for m in float_idx), tuple(tangents))
             touts = _as_tuple(touts)
             cols.append(np.concatenate([t.numpy().astype(np.float64).ravel() for t in touts]))
         result.append(np.stack(cols, axis=1))

@@ -62,8 +62,8 @@ def lanczos(matvec, n_or_v0, k=1, tol=1e-8, return_vectors=False, seed=0):
     if isinstance(n_or_v0, Tensor):
         v = n_or_v0.reshape(-1)
     else:
-        from .creation import randn
         from ._device import manual_seed
+        from .creation import randn
         manual_seed(seed)
         v = randn(int(n_or_v0))
     n = v.size
@@ -140,8 +140,8 @@ def hessian_eigenvalues(loss_fn, params, k=1, tol=1e-6, return_vectors=False, se
     respect to ``params`` together, descending, from Hessian-vector products only."""
     params = list(params)
     matvec, detached = hessian_matvec(loss_fn, params)
-    from .creation import randn
     from ._device import manual_seed
+    from .creation import randn
     manual_seed(seed)
     v0 = randn(sum(p.size for p in detached), dtype=detached[0].dtype,
                device=detached[0].device)

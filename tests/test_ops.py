@@ -1,9 +1,9 @@
 """Forward, VJP, JVP and second-order checks derived from the op table."""
 import numpy as np
 import pytest
+from op_table import OPS, make_inputs
 
 import gpugrad as gg
-from op_table import OPS, make_inputs
 
 SEEDS = [0, 1, 2]
 CASES = [pytest.param(case, seed, id=f"{case.name}-{seed}") for case in OPS for seed in SEEDS]

@@ -89,8 +89,9 @@ def test_to_dot_forward_and_backward_graphs():
         assert name in fwd
     assert "mul.vjp[0]" in bwd and "mul.vjp[1]" in bwd and "AccumulateGrad" in bwd
     # the same edges, reversed: every forward edge a -> b appears as b -> a in backward
-    edges = lambda text: {tuple(line.split("[")[0].split(" -> ")) for line in text.splitlines()
-                          if " -> " in line and "out" not in line}
+    def edges(text):
+        return {tuple(line.split("[")[0].split(" -> ")) for line in text.splitlines()
+                if " -> " in line and "out" not in line}
     f_edges = {(a.strip(), b.strip()) for a, b in edges(fwd)}
     b_edges = {(b.strip(), a.strip()) for a, b in edges(bwd)}
     assert f_edges == b_edges and len(f_edges) == 4

@@ -2,10 +2,9 @@
 (skipped where torch is not installed; it is an optional extra)."""
 import numpy as np
 import pytest
+from op_table import OPS, make_inputs
 
 import gpugrad as gg
-import gpugrad.nn.functional as F
-from op_table import OPS, make_inputs
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional

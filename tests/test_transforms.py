@@ -21,7 +21,8 @@ def test_grad_and_value_and_grad_against_finite_differences():
     for j in range(3):
         e = np.zeros(3)
         e[j] = eps
-        num = (f_scalar(t64(x.numpy() + e)).item() - f_scalar(t64(x.numpy() - e)).item()) / (2 * eps)
+        num = (f_scalar(t64(x.numpy() + e)).item()
+               - f_scalar(t64(x.numpy() - e)).item()) / (2 * eps)
         assert g.numpy()[j] == pytest.approx(num, rel=1e-7)
     value, grads = gg.value_and_grad(lambda a, b: (a * b.exp()).sum(), argnums=(0, 1))(x, x * 2)
     assert value.item() == pytest.approx(float(np.sum(x.numpy() * np.exp(2 * x.numpy()))))

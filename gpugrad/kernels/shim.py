@@ -95,7 +95,8 @@ def build(name, extra_flags=()):
         cpp = os.path.join(tmp, f"{name}_shim.cpp")
         with open(cpp, "w") as fh:
             fh.write(unit)
-        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}")
+        partial = os.path.join(os.path.dirname(target),
+                               f".{os.path.basename(target)}.{os.getpid()}")
         result = subprocess.run(["g++", *FLAGS, *extra_flags, "-I", SHIM_DIR, "-I", KERNEL_DIR,
                                  cpp, "-o", partial], capture_output=True, text=True)
         if result.returncode:

@@ -1,7 +1,6 @@
 """Functional layers and losses, compositions of the primitive ops."""
 from __future__ import annotations
 
-
 from .. import ops
 from .._tensor import Tensor, wrap
 from ..ops._common import shape_str

@@ -53,8 +53,7 @@ def machine():
 
 
 def write_json(path, payload):
+    sys.path.insert(0, ROOT)
+    from gpugrad._atomic import write_atomic
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=1))

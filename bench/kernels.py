@@ -9,7 +9,6 @@ of 4 MB sit in the 50 MB L2 cache, so only the large sizes measure memory.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -17,6 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _harness  # noqa: E402
 import gpugrad as gg  # noqa: E402
 
 
@@ -105,11 +105,7 @@ def main():
     for r in results:
         print(f"{r['elements'] // 2**20:>8}M  {r['kernel']:28s} {r['ms']:8.3f} {r['GBps']:8.0f} "
               f"{100 * r['of_copy']:6.0f}%")
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump({"device": name, "results": results}, fh, indent=1)
-    os.replace(tmp, args.json)
+    _harness.write_json(args.json, {"device": name, "results": results})
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ with FLOPs and bytes from the op's cost model, against the device's measured cei
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _device, _graph
+from ._atomic import write_atomic
 
 
 @dataclass
@@ -163,27 +162,12 @@ class profile:
             if self.record_memory:
                 trace.append({"name": "memory", "ph": "C", "pid": pid, "ts": e.start * 1e6,
                               "args": {"bytes": e.memory}})
-        _write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ms"}))
+        write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ms"}))
 
 
 def begin_host(dev, mark):
     """The host clock at a mark (CUDA events carry no host time: take it now)."""
     return mark if dev.type == "cpu" else time.perf_counter()
-
-
-def _write_atomic(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gpugrad-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 _calibration = {}

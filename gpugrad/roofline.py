@@ -1,8 +1,7 @@
 """A roofline picture of a profile: each op against the device's calibrated ceilings."""
 from __future__ import annotations
 
-import os
-import tempfile
+from ._atomic import atomic_path
 
 
 def plot_roofline(prof, path):
@@ -40,13 +39,8 @@ def plot_roofline(prof, path):
     ax.set_ylabel("achieved GFLOP/s")
     ax.set_title(f"gpugrad ops on {device} (o forward, ^ backward)")
     ax.legend(loc="lower right")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gpugrad-", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from ._atomic import atomic_path
 from ._tensor import Tensor
 
 FORMAT = "gpugrad-checkpoint"
@@ -63,18 +62,8 @@ def save(obj, path):
     arrays = {}
     skeleton = _flatten(obj, arrays)
     header = json.dumps({"format": FORMAT, "version": VERSION, "tree": skeleton})
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gpugrad-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, __header__=np.frombuffer(header.encode(), dtype=np.uint8), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, __header__=np.frombuffer(header.encode(), dtype=np.uint8), **arrays)
 
 
 def load(path, device=None):

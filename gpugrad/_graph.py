@@ -116,7 +116,6 @@ class Op:
     view = False              # the output shares memory with input 0
     broadcasting = False      # inputs are broadcast against each other (the scheduler sums
                               # each cotangent back to its input's shape)
-    linear = False            # linear in its tensor inputs
     kernel = None             # forward is this entry of the device's kernel table (a CUDA
                               # kernel or its twin, else a ufunc of the array module), called
                               # with the arrays by apply: one Python call less on the hot path

@@ -26,7 +26,6 @@ class Add(Op):
     name = "add"
     kernel = "add"
     broadcasting = True
-    linear = True
 
     def vjp(g, ins, out, p, needs):
         return g, g
@@ -44,7 +43,6 @@ class Sub(Op):
     name = "sub"
     kernel = "subtract"
     broadcasting = True
-    linear = True
 
     def vjp(g, ins, out, p, needs):
         return g, (neg(g) if needs[1] else None)
@@ -64,7 +62,6 @@ class Neg(Op):
     """out = -a"""
     name = "neg"
     kernel = "negative"
-    linear = True
 
     def vjp(g, ins, out, p, needs):
         return (neg(g),)
@@ -396,7 +393,6 @@ def clip(x, min=None, max=None):
 class Cast(Op):
     """out = x converted to another dtype"""
     name = "cast"
-    linear = True
 
     def forward(dev, p, x):
         return x.astype(p[0])
@@ -419,7 +415,6 @@ def cast(x, dtype):
 class ToDevice(Op):
     """out = x copied to another device"""
     name = "to_device"
-    linear = True
     view = True   # the copy is accounted on its own device by to_device, not here
 
     def forward(dev, p, x):
@@ -446,7 +441,6 @@ class Identity(Op):
     """out = x, a new tensor sharing x's array (a hook for forward-mode tangents)"""
     name = "identity"
     view = True
-    linear = True
 
     def forward(dev, p, x):
         return x

@@ -24,7 +24,6 @@ def _expand(g, p):
 class Sum(Op):
     """out = sum of x over axes"""
     name = "sum"
-    linear = True
     cost = staticmethod(_reduce_cost)
 
     def forward(dev, p, x):

@@ -19,7 +19,6 @@ class Reshape(Op):
     """out = x with another shape, same elements in row-major order"""
     name = "reshape"
     view = True
-    linear = True
     cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
 
     def forward(dev, p, x):
@@ -64,7 +63,6 @@ class Transpose(Op):
     """out = x with its axes permuted"""
     name = "transpose"
     view = True
-    linear = True
     cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
 
     def forward(dev, p, x):
@@ -113,7 +111,6 @@ class BroadcastTo(Op):
     """out = x broadcast to a larger shape"""
     name = "broadcast_to"
     view = True
-    linear = True
     cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
 
     def forward(dev, p, x):
@@ -139,7 +136,6 @@ def broadcast_to(x, shape):
 class SumTo(Op):
     """out = x summed over the axes broadcasting added, back to a smaller shape"""
     name = "sum_to"
-    linear = True
     cost = staticmethod(lambda in_shapes, out_shape, p: (int(np.prod(in_shapes[0])),
                                                          int(np.prod(in_shapes[0]))
                                                          + int(np.prod(out_shape))))
@@ -197,7 +193,6 @@ def _normalize_index(idx, dev):
 class GetItem(Op):
     """out = x[index]"""
     name = "getitem"
-    linear = True
 
     def forward(dev, p, x):
         return x[p[0]]
@@ -228,7 +223,6 @@ def getitem(x, idx, basic=None):
 class IndexAddZeros(Op):
     """out = zeros(shape) with g added at index (repeated indices accumulate)"""
     name = "index_add"
-    linear = True
 
     def forward(dev, p, g):
         idx, shape, basic = p
@@ -267,7 +261,6 @@ def _check_same(tensors, what, skip_axis=None):
 class Concatenate(Op):
     """out = the inputs joined along an existing axis"""
     name = "concatenate"
-    linear = True
 
     def forward(dev, p, *xs):
         return dev.xp.concatenate(xs, axis=p[0])
@@ -310,7 +303,6 @@ def concatenate(tensors, axis=0):
 class Stack(Op):
     """out = the inputs joined along a new axis"""
     name = "stack"
-    linear = True
 
     def forward(dev, p, *xs):
         return dev.xp.stack(xs, axis=p[0])

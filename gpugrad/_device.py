@@ -5,6 +5,7 @@ This is the only module that imports CuPy, and it does so lazily: with
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import weakref
@@ -321,6 +322,20 @@ def array_device(arr):
     if _cupy is not None and isinstance(arr, _cupy.ndarray):
         return device(f"cuda:{arr.device.id}")
     return None
+
+
+_np_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(arr):
+    """The error function elementwise, on either array module (NumPy has none: math.erf
+    per element there, exact to float64; cupyx.scipy.special on a GPU)."""
+    if is_cupy_array(arr):
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(arr)
+    arr = np.asarray(arr)
+    values = np.asarray(_np_erf(arr), dtype=np.float64)   # 0-d input gives a plain float
+    return values.astype(arr.dtype if arr.dtype.kind == "f" else np.float64, copy=False)
 
 
 def is_cupy_array(arr):

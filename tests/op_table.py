@@ -4,6 +4,7 @@ test_ops.py derives forward, VJP, JVP and second-order checks from it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,9 +52,16 @@ def matrix_last(rng):
     return [random_shape(rng, 1, 3)]
 
 
-def _gelu_ref(x):
+def _gelu_tanh_ref(x):
     k = np.sqrt(2 / np.pi)
     return 0.5 * x * (1 + np.tanh(k * (x + 0.044715 * x ** 3)))
+
+
+_erf = np.vectorize(math.erf)
+
+
+def _gelu_ref(x):
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
 
 
 def _softmax_ref(x, axis=-1):
@@ -121,6 +129,7 @@ OPS = [
     OpCase("sigmoid", gg.sigmoid, lambda x: 1 / (1 + np.exp(-x)), unary),
     OpCase("relu", gg.relu, lambda x: np.maximum(x, 0), unary, domain="away", smooth=False),
     OpCase("gelu", F.gelu, _gelu_ref, unary),
+    OpCase("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"), _gelu_tanh_ref, unary),
     OpCase("abs", gg.abs, np.abs, unary, domain="away", smooth=False),
     OpCase("maximum", gg.maximum, np.maximum, binary, domain="away", smooth=False),
     OpCase("minimum", gg.minimum, np.minimum, binary, domain="away", smooth=False),
@@ -166,6 +175,9 @@ OPS = [
            lambda rng: (lambda n, i, o: [(n, i), (o, i), (o,)])(*rng.integers(1, 4, size=3))),
     OpCase("linear_gelu", lambda x, w, b: F.linear(x, w, b, "gelu"),
            lambda x, w, b: _gelu_ref(x @ w.T + b),
+           lambda rng: (lambda n, i, o: [(n, i), (o, i), (o,)])(*rng.integers(1, 4, size=3))),
+    OpCase("linear_gelu_tanh", lambda x, w, b: F.linear(x, w, b, "gelu_tanh"),
+           lambda x, w, b: _gelu_tanh_ref(x @ w.T + b),
            lambda rng: (lambda n, i, o: [(n, i), (o, i), (o,)])(*rng.integers(1, 4, size=3))),
     OpCase("bias_grad", lambda g: gg.ops.sum_to(g, g.shape[1:]),
            lambda g: g.sum(axis=0), lambda rng: [random_shape(rng, 2, 2)]),

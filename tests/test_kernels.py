@@ -46,7 +46,7 @@ def _host(cp, a):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("act", ["relu", "gelu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "gelu", "gelu_erf", "tanh", "sigmoid"])
 def test_activation_kernels_match_twins(backend, act, n, dtype):
     k, cp = backend
     rng = np.random.default_rng(n)
@@ -56,7 +56,7 @@ def test_activation_kernels_match_twins(backend, act, n, dtype):
     getattr(k, f"{act}_fwd")(xd, out=out)
     expected = getattr(reference, f"{act}_fwd")(x.astype(np.float32)).astype(dtype)
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
-    saved = x if act == "gelu" else expected
+    saved = x if act.startswith("gelu") else expected
     out = _poisoned(cp, (n,), dtype)
     getattr(k, f"{act}_bwd")(gd, cp.asarray(saved), out=out)
     expected = getattr(reference, f"{act}_bwd")(g.astype(np.float32), saved.astype(np.float32))
@@ -65,7 +65,7 @@ def test_activation_kernels_match_twins(backend, act, n, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(3, 5), (129, 64), (1000, 10), (7, 1001)])
-@pytest.mark.parametrize("act", ["none", "relu", "gelu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("act", ["none", "relu", "gelu", "gelu_tanh", "tanh", "sigmoid"])
 def test_bias_act_kernel_matches_twin(backend, act, shape, dtype):
     k, cp = backend
     rng = np.random.default_rng(shape[0])

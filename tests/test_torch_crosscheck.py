@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 TF = torch.nn.functional
 
 
-def _t_gelu(x):
+def _t_gelu_tanh(x):
     return TF.gelu(x, approximate="tanh")
 
 
@@ -21,7 +21,8 @@ TORCH = {
     "rpow_scalar": lambda a: 2.0 ** a, "rsub_scalar": lambda a: 1.5 - a,
     "rdiv_scalar": lambda a: 2.0 / a, "neg": lambda a: -a, "exp": torch.exp,
     "log": torch.log, "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos,
-    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": _t_gelu,
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "gelu": TF.gelu,
+    "gelu_tanh": _t_gelu_tanh,
     "abs": torch.abs, "maximum": torch.maximum, "minimum": torch.minimum,
     "clip": lambda x: torch.clamp(x, -0.5, 0.7),
     "where": lambda a, b: torch.where(a > 0.1, a, b), "matmul": torch.matmul,
@@ -38,7 +39,8 @@ TORCH = {
     "linear_relu": lambda x, w, b: torch.relu(TF.linear(x, w, b)),
     "linear_tanh": lambda x, w, b: torch.tanh(TF.linear(x, w, b)),
     "linear_sigmoid": lambda x, w, b: torch.sigmoid(TF.linear(x, w, b)),
-    "linear_gelu": lambda x, w, b: _t_gelu(TF.linear(x, w, b)),
+    "linear_gelu": lambda x, w, b: TF.gelu(TF.linear(x, w, b)),
+    "linear_gelu_tanh": lambda x, w, b: _t_gelu_tanh(TF.linear(x, w, b)),
     "bias_grad": lambda g: g.sum(0), "reshape": lambda x: x.reshape(-1),
     "transpose": lambda x: x.permute(*reversed(range(x.ndim))), "T": lambda x: x.T @ x,
     "broadcast_to": lambda x: torch.broadcast_to(x, (2,) + tuple(x.shape)),

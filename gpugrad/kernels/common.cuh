@@ -33,14 +33,18 @@ template <typename T> struct alignas(16) Pack {
     T v[16 / sizeof(T)];
 };
 
-enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_TANH = 3, ACT_SIGMOID = 4 };
+// ACT_GELU is GELU in its tanh form, ACT_GELU_ERF the exact x/2 (1 + erf(x / sqrt 2))
+enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_TANH = 3, ACT_SIGMOID = 4, ACT_GELU_ERF = 5 };
 
 #define GG_GELU_K 0.7978845608028654f
 #define GG_GELU_C 0.044715f
+#define GG_SQRT1_2 0.7071067811865476f
+#define GG_INV_SQRT_2PI 0.3989422804014327f
 
 template <int ACT> __device__ __forceinline__ float act_fwd(float z) {
     if (ACT == ACT_RELU) return z > 0.f ? z : 0.f;
     if (ACT == ACT_GELU) return 0.5f * z * (1.f + tanhf(GG_GELU_K * (z + GG_GELU_C * z * z * z)));
+    if (ACT == ACT_GELU_ERF) return 0.5f * z * (1.f + erff(z * GG_SQRT1_2));
     if (ACT == ACT_TANH) return tanhf(z);
     if (ACT == ACT_SIGMOID) {
         float e = expf(-fabsf(z));
@@ -50,11 +54,13 @@ template <int ACT> __device__ __forceinline__ float act_fwd(float z) {
 }
 
 // g times the activation's derivative, from what its op saved: the output y for relu,
-// tanh and sigmoid, the input x for gelu
+// tanh and sigmoid, the input x for both GELUs
 template <int ACT> __device__ __forceinline__ float act_bwd(float g, float s) {
     if (ACT == ACT_RELU) return s > 0.f ? g : 0.f;
     if (ACT == ACT_TANH) return g * (1.f - s * s);
     if (ACT == ACT_SIGMOID) return g * s * (1.f - s);
+    if (ACT == ACT_GELU_ERF)
+        return g * (0.5f * (1.f + erff(s * GG_SQRT1_2)) + s * GG_INV_SQRT_2PI * expf(-0.5f * s * s));
     if (ACT == ACT_GELU) {
         float t = tanhf(GG_GELU_K * (s + GG_GELU_C * s * s * s));
         float du = GG_GELU_K * (1.f + 3.f * GG_GELU_C * s * s);

@@ -19,7 +19,8 @@ KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("elementwise", "softmax", "reduce", "optim")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
-_ACT_NAME = {"none": "identity", "relu": "relu", "gelu": "gelu", "tanh": "tanh",
+_ACT_NAME = {"none": "identity", "relu": "relu", "gelu": "gelu_erf", "gelu_tanh": "gelu",
+             "tanh": "tanh",
              "sigmoid": "sigmoid"}
 
 
@@ -118,6 +119,9 @@ class CudaKernels:
     def gelu_fwd(self, x, out=None):
         return self._act_fwd("gelu", x, out)
 
+    def gelu_erf_fwd(self, x, out=None):
+        return self._act_fwd("gelu_erf", x, out)
+
     def sigmoid_fwd(self, x, out=None):
         return self._act_fwd("sigmoid", x, out)
 
@@ -129,6 +133,9 @@ class CudaKernels:
 
     def gelu_bwd(self, g, x, out=None):
         return self._act_bwd("gelu", g, x, out)
+
+    def gelu_erf_bwd(self, g, x, out=None):
+        return self._act_bwd("gelu_erf", g, x, out)
 
     def sigmoid_bwd(self, g, y, out=None):
         return self._act_bwd("sigmoid", g, y, out)

@@ -15,6 +15,8 @@ from .. import _device
 
 GELU_K = math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
+SQRT1_2 = math.sqrt(0.5)
+INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
 def _xp(a):
@@ -77,16 +79,29 @@ def gelu_bwd(g, x, out=None):
     return _result(value.astype(g.dtype, copy=False), out)
 
 
+def gelu_erf_fwd(x, out=None):
+    """out = x/2 (1 + erf(x / sqrt 2)), the exact GELU"""
+    return _result((0.5 * x * (1 + _device.erf(x * SQRT1_2))).astype(x.dtype, copy=False), out)
+
+
+def gelu_erf_bwd(g, x, out=None):
+    """out = g * (Phi(x) + x phi(x)), the exact GELU's derivative"""
+    xp = _xp(x)
+    value = g * (0.5 * (1 + _device.erf(x * SQRT1_2)) + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+    return _result(value.astype(g.dtype, copy=False), out)
+
+
 def bias_act_fwd(x, b, act, out=None):
     """out = act(x + b), b broadcast over the rows of x; act one of
-    'none', 'relu', 'gelu', 'tanh', 'sigmoid'"""
+    'none', 'relu', 'gelu' (exact), 'gelu_tanh', 'tanh', 'sigmoid'"""
     z = _xp(x).add(x, b, out=out)
     if act == "none":
         return z
     return _ACT_FWD[act](z, out=z)     # in place: z is ours
 
 
-_ACT_FWD = {"relu": relu_fwd, "tanh": tanh_fwd, "sigmoid": sigmoid_fwd, "gelu": gelu_fwd}
+_ACT_FWD = {"relu": relu_fwd, "tanh": tanh_fwd, "sigmoid": sigmoid_fwd, "gelu": gelu_erf_fwd,
+            "gelu_tanh": gelu_fwd}
 
 
 def bias_grad(g, out=None):

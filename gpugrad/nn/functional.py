@@ -12,16 +12,20 @@ softmax = ops.softmax
 log_softmax = ops.log_softmax
 
 
-def gelu(x, approximate="tanh"):
-    """GELU in its tanh form, x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    if approximate != "tanh":
-        raise ValueError(f"gelu: only approximate='tanh' is implemented, got '{approximate}'")
-    return ops.gelu(x)
+def gelu(x, approximate="none"):
+    """GELU as PyTorch's: exact, x/2 (1 + erf(x / sqrt 2)), or with ``approximate="tanh"``
+    x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if approximate == "none":
+        return ops.gelu(x)
+    if approximate == "tanh":
+        return ops.gelu_tanh(x)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got '{approximate}'")
 
 
 def linear(x, weight, bias=None, activation="none"):
     """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
-    Bias and activation run as one fused kernel."""
+    ``activation``: none, relu, tanh, sigmoid, gelu (exact) or gelu_tanh; bias and
+    activation run as one fused kernel."""
     if (bias is not None and activation in ops.LINEAR_ACTS and weight.ndim == 2
             and x.ndim >= 1 and x.shape[-1] == weight.shape[1]
             and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):
@@ -42,7 +46,8 @@ def linear(x, weight, bias=None, activation="none"):
     return y
 
 
-_ACT = {"relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid, "gelu": ops.gelu}
+_ACT = {"relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid, "gelu": ops.gelu,
+        "gelu_tanh": ops.gelu_tanh}
 
 
 def cross_entropy(logits, labels, reduction="mean"):

@@ -203,9 +203,20 @@ class Sigmoid(_Activation):
     fn = staticmethod(F.sigmoid)
 
 
-class GELU(_Activation):
-    """GELU in its tanh form."""
-    fn = staticmethod(F.gelu)
+class GELU(Module):
+    """GELU, exact by default; ``approximate="tanh"`` for the tanh form (as PyTorch)."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got '{approximate}'")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate='{self.approximate}'"
 
 
 class Dropout(Module):
@@ -250,7 +261,14 @@ class Sequential(Module):
 
 
 _ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
-_FUSED = {cls: name for name, cls in _ACTIVATIONS.items()}
+_FUSED = {ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid"}
+
+
+def _fused_activation(module):
+    """The activation name F.linear fuses for this module, or None."""
+    if isinstance(module, GELU):
+        return "gelu" if module.approximate == "none" else "gelu_tanh"
+    return _FUSED.get(type(module))
 
 
 class MLP(Sequential):
@@ -283,8 +301,9 @@ class MLP(Sequential):
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if isinstance(layer, Linear) and layer.bias is not None and type(nxt) in _FUSED:
-                x = F.linear(x, layer.weight, layer.bias, _FUSED[type(nxt)])
+            act = _fused_activation(nxt)
+            if isinstance(layer, Linear) and layer.bias is not None and act is not None:
+                x = F.linear(x, layer.weight, layer.bias, act)
                 i += 2
             else:
                 x = layer(x)

@@ -7,7 +7,7 @@ import numpy as np
 
 from .._graph import Op, apply
 from .._tensor import Tensor, wrap
-from ..kernels.reference import GELU_C, GELU_K
+from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
 from ._common import add_terms, normalize_axes, shape_str
 from .elementwise import exp
 from .linalg import matmul
@@ -134,11 +134,11 @@ def sigmoid_grad(g, y):
     return apply(SigmoidGrad, (g, y))
 
 
-# -- gelu (tanh form) ---------------------------------------------------------------------------
+# -- gelu, exact and in its tanh form -------------------------------------------------------------
 class Gelu(Op):
-    """out = x/2 (1 + tanh(k (x + c x^3)))"""
+    """out = x/2 (1 + erf(x / sqrt 2)), the exact GELU (PyTorch's default)"""
     name = "gelu"
-    kernel = "gelu_fwd"
+    kernel = "gelu_erf_fwd"
     save_inputs = True
 
     def vjp(g, ins, out, p, needs):
@@ -153,18 +153,14 @@ def gelu(x):
 
 
 def _gelu_second(x):
-    """gelu''(x), written with ops so that it can be differentiated again."""
-    u = GELU_K * (x + GELU_C * x * x * x)
-    t = tanh(u)
-    du = GELU_K * (1 + 3 * GELU_C * x * x)
-    d2u = 6 * GELU_K * GELU_C * x
-    return (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+    """gelu''(x) = phi(x) (2 - x^2), written with ops so that it can be differentiated."""
+    return exp(-0.5 * x * x) * INV_SQRT_2PI * (2 - x * x)
 
 
 class GeluGrad(Op):
-    """out = g gelu'(x)"""
+    """out = g gelu'(x) = g (Phi(x) + x phi(x))"""
     name = "gelu_grad"
-    kernel = "gelu_bwd"
+    kernel = "gelu_erf_bwd"
     save_inputs = True
 
     def vjp(gy, ins, out, p, needs):
@@ -181,6 +177,54 @@ class GeluGrad(Op):
 
 def gelu_grad(g, x):
     return apply(GeluGrad, (g, x))
+
+
+class GeluTanh(Op):
+    """out = x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form"""
+    name = "gelu_tanh"
+    kernel = "gelu_fwd"
+    save_inputs = True
+
+    def vjp(g, ins, out, p, needs):
+        return (gelu_tanh_grad(g, ins[0]),)
+
+    def jvp(ts, ins, out, p):
+        return gelu_tanh_grad(ts[0], ins[0])
+
+
+def gelu_tanh(x):
+    return apply(GeluTanh, (x,))
+
+
+def _gelu_tanh_second(x):
+    """The tanh form's second derivative, written with ops."""
+    u = GELU_K * (x + GELU_C * x * x * x)
+    t = tanh(u)
+    du = GELU_K * (1 + 3 * GELU_C * x * x)
+    d2u = 6 * GELU_K * GELU_C * x
+    return (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+
+
+class GeluTanhGrad(Op):
+    """out = g d/dx gelu_tanh(x)"""
+    name = "gelu_tanh_grad"
+    kernel = "gelu_bwd"
+    save_inputs = True
+
+    def vjp(gy, ins, out, p, needs):
+        g, x = ins
+        return (gelu_tanh_grad(gy, x) if needs[0] else None,
+                gy * g * _gelu_tanh_second(x) if needs[1] else None)
+
+    def jvp(ts, ins, out, p):
+        g, x = ins
+        tg, tx = ts
+        return add_terms(None if tg is None else gelu_tanh_grad(tg, x),
+                         None if tx is None else g * _gelu_tanh_second(x) * tx)
+
+
+def gelu_tanh_grad(g, x):
+    return apply(GeluTanhGrad, (g, x))
 
 
 # -- softmax family -----------------------------------------------------------------------------
@@ -449,19 +493,22 @@ class BiasSigmoid(_BiasActSavingOutput):
 
 
 class BiasGelu(_BiasAct):
-    """out = gelu(x + b); saves its inputs and recomputes x + b for the derivative"""
+    """out = gelu(x + b), exact or in its tanh form (p[0]); saves its inputs and
+    recomputes x + b for the derivative"""
     name = "bias_gelu"
     save_inputs = True
 
     def vjp(g, ins, out, p, needs):
-        gz = gelu_grad(g, ins[0] + ins[1])
+        gz = _GELU_GRAD[p[0]](g, ins[0] + ins[1])
         return gz, gz
 
     def jvp(ts, ins, out, p):
-        return gelu_grad(add_terms(ts[0], ts[1]), ins[0] + ins[1])
+        return _GELU_GRAD[p[0]](add_terms(ts[0], ts[1]), ins[0] + ins[1])
 
 
-_BIAS_ACT = {"relu": BiasRelu, "tanh": BiasTanh, "sigmoid": BiasSigmoid, "gelu": BiasGelu}
+_GELU_GRAD = {"gelu": gelu_grad, "gelu_tanh": gelu_tanh_grad}
+_BIAS_ACT = {"relu": BiasRelu, "tanh": BiasTanh, "sigmoid": BiasSigmoid, "gelu": BiasGelu,
+             "gelu_tanh": BiasGelu}
 
 
 def bias_act(x, b, act):

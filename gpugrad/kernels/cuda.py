@@ -239,13 +239,15 @@ class CudaKernels:
             return reference.softmax_xent_fwd(logits, labels, scale, out=out)
         cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
-        per_row = cp.empty(logits.shape[0], dtype=np.float32)
+        rows = logits.shape[0]
+        per_row = cp.empty(rows, dtype=np.float32)
         self._rows("softmax_xent_fwd", logits, labels=labels, row_out=per_row,
                    out=self._dummy_out(logits))
-        total = (per_row.sum() * np.float32(scale)).astype(logits.dtype)
         if out is None:
-            return total
-        out[...] = total
+            out = cp.empty((), dtype=logits.dtype)
+        # the per-row losses summed and scaled by one block, in a fixed order
+        self.function("softmax", f"sum_scale_{_SUFFIX[logits.dtype]}")(
+            (1,), (1024,), (per_row, out, np.int32(rows), np.float32(scale)))
         return out
 
     def _dummy_out(self, like):

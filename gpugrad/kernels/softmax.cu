@@ -205,3 +205,24 @@ GG_ROW_FAMILY(softmax_bwd, MODE_SOFTMAX_BWD)
 GG_ROW_FAMILY(log_softmax_bwd, MODE_LOG_SOFTMAX_BWD)
 GG_ROW_FAMILY(softmax_xent_fwd, MODE_XENT_FWD)
 GG_ROW_FAMILY(softmax_xent_bwd, MODE_XENT_BWD)
+
+// out[0] = scale * sum(values[0..n)), one block, a fixed order: deterministic
+template <typename T>
+__device__ __forceinline__ void sum_scale_body(const float* __restrict__ values,
+                                               T* __restrict__ out, int n, float scale) {
+    __shared__ float smem[33];
+    float acc = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) acc += values[i];
+    acc = block_reduce<false>(acc, smem);
+    if (threadIdx.x == 0) out[0] = from_float<T>(acc * scale);
+}
+
+extern "C" __global__ void sum_scale_f32(const float* __restrict__ values,
+                                         float* __restrict__ out, int n, float scale) {
+    sum_scale_body<float>(values, out, n, scale);
+}
+
+extern "C" __global__ void sum_scale_f16(const float* __restrict__ values,
+                                         gg_half* __restrict__ out, int n, float scale) {
+    sum_scale_body<gg_half>(values, out, n, scale);
+}

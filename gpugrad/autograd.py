@@ -57,41 +57,19 @@ def _seed(outputs, grad_outputs, create_graph):
     return seeds
 
 
-def _dependencies(roots):
-    """For each node reachable from ``roots``, the number of edges into it from
-    consumers (iterative: graphs of any depth). A node is pushed the first time an edge
-    reaches it; the roots start on the stack."""
-    deps = {}
+def _needed(roots, targets):
+    """Nodes from which some target is reachable: only their VJPs need to run. Creation
+    order is a topological order, so one pass over the reachable nodes, parents first,
+    decides each node from its parents."""
+    reachable = set(roots)
     stack = list(roots)
-    root_set = set(stack)
-    push = stack.append
     while stack:
         for parent in stack.pop().parents:
-            if parent is not None:
-                if parent in deps:
-                    deps[parent] += 1
-                else:
-                    deps[parent] = 1
-                    if parent not in root_set:
-                        push(parent)
-    return deps
-
-
-def _needed(roots, deps, targets):
-    """Nodes from which some target is reachable: only their VJPs need to run."""
-    order = []
-    remaining = dict(deps)
-    ready = [r for r in roots if remaining.get(r, 0) == 0]
-    while ready:
-        node = ready.pop()
-        order.append(node)
-        for parent in node.parents:
-            if parent is not None:
-                remaining[parent] -= 1
-                if remaining[parent] == 0:
-                    ready.append(parent)
+            if parent is not None and parent not in reachable:
+                reachable.add(parent)
+                stack.append(parent)
     needed = set(targets)
-    for node in reversed(order):
+    for node in sorted(reachable, key=lambda n: n.seq):
         if node not in needed and any(p in needed for p in node.parents if p is not None):
             needed.add(node)
     return needed
@@ -123,7 +101,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
         previous = grads.get(key)
         grads[key] = g if previous is None else previous + g
     roots = list(dict.fromkeys(key for key, _ in seeds))
-    needed = None if targets is None else _needed(roots, _dependencies(roots), targets)
+    needed = None if targets is None else _needed(roots, targets)
     captured = {}
     heap = [(-r.seq, r) for r in roots]
     heapq.heapify(heap)

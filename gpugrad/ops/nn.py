@@ -135,65 +135,9 @@ def sigmoid_grad(g, y):
 
 
 # -- gelu, exact and in its tanh form -------------------------------------------------------------
-class Gelu(Op):
-    """out = x/2 (1 + erf(x / sqrt 2)), the exact GELU (PyTorch's default)"""
-    name = "gelu"
-    kernel = "gelu_erf_fwd"
-    save_inputs = True
-
-    def vjp(g, ins, out, p, needs):
-        return (gelu_grad(g, ins[0]),)
-
-    def jvp(ts, ins, out, p):
-        return gelu_grad(ts[0], ins[0])
-
-
-def gelu(x):
-    return apply(Gelu, (x,))
-
-
 def _gelu_second(x):
     """gelu''(x) = phi(x) (2 - x^2), written with ops so that it can be differentiated."""
     return exp(-0.5 * x * x) * INV_SQRT_2PI * (2 - x * x)
-
-
-class GeluGrad(Op):
-    """out = g gelu'(x) = g (Phi(x) + x phi(x))"""
-    name = "gelu_grad"
-    kernel = "gelu_erf_bwd"
-    save_inputs = True
-
-    def vjp(gy, ins, out, p, needs):
-        g, x = ins
-        return (gelu_grad(gy, x) if needs[0] else None,
-                gy * g * _gelu_second(x) if needs[1] else None)
-
-    def jvp(ts, ins, out, p):
-        g, x = ins
-        tg, tx = ts
-        return add_terms(None if tg is None else gelu_grad(tg, x),
-                         None if tx is None else g * _gelu_second(x) * tx)
-
-
-def gelu_grad(g, x):
-    return apply(GeluGrad, (g, x))
-
-
-class GeluTanh(Op):
-    """out = x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form"""
-    name = "gelu_tanh"
-    kernel = "gelu_fwd"
-    save_inputs = True
-
-    def vjp(g, ins, out, p, needs):
-        return (gelu_tanh_grad(g, ins[0]),)
-
-    def jvp(ts, ins, out, p):
-        return gelu_tanh_grad(ts[0], ins[0])
-
-
-def gelu_tanh(x):
-    return apply(GeluTanh, (x,))
 
 
 def _gelu_tanh_second(x):
@@ -205,22 +149,78 @@ def _gelu_tanh_second(x):
     return (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
 
 
-class GeluTanhGrad(Op):
+class _GeluGradRule(Op):
+    """out = g gelu'(x) for one form of GELU; linear in g, and its x-derivative is the
+    form's second derivative."""
+    save_inputs = True
+    second = None
+
+    @classmethod
+    def vjp(cls, gy, ins, out, p, needs):
+        g, x = ins
+        return (apply(cls, (gy, x)) if needs[0] else None,
+                gy * g * cls.second(x) if needs[1] else None)
+
+    @classmethod
+    def jvp(cls, ts, ins, out, p):
+        g, x = ins
+        tg, tx = ts
+        return add_terms(None if tg is None else apply(cls, (tg, x)),
+                         None if tx is None else g * cls.second(x) * tx)
+
+
+class GeluGrad(_GeluGradRule):
+    """out = g gelu'(x) = g (Phi(x) + x phi(x))"""
+    name = "gelu_grad"
+    kernel = "gelu_erf_bwd"
+    second = staticmethod(_gelu_second)
+
+
+class GeluTanhGrad(_GeluGradRule):
     """out = g d/dx gelu_tanh(x)"""
     name = "gelu_tanh_grad"
     kernel = "gelu_bwd"
+    second = staticmethod(_gelu_tanh_second)
+
+
+class _GeluRule(Op):
+    """A GELU: saves its input; the derivative is its own primitive."""
     save_inputs = True
+    grad_op = None
 
-    def vjp(gy, ins, out, p, needs):
-        g, x = ins
-        return (gelu_tanh_grad(gy, x) if needs[0] else None,
-                gy * g * _gelu_tanh_second(x) if needs[1] else None)
+    @classmethod
+    def vjp(cls, g, ins, out, p, needs):
+        return (apply(cls.grad_op, (g, ins[0])),)
 
-    def jvp(ts, ins, out, p):
-        g, x = ins
-        tg, tx = ts
-        return add_terms(None if tg is None else gelu_tanh_grad(tg, x),
-                         None if tx is None else g * _gelu_tanh_second(x) * tx)
+    @classmethod
+    def jvp(cls, ts, ins, out, p):
+        return apply(cls.grad_op, (ts[0], ins[0]))
+
+
+class Gelu(_GeluRule):
+    """out = x/2 (1 + erf(x / sqrt 2)), the exact GELU (PyTorch's default)"""
+    name = "gelu"
+    kernel = "gelu_erf_fwd"
+    grad_op = GeluGrad
+
+
+class GeluTanh(_GeluRule):
+    """out = x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form"""
+    name = "gelu_tanh"
+    kernel = "gelu_fwd"
+    grad_op = GeluTanhGrad
+
+
+def gelu(x):
+    return apply(Gelu, (x,))
+
+
+def gelu_grad(g, x):
+    return apply(GeluGrad, (g, x))
+
+
+def gelu_tanh(x):
+    return apply(GeluTanh, (x,))
 
 
 def gelu_tanh_grad(g, x):
@@ -367,8 +367,7 @@ class SoftmaxCrossEntropy(Op):
 
 
 def _probs_minus_onehot(z, labels):
-    from .nn import softmax as _softmax
-    probs = _softmax(z, -1)
+    probs = softmax(z, -1)
     onehot = _onehot(labels, z)
     return probs - onehot
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as _np
 
 from . import (
+                       _cuda,  # noqa: F401  (registers the CUDA device; imports CuPy lazily)
                        _methods,  # noqa: F401  (binds Tensor's operators)
                        autograd,
                        data,
@@ -15,8 +16,15 @@ from . import (
                        profiler,
                        viz,
 )
+from ._autograd.forward import jvp
+from ._autograd.mode import (
+                       enable_grad,
+                       inference_mode,
+                       is_grad_enabled,
+                       no_grad,
+                       set_grad_enabled,
+)
 from ._device import Device, cuda_available, default_device, device, manual_seed
-from ._graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ._tensor import Tensor
 from .creation import (
                        arange,
@@ -31,7 +39,6 @@ from .creation import (
                        zeros,
                        zeros_like,
 )
-from .forward import jvp
 from .functional import grad, hessian, hvp, jacobian, jacobian_plan, value_and_grad, vjp
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (

@@ -1,51 +1,33 @@
-"""The device layer: array module, kernels, random numbers and memory accounting per device.
+"""The device layer: one class per kind of device behind one interface.
 
-This is the only module that imports CuPy, and it does so lazily: with
-``GPUGRAD_DEVICE=cpu`` CuPy is never imported.
+A device owns its array module, its kernel table, allocation (so that memory accounting
+happens by construction), its random generator, host transfer, timing marks and one
+``run(op, params, arrays, out=None)`` through which every kernel call passes. This module
+holds the interface, the CPU device (NumPy) and the registry of devices; the CUDA device
+lives in ``_cuda.py``, the only module that imports CuPy, and registers itself here.
+Nothing above this layer branches on the kind of device.
 """
 from __future__ import annotations
 
-import math
+import functools
 import os
 import time
 import weakref
 
 import numpy as np
 
-_cupy = None            # the cupy module once imported
-_cuda_state = None      # None: not probed yet; else bool
+from .kernels import reference
 
-# Arrays smaller than this are not counted by the CPU accounting: a weak reference
-# with a callback costs about a microsecond, which would double the cost of an op on
-# tiny tensors, while such arrays never decide a peak.
+# Arrays smaller than this are not counted by the CPU accounting: a weak reference with a
+# callback costs about a microsecond, which would double the cost of an op on tiny
+# tensors, while such arrays never decide a peak.
 TRACK_MIN_BYTES = 1024
+_np_generic = np.generic
+_np_asarray = np.asarray
 
 
-def _import_cupy():
-    global _cupy
-    if _cupy is None:
-        import cupy
-        _cupy = cupy
-    return _cupy
-
-
-def cuda_available() -> bool:
-    """True only if CuPy imports and a CUDA device answers."""
-    global _cuda_state
-    if _cuda_state is None:
-        if os.environ.get("GPUGRAD_DEVICE", "").strip().lower() == "cpu":
-            _cuda_state = False
-            return False
-        try:
-            cupy = _import_cupy()
-            _cuda_state = cupy.cuda.runtime.getDeviceCount() > 0
-        except Exception:  # ImportError, CUDARuntimeError with no driver, ...
-            _cuda_state = False
-    return _cuda_state
-
-
-class _HostMemory:
-    """Live bytes of arrays gpugrad allocated on the host, with a peak."""
+class HostMemory:
+    """Live bytes of the arrays a CPU device allocated, with a peak."""
 
     __slots__ = ("current", "peak", "_refs", "__weakref__")
 
@@ -55,17 +37,18 @@ class _HostMemory:
         self._refs = {}
 
     def track(self, arr):
+        """Count ``arr`` until it dies; counting it twice counts it once."""
         nbytes = arr.nbytes
-        if nbytes < TRACK_MIN_BYTES:
+        key = id(arr)
+        if nbytes < TRACK_MIN_BYTES or key in self._refs:
             return
-        ref = weakref.ref(arr, self._release)
-        self._refs[id(ref)] = (ref, nbytes)
+        self._refs[key] = (weakref.ref(arr, functools.partial(self._release, key)), nbytes)
         self.current += nbytes
         if self.current > self.peak:
             self.peak = self.current
 
-    def _release(self, ref):
-        entry = self._refs.pop(id(ref), None)
+    def _release(self, key, ref):
+        entry = self._refs.pop(key, None)
         if entry is not None:
             self.current -= entry[1]
 
@@ -77,76 +60,25 @@ class _HostMemory:
         self.peak = self.current
 
 
-class _CupyMemory:
-    """Used bytes of CuPy's memory pool, with a peak kept by a memory hook."""
-
-    def __init__(self, cupy, index):
-        self._cupy = cupy
-        self._index = index
-        self._pool = cupy.get_default_memory_pool()
-        self.peak = self._pool.used_bytes()
-        memory = self
-
-        class _PeakHook(cupy.cuda.MemoryHook):
-            name = "gpugrad_peak"
-
-            def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
-                used = memory._pool.used_bytes()
-                if used > memory.peak:
-                    memory.peak = used
-
-        # the hook stays installed for the whole process; peak follows every malloc
-        _PeakHook().__enter__()
-
-    def track(self, arr):
-        pass
-
-    def stats(self):
-        used = self._pool.used_bytes()
-        if used > self.peak:
-            self.peak = used
-        return {"current_bytes": used, "peak_bytes": self.peak,
-                "pool_total_bytes": self._pool.total_bytes()}
-
-    def reset_peak(self):
-        self.peak = self._pool.used_bytes()
-
-
 class Device:
-    """A place where arrays live: ``cpu`` (NumPy) or ``cuda:N`` (CuPy)."""
+    """A place where arrays live. Subclasses set ``type``, ``xp`` (the array module),
+    ``kernels`` (the kernel table: CUDA kernels or their NumPy twins) and ``memory``."""
 
-    __slots__ = ("type", "index", "xp", "memory", "_rng", "kernels", "fn", "__weakref__")
+    type = "?"
+    xp = None
+    is_host = False       # arrays in host memory: reading them back costs no sync
+    __slots__ = ("index", "kernels", "memory", "_generator", "_functions", "__weakref__")
 
-    def __init__(self, type_, index):
-        self.type = type_
+    def __init__(self, index):
         self.index = index
-        if type_ == "cpu":
-            self.xp = np
-            self.memory = _HostMemory()
-        else:
-            if not cuda_available():
-                raise RuntimeError(
-                    f"device '{self}' was asked for but CUDA is not available "
-                    "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu)")
-            cupy = _import_cupy()
-            count = cupy.cuda.runtime.getDeviceCount()
-            if index >= count:
-                raise RuntimeError(f"device '{self}' does not exist: {count} CUDA device(s) found")
-            self.xp = cupy
-            with cupy.cuda.Device(index):
-                self.memory = _CupyMemory(cupy, index)
-        self._rng = None
-        # the kernel table: CUDA kernels on CuPy, their NumPy twins on the CPU
-        from . import kernels
-        self.kernels = kernels.table_for(self)
-        self.fn = _FunctionTable(self.kernels, self.xp)
+        self._generator = None
+        self._functions = {}
 
     def __repr__(self):
-        return f"device(type='{self.type}', index={self.index})" if self.type == "cuda" \
-            else "device(type='cpu')"
+        return f"device(type='{self.type}', index={self.index})"
 
     def __str__(self):
-        return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
+        return f"{self.type}:{self.index}" if self.index else self.type
 
     def __eq__(self, other):
         if isinstance(other, Device):
@@ -161,102 +93,157 @@ class Device:
     def __hash__(self):
         return hash((self.type, self.index))
 
-    # -- arrays -------------------------------------------------------------------
+    # -- kernels ----------------------------------------------------------------------------
+    def function(self, name):
+        """The kernel ``name`` of this device's table, else the array module's function."""
+        fn = self._functions.get(name)
+        if fn is None:
+            fn = getattr(self.kernels, name, None) or getattr(self.xp, name)
+            self._functions[name] = fn
+        return fn
+
+    def run(self, op, params, arrays, out=None):
+        """Run ``op``'s forward kernel on this device; with ``out`` it writes there and
+        allocates nothing. Every op call passes through here (and the profiler's)."""
+        kernel = op.kernel
+        if kernel is not None:
+            fn = self._functions.get(kernel) or self.function(kernel)
+            data = fn(*arrays) if out is None else fn(*arrays, out=out)
+        else:
+            data = op.forward(self, params, *arrays, out=out)
+        if data.__class__ is not self.array_type:
+            # NumPy returns scalars from 0-d ufunc calls; a tensor always holds an array
+            data = _np_asarray(data) if isinstance(data, _np_generic) else data
+        if out is None and not op.view and data.nbytes >= TRACK_MIN_BYTES:
+            self.memory.track(data)
+        return data
+
+    # -- arrays -----------------------------------------------------------------------------
+    array_type = None
+
     def asarray(self, data, dtype=None):
-        """An array of this device holding ``data`` (copied across devices)."""
-        xp = self.xp
-        if self.type == "cpu":
-            if _cupy is not None and isinstance(data, _cupy.ndarray):
-                data = data.get()
-            return np.array(data, dtype=dtype)
-        with xp.cuda.Device(self.index):
-            return xp.array(data, dtype=dtype)
+        """An array of this device holding a copy of ``data`` (from any device)."""
+        raise NotImplementedError
+
+    def allocate(self, fill, shape, dtype):
+        """A new array from ``fill`` (zeros, ones, empty, full, ...), counted."""
+        arr = fill(shape, dtype=dtype)
+        self.memory.track(arr)
+        return arr
+
+    def adopt(self, arr):
+        """Count an array made outside ``run`` (a mask, a constant, a rule's arithmetic) as
+        this device's; a NumPy scalar (what 0-d arithmetic gives) becomes a 0-d array."""
+        if arr.__class__ is not self.array_type:
+            arr = self.xp.asarray(arr)
+        if arr.nbytes >= TRACK_MIN_BYTES:
+            self.memory.track(arr)
+        return arr
+
+    def owns(self, arr):
+        return arr.__class__ is self.array_type
+
+    def to_host(self, arr):
+        return arr
 
     def index_add(self, target, index, values):
         """target[index] += values, adding repeated indices once each (in place)."""
-        if self.type == "cpu":
-            np.add.at(target, index, values)
-        else:
-            self.xp.add.at(target, index, values)
-
-    def to_host(self, arr):
-        return arr if self.type == "cpu" else arr.get()
+        self.xp.add.at(target, index, values)
 
     def context(self):
-        """A context manager making this device current (a no-op on the CPU)."""
-        if self.type == "cpu":
-            return _NULL_CONTEXT
-        return self.xp.cuda.Device(self.index)
+        """A context manager that makes this device current."""
+        return _NULL_CONTEXT
 
+    # -- timing -----------------------------------------------------------------------------
     def new_mark(self):
-        """A point in this device's timeline: a recorded CUDA event on a GPU (read later,
-        no host sync now), the host clock on the CPU. ``elapsed`` gives seconds between."""
-        if self.type == "cpu":
-            return time.perf_counter()
-        event = self.xp.cuda.Event()
-        event.record()
-        return event
+        """A point in this device's timeline; ``elapsed`` gives the seconds between two."""
+        return time.perf_counter()
 
     def elapsed(self, start, stop):
-        if self.type == "cpu":
-            return stop - start
-        stop.synchronize()
-        return self.xp.cuda.get_elapsed_time(start, stop) / 1e3
+        return stop - start
+
+    def host_time(self, mark):
+        """The host clock reading of a mark, for placing it on a timeline."""
+        return mark
 
     def range_push(self, name):
-        """An NVTX range, so that Nsight shows op names (a no-op on the CPU, or where
-        CuPy has no NVTX)."""
-        if self.type != "cpu" and _nvtx_usable(self.xp):
-            self.xp.cuda.nvtx.RangePush(name)
+        """Open a named range for external profilers (Nsight on a GPU)."""
 
     def range_pop(self):
-        if self.type != "cpu" and _nvtx_usable(self.xp):
-            self.xp.cuda.nvtx.RangePop()
+        pass
 
     def synchronize(self):
-        if self.type != "cpu":
-            self.xp.cuda.Device(self.index).synchronize()
+        pass
 
+    # -- random numbers ---------------------------------------------------------------------
     @property
-    def rng(self):
-        if self._rng is None:
-            self.seed(_seed)
-        return self._rng
+    def generator(self):
+        """This device's generator, seeded by ``gg.manual_seed`` (or from entropy)."""
+        if self._generator is None:
+            self._generator = self.new_generator(_seed)
+        return self._generator
 
     def seed(self, seed):
-        if self.type == "cpu":
-            self._rng = np.random.default_rng(seed)
-        else:
-            with self.context():
-                self._rng = self.xp.random.RandomState(seed)
+        self._generator = self.new_generator(seed)
+
+    def new_generator(self, seed):
+        """A fresh generator object of this device's kind (never the user's stream)."""
+        raise NotImplementedError
 
 
-_nvtx_state = []
+class Generator:
+    """Random numbers for one device: ``normal``, ``uniform`` and ``integers`` in the
+    requested dtype, drawn through the array module's generator."""
+
+    __slots__ = ("_rng",)
+
+    def __init__(self, rng):
+        self._rng = rng
+
+    def normal(self, shape, dtype):
+        return self._rng.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(
+            dtype, copy=False)
+
+    def uniform(self, shape, dtype):
+        return self._rng.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+
+    def integers(self, low, high, shape, dtype=np.int64):
+        return self._rng.integers(low, high, size=shape).astype(dtype, copy=False)
+
+    def choice(self, values, shape):
+        return self._rng.choice(values, size=shape)
 
 
-def _nvtx_usable(cupy):
-    if not _nvtx_state:
-        try:
-            cupy.cuda.nvtx.RangePush("gpugrad")
-            cupy.cuda.nvtx.RangePop()
-            _nvtx_state.append(True)
-        except Exception:  # CuPy built without NVTX
-            _nvtx_state.append(False)
-    return _nvtx_state[0]
+def _sampling_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"random floating-point samples need a floating dtype, got {dtype}")
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
-class _FunctionTable(dict):
-    """name -> the kernel of that name, else the array module's function, resolved once."""
+class CPUDevice(Device):
+    """NumPy arrays in host memory; the kernel table is the NumPy twins. ``cpu:1`` is a
+    second, separate instance (tests use it to stand in for a second GPU)."""
 
-    def __init__(self, kernels, xp):
-        super().__init__()
-        self._kernels = kernels
-        self._xp = xp
+    type = "cpu"
+    xp = np
+    array_type = np.ndarray
+    is_host = True
+    __slots__ = ()
 
-    def __missing__(self, name):
-        fn = getattr(self._kernels, name, None) or getattr(self._xp, name)
-        self[name] = fn
-        return fn
+    def __init__(self, index):
+        super().__init__(index)
+        self.kernels = reference
+        self.memory = HostMemory()
+
+    def asarray(self, data, dtype=None):
+        if hasattr(data, "__cuda_array_interface__"):
+            data = data.get()      # a GPU array: copied to the host
+        arr = np.array(data, dtype=dtype)
+        return self.adopt(arr)
+
+    def new_generator(self, seed):
+        return Generator(np.random.default_rng(seed))
 
 
 class _NullContext:
@@ -268,24 +255,43 @@ class _NullContext:
 
 
 _NULL_CONTEXT = _NullContext()
+
+# -- the registry ----------------------------------------------------------------------------
+_kinds = {"cpu": CPUDevice}     # device type -> class; _cuda.py adds "cuda"
 _devices: dict = {}
+_default = None
+_seed = None                     # devices created after manual_seed start from it too
+# what answers cuda_available(): set by _cuda.py (False until it is imported)
+_cuda_probe = None
+
+
+def register_kind(type_, cls, probe=None):
+    """Add a kind of device (the CUDA module calls this when it is imported)."""
+    global _cuda_probe
+    _kinds[type_] = cls
+    if probe is not None:
+        _cuda_probe = probe
+
+
+def cuda_available() -> bool:
+    """True only if CuPy imports and a CUDA device answers (never with GPUGRAD_DEVICE=cpu)."""
+    if os.environ.get("GPUGRAD_DEVICE", "").strip().lower() == "cpu":
+        return False
+    return _cuda_probe is not None and _cuda_probe()
 
 
 def _parse(spec):
     text = spec.strip().lower()
-    if text == "cpu":
-        return ("cpu", 0)
-    if text == "cuda" or text == "gpu":
-        return ("cuda", 0)
-    if text.startswith("cuda:"):
-        rest = text[5:]
-        if rest.isdigit():
-            return ("cuda", int(rest))
+    kind, _, index = text.partition(":")
+    if kind == "gpu":
+        kind = "cuda"
+    if kind in ("cpu", "cuda") and (not index or index.isdigit()):
+        return kind, int(index or 0)
     raise ValueError(f"unknown device '{spec}': expected 'cpu', 'cuda' or 'cuda:N'")
 
 
 def device(spec="cpu") -> Device:
-    """The device named by ``spec``: a Device, 'cpu', 'cuda' or 'cuda:N'."""
+    """The device named by ``spec``: a Device, 'cpu', 'cuda', 'cuda:N' (or 'cpu:N')."""
     if isinstance(spec, Device):
         return spec
     if spec is None:
@@ -295,12 +301,14 @@ def device(spec="cpu") -> Device:
     key = _parse(spec)
     dev = _devices.get(key)
     if dev is None:
-        dev = Device(*key)
+        cls = _kinds.get(key[0])
+        if cls is None or (key[0] == "cuda" and not cuda_available()):
+            raise RuntimeError(
+                f"device '{spec}' was asked for but CUDA is not available "
+                "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu)")
+        dev = cls(key[1])
         _devices[key] = dev
     return dev
-
-
-_default = None
 
 
 def default_device() -> Device:
@@ -316,30 +324,20 @@ def default_device() -> Device:
 
 
 def array_device(arr):
-    """The device an array lives on (NumPy -> cpu, CuPy -> its cuda device)."""
-    if isinstance(arr, np.ndarray) or np.isscalar(arr):
-        return device("cpu")
-    if _cupy is not None and isinstance(arr, _cupy.ndarray):
-        return device(f"cuda:{arr.device.id}")
+    """The device an array lives on: NumPy arrays and scalars on the CPU, a registered
+    device's arrays on that device; None for anything else."""
+    if isinstance(arr, (np.ndarray, np.generic)):
+        return _devices.get(("cpu", 0)) or device("cpu")
+    for kind in _kinds.values():
+        found = kind.device_of(arr) if hasattr(kind, "device_of") else None
+        if found is not None:
+            return found
     return None
 
 
-_np_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def erf(arr):
-    """The error function elementwise, on either array module (NumPy has none: math.erf
-    per element there, exact to float64; cupyx.scipy.special on a GPU)."""
-    if is_cupy_array(arr):
-        import cupyx.scipy.special
-        return cupyx.scipy.special.erf(arr)
-    arr = np.asarray(arr)
-    values = np.asarray(_np_erf(arr), dtype=np.float64)   # 0-d input gives a plain float
-    return values.astype(arr.dtype if arr.dtype.kind == "f" else np.float64, copy=False)
-
-
-def is_cupy_array(arr):
-    return _cupy is not None and isinstance(arr, _cupy.ndarray)
+def array_types():
+    """The array classes of the kinds of device in use (NumPy's, and CuPy's once loaded)."""
+    return frozenset(cls for cls in [np.ndarray] + [dev.array_type for dev in _devices.values()])
 
 
 def manual_seed(seed: int):
@@ -350,4 +348,6 @@ def manual_seed(seed: int):
         dev.seed(_seed)
 
 
-_seed = None   # devices created after manual_seed start from it too
+def array_module(arr):
+    """The array module (NumPy, CuPy) of an array."""
+    return reference.array_module(arr)

@@ -1,10 +1,12 @@
-"""Operators and math methods of Tensor, bound to the ops."""
+"""Operators and methods of Tensor, bound to the ops and to autograd: the tensor module
+below knows nothing of either."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from ._graph import apply
+from . import _device, ops
+from ._autograd.backward import backward
+from ._autograd.graph import apply
 from ._tensor import Tensor, wrap
 from .ops.elementwise import Add, Div, Mul, Pow, Sub
 
@@ -56,7 +58,7 @@ def _compare(ufunc_name):
         except ValueError:
             raise ValueError(f"shapes {tuple(self.shape)} and "
                              f"{tuple(np.shape(b))} cannot be broadcast together") from None
-        return wrap(result, self.device)
+        return wrap(self.device.adopt(result), self.device)
     return method
 
 
@@ -65,6 +67,25 @@ def _matmul_operand(value, like):
     if isinstance(value, _SCALARS):
         raise ValueError("matmul: a scalar operand is not allowed, use *")
     return value
+
+
+def _to(self, target, dtype=None):
+    """A copy on another device or with another dtype (differentiable)."""
+    out = self
+    if isinstance(target, (str, _device.Device)):
+        dev = _device.device(target)
+        if dev is not self.device:
+            out = ops.to_device(out, dev)
+    elif target is not None:
+        dtype = target
+    if dtype is not None and np.dtype(dtype) != out.dtype:
+        out = ops.cast(out, dtype)
+    return out
+
+
+def _backward(self, gradient=None, retain_graph=None, create_graph=False):
+    """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
+    backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
 
 
 def _install():
@@ -94,6 +115,10 @@ def _install():
     T.broadcast_to = ops.broadcast_to
     T.flatten = lambda self: ops.reshape(self, (-1,))
     T.__hash__ = object.__hash__
+    T.to = _to
+    T.cpu = lambda self: _to(self, "cpu")
+    T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
+    T.backward = _backward
 
 
 _install()

@@ -1,8 +1,12 @@
 """The Tensor: an array on a device plus what autograd needs to know about it.
 
-Operators and math methods are attached by ``gpugrad._methods`` once the ops exist.
+This module knows nothing of ops or autograd: operators and methods are bound onto
+Tensor by ``gpugrad._methods``, a module above them.
 """
 from __future__ import annotations
+
+import itertools
+import weakref
 
 import numpy as np
 
@@ -10,14 +14,17 @@ from . import _device
 
 _new = object.__new__
 
-# A global clock of in-place writes. A node remembers the clock when it was made;
-# a saved tensor whose version is newer was written after it was saved.
-_clock = [0]
+# One clock orders graph nodes and in-place writes: a node takes a tick when it is
+# recorded, a write stamps the tensor's version with a tick. A saved tensor whose version
+# is newer than its node was written after it was saved.
+next_tick = itertools.count(1).__next__
+last_write = [0]
 
 
 def bump_version(ver):
-    _clock[0] += 1
-    ver[0] = _clock[0]
+    tick = next_tick()
+    ver[0] = tick
+    last_write[0] = tick
 
 
 class _TrackedArray(np.ndarray):
@@ -54,11 +61,6 @@ class _TrackedArray(np.ndarray):
         return result
 
 
-def _default_float(arr):
-    """Python floats become float32; arrays keep their dtype."""
-    return arr.astype(np.float32) if arr.dtype == np.float64 else arr
-
-
 class Tensor:
     """An n-dimensional array on a device, with reverse- and forward-mode autodiff.
 
@@ -69,41 +71,36 @@ class Tensor:
     [2.0, 4.0, 6.0]
     """
 
-    __slots__ = ("_data", "device", "_rg", "_grad", "_node", "_acc", "_ver", "_tangents",
-                 "__weakref__")
+    # _node: the node that made this tensor, or for a leaf that requires grad the node that
+    # accumulates into its .grad (so requires_grad is ``_node is not None``)
+    __slots__ = ("_data", "device", "_grad", "_node", "_ver", "_tangents", "__weakref__")
     # NumPy defers to Tensor's reflected operators instead of broadcasting over it
     __array_ufunc__ = None
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         dev = _device.device(device) if device is not None else None
         if isinstance(data, Tensor):
-            if dev is None:
-                dev = data.device
             arr = data._data
+            dev = dev or data.device
         else:
             arr = data
+            if not hasattr(arr, "dtype"):
+                arr = np.asarray(arr)
+                if dtype is None and arr.dtype == np.float64:
+                    dtype = np.float32         # Python floats become the default float
             if dev is None:
-                # a CuPy array stays on its GPU; lists, scalars and NumPy arrays go to the
-                # default device
-                dev = _device.array_device(arr) if _device.is_cupy_array(arr) else \
-                    _device.default_device()
-        array_given = hasattr(arr, "dtype") and hasattr(arr, "shape")
-        with dev.context():
-            if dtype is not None:
-                out = dev.asarray(arr, dtype=np.dtype(dtype))
-            else:
-                out = dev.asarray(arr)
-                if not array_given:
-                    out = _default_float(out)
-        if out.dtype == object:
-            raise TypeError(f"cannot make a tensor from {type(data).__name__}")
-        dev.memory.track(out)
+                # an array of a device stays there; host data goes to the default device
+                home = None if isinstance(arr, (np.ndarray, np.generic)) else \
+                    _device.array_device(arr)
+                dev = home or _device.default_device()
+        out = dev.asarray(arr, dtype=None if dtype is None else np.dtype(dtype))
+        if out.dtype == object or out.dtype.kind in "USV":
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} "
+                            f"(dtype {out.dtype})")
         self._data = out
         self.device = dev
-        self._rg = False
         self._grad = None
         self._node = None
-        self._acc = None
         self._ver = [0]
         self._tangents = None
         if requires_grad:
@@ -134,30 +131,32 @@ class Tensor:
 
     @property
     def is_leaf(self):
-        return self._node is None
+        return self._node is None or self._node.leaf is not None
 
     @property
     def grad_fn(self):
-        return self._node
+        node = self._node
+        return None if node is None or node.leaf is not None else node
 
     @property
     def requires_grad(self):
-        return self._rg
+        return self._node is not None
 
     @requires_grad.setter
     def requires_grad(self, flag):
         self.requires_grad_(flag)
 
     def requires_grad_(self, flag=True):
-        if self._node is not None and not flag:
+        if not self.is_leaf and not flag:
             raise RuntimeError(
                 "requires_grad can only be turned off on a leaf tensor; use .detach()")
         if flag and self._data.dtype.kind not in "fc":
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self._data.dtype}")
-        self._rg = bool(flag)
         if not flag:
-            self._acc = None
+            self._node = None
+        elif self._node is None:
+            self._node = LeafNode(self)
         return self
 
     @property
@@ -198,9 +197,9 @@ class Tensor:
             value = value.view(np.ndarray)
         if _device.array_device(value) is not self.device:
             value = self.device.asarray(value)
-        if value.shape != self._data.shape or value.dtype != self._data.dtype:
-            self._acc = None     # its gradient sink knew the old shape and dtype
         self._data = value
+        if self._node is not None and self._node.leaf is not None:
+            self._node = LeafNode(self)    # its gradient sink knew the old shape and dtype
         bump_version(self._ver)
 
     @property
@@ -220,7 +219,7 @@ class Tensor:
         if self._data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape "
                              f"{tuple(self.shape)}")
-        return self._data.item() if self.device.type == "cpu" else self._data.get().item()
+        return self.device.to_host(self._data).item()
 
     def tolist(self):
         return self.device.to_host(self._data).tolist()
@@ -249,61 +248,28 @@ class Tensor:
         body = np.array2string(self.device.to_host(self._data), separator=", ", precision=4,
                                prefix="tensor(")
         extra = ""
-        if self.device.type != "cpu":
+        if str(self.device) != "cpu":
             extra += f", device='{self.device}'"
         if self.dtype != np.float32 and self.dtype != np.int64 and self.dtype != np.bool_:
             extra += f", dtype={self.dtype}"
-        if self._node is not None:
+        if self.grad_fn is not None:
             extra += f", grad_fn=<{self._node.op.name}>"
-        elif self._rg:
+        elif self._node is not None:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
 
-    def to(self, target, dtype=None):
-        """A copy on another device or with another dtype (differentiable)."""
-        from . import ops
-        out = self
-        if isinstance(target, (str, _device.Device)):
-            dev = _device.device(target)
-            if dev is not self.device:
-                out = ops.to_device(out, dev)
-        elif target is not None:
-            dtype = target
-        if dtype is not None and np.dtype(dtype) != out.dtype:
-            out = ops.cast(out, dtype)
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, index=0):
-        return self.to(f"cuda:{index}")
-
     def detach(self):
         """The same data, cut from the graph."""
-        out = _new(Tensor)
-        out._data = self._data
-        out.device = self.device
-        out._rg = False
-        out._grad = None
-        out._node = None
-        out._acc = None
+        out = wrap(self._data, self.device)
         out._ver = self._ver
-        out._tangents = None
         return out
 
     def retain_grad(self):
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
         if self._node is None:
-            if not self._rg:
-                raise RuntimeError("retain_grad() on a tensor that does not require grad")
-            return
-        self._node.retain(self)
-
-    def backward(self, gradient=None, retain_graph=None, create_graph=False):
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
-        from .autograd import backward
-        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+        if self._node.leaf is None:
+            self._node.retain(self)
 
 
 def wrap(arr, dev):
@@ -311,10 +277,29 @@ def wrap(arr, dev):
     out = _new(Tensor)
     out._data = arr
     out.device = dev
-    out._rg = False
     out._grad = None
     out._node = None
-    out._acc = None
     out._ver = [0]
     out._tangents = None
     return out
+
+
+class LeafNode:
+    """The sink of a leaf tensor's gradient (PyTorch's AccumulateGrad): adds what reaches
+    it into ``.grad``. It refers to its tensor weakly, so that neither keeps the other
+    alive; it has no parents, so the scheduler reaches it last."""
+
+    __slots__ = ("leaf", "seq", "shape", "dtype", "dev", "hooks", "__weakref__")
+    parents = ()
+    name = "AccumulateGrad"
+
+    def __init__(self, tensor):
+        self.leaf = weakref.ref(tensor)
+        self.seq = next_tick()
+        self.shape = tensor._data.shape
+        self.dtype = tensor._data.dtype
+        self.dev = tensor.device
+        self.hooks = None
+
+    def __repr__(self):
+        return "<AccumulateGrad>"

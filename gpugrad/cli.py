@@ -28,15 +28,9 @@ def _cmd_info(args):
     print(f"python {platform.python_version()}, numpy {np.__version__}")
     print(f"default device: {_device.default_device()}")
     if _device.cuda_available():
-        cupy = _device._import_cupy()
-        count = cupy.cuda.runtime.getDeviceCount()
-        print(f"cupy {cupy.__version__}, {count} CUDA device(s)")
-        for i in range(count):
-            props = cupy.cuda.runtime.getDeviceProperties(i)
-            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-            print(f"  cuda:{i} {name}, {props['totalGlobalMem'] / 2**30:.1f} GiB")
-        from .kernels import cuda
-        print("kernels compiled: " + ", ".join(cuda.compiled_names(_device.device("cuda"))))
+        from . import _cuda
+        for line in _cuda.describe():
+            print(line)
     else:
         print("cuda: not available (CuPy missing, no driver, or GPUGRAD_DEVICE=cpu)")
     return 0

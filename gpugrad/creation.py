@@ -17,8 +17,7 @@ def _shape(shape):
 
 
 def _finish(arr, dev, requires_grad):
-    dev.memory.track(arr)
-    t = wrap(arr, dev)
+    t = wrap(dev.adopt(arr), dev)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -28,7 +27,7 @@ def _make(fill, shape, dtype, device, requires_grad, default=np.float32):
     dev = _device.device(device) if device is not None else _device.default_device()
     dtype = np.dtype(default if dtype is None else dtype)
     with dev.context():
-        arr = fill(dev.xp, _shape(shape), dtype)
+        arr = fill(dev, _shape(shape), dtype)
     return _finish(arr, dev, requires_grad)
 
 
@@ -39,22 +38,22 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return _make(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+    return _make(lambda dev, s, d: dev.xp.zeros(s, d), shape, dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return _make(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+    return _make(lambda dev, s, d: dev.xp.ones(s, d), shape, dtype, device, requires_grad)
 
 
 def empty(*shape, dtype=None, device=None, requires_grad=False):
-    return _make(lambda xp, s, d: xp.empty(s, d), shape, dtype, device, requires_grad)
+    return _make(lambda dev, s, d: dev.xp.empty(s, d), shape, dtype, device, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = np.float32 if isinstance(fill_value, float) else np.asarray(fill_value).dtype
     shape = shape if isinstance(shape, (tuple, list)) else (shape,)
-    return _make(lambda xp, s, d: xp.full(s, fill_value, d), (shape,), dtype, device,
+    return _make(lambda dev, s, d: dev.xp.full(s, fill_value, d), (shape,), dtype, device,
                  requires_grad)
 
 
@@ -92,35 +91,11 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
 
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the device's generator (see gg.manual_seed)."""
-    def fill(xp, s, d):
-        dev_ = _device.device(device) if device is not None else _device.default_device()
-        return _normal(dev_, s, d)
-    return _make(fill, shape, dtype, device, requires_grad)
+    return _make(lambda dev, s, d: dev.generator.normal(s, d), shape, dtype, device,
+                 requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the device's generator."""
-    def fill(xp, s, d):
-        dev_ = _device.device(device) if device is not None else _device.default_device()
-        return _uniform(dev_, s, d)
-    return _make(fill, shape, dtype, device, requires_grad)
-
-
-def _normal(dev, shape, dtype):
-    if dtype.kind != "f":
-        raise TypeError(f"randn needs a floating dtype, got {dtype}")
-    if dev.type == "cpu":
-        sample_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
-        return dev.rng.standard_normal(shape, dtype=sample_dtype).astype(dtype, copy=False)
-    return dev.rng.standard_normal(shape, dtype=np.float32 if dtype == np.float16 else dtype) \
-        .astype(dtype, copy=False)
-
-
-def _uniform(dev, shape, dtype):
-    if dtype.kind != "f":
-        raise TypeError(f"rand needs a floating dtype, got {dtype}")
-    if dev.type == "cpu":
-        sample_dtype = dtype if dtype in (np.float32, np.float64) else np.float32
-        return dev.rng.random(shape, dtype=sample_dtype).astype(dtype, copy=False)
-    return dev.rng.random_sample(shape, dtype=np.float32 if dtype == np.float16 else dtype) \
-        .astype(dtype, copy=False)
+    return _make(lambda dev, s, d: dev.generator.uniform(s, d), shape, dtype, device,
+                 requires_grad)

@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 
-from . import _graph, ops
+from . import ops
+from ._autograd.forward import jvp
+from ._autograd.mode import enable_grad
 from ._tensor import Tensor, wrap
 from .autograd import grad as _autograd_grad
-from .forward import jvp
 
 
 def _differentiable_alias(x):
@@ -20,7 +21,7 @@ def _differentiable_alias(x):
     if x.dtype.kind not in "fc":
         raise TypeError(f"cannot differentiate with respect to a tensor of dtype {x.dtype}")
     if x.requires_grad or x._tangents:
-        with _graph.enable_grad():
+        with enable_grad():
             alias = ops.identity(x)
         if not alias.requires_grad:
             alias.requires_grad_(True)
@@ -62,7 +63,7 @@ def value_and_grad(f, argnums=0):
         args = list(args)
         for i in nums:
             args[i] = _differentiable_alias(args[i])
-        with _graph.enable_grad():
+        with enable_grad():
             value = f(*args)
         if not isinstance(value, Tensor) or value.size != 1:
             raise ValueError("grad: f must return a scalar Tensor, got "
@@ -100,7 +101,7 @@ def vjp(f, *primals):
     and can be called any number of times."""
     outer = _outer_active(primals)
     aliases = [_differentiable_alias(p) for p in primals]
-    with _graph.enable_grad():
+    with enable_grad():
         out = f(*aliases)
 
     def vjp_fn(cotangent):
@@ -148,7 +149,7 @@ def hvp(f, primals, tangents, mode="fwd", batched=False):
         return value.detach(), tuple(hv)
     if mode == "rev":
         aliases = [_differentiable_alias(p) for p in primals]
-        with _graph.enable_grad():
+        with enable_grad():
             value = f(*aliases)
             grads = _autograd_grad(value, aliases, create_graph=True, allow_unused=True)
             live = [(g, t) for g, t in zip(grads, tangents) if g is not None]

@@ -77,7 +77,7 @@ def _reverse_jacobians(f, inputs):
 
 
 def _forward_jacobians(f, inputs):
-    from .forward import jvp
+    from ._autograd.forward import jvp
     float_idx = [m for m, y in enumerate(inputs) if y.dtype.kind == "f"]
 
     def with_floats(*floats):

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from . import ops
-from ._graph import no_grad
+from . import _device, ops
+from ._autograd.mode import no_grad
 from ._tensor import Tensor, wrap
 
 
@@ -62,10 +62,8 @@ def lanczos(matvec, n_or_v0, k=1, tol=1e-8, return_vectors=False, seed=0):
     if isinstance(n_or_v0, Tensor):
         v = n_or_v0.reshape(-1)
     else:
-        from ._device import manual_seed
-        from .creation import randn
-        manual_seed(seed)
-        v = randn(int(n_or_v0))
+        dev = _device.default_device()
+        v = _start_vector(int(n_or_v0), np.dtype(np.float32), dev, seed)
     n = v.size
     if not 1 <= k <= n:
         raise ValueError(f"lanczos: k={k} must be between 1 and the dimension {n}")
@@ -140,11 +138,8 @@ def hessian_eigenvalues(loss_fn, params, k=1, tol=1e-6, return_vectors=False, se
     respect to ``params`` together, descending, from Hessian-vector products only."""
     params = list(params)
     matvec, detached = hessian_matvec(loss_fn, params)
-    from ._device import manual_seed
-    from .creation import randn
-    manual_seed(seed)
-    v0 = randn(sum(p.size for p in detached), dtype=detached[0].dtype,
-               device=detached[0].device)
+    v0 = _start_vector(sum(p.size for p in detached), detached[0].dtype, detached[0].device,
+                       seed)
     return lanczos(matvec, v0, k, tol=tol, return_vectors=return_vectors)
 
 
@@ -154,13 +149,13 @@ def hutchinson_trace(matvec, n_or_like, samples=100, seed=0):
     if isinstance(n_or_like, Tensor):
         n, dtype, dev = n_or_like.size, n_or_like.dtype, n_or_like.device
     else:
-        from ._device import default_device
-        n, dtype, dev = int(n_or_like), np.dtype(np.float32), default_device()
-    rng = np.random.default_rng(seed)
+        n, dtype, dev = int(n_or_like), np.dtype(np.float32), _device.default_device()
+    rng = dev.new_generator(seed)
+    signs = dev.asarray(np.array([-1.0, 1.0], dtype=dtype))
     values = []
     with no_grad():
         for _ in range(samples):
-            z = wrap(dev.asarray(rng.choice(np.array([-1.0, 1.0], dtype=dtype), size=n)), dev)
+            z = wrap(dev.adopt(rng.choice(signs, (n,))), dev)
             values.append(_dot(z, matvec(z).reshape(-1)))
     values = np.array(values)
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(samples)) \
@@ -171,3 +166,8 @@ def hessian_trace(loss_fn, params, samples=100, seed=0):
     """Hutchinson's estimate of the trace of the Hessian of ``loss_fn(*params)``."""
     matvec, detached = hessian_matvec(loss_fn, list(params))
     return hutchinson_trace(matvec, _flat(detached), samples, seed)
+
+
+def _start_vector(n, dtype, dev, seed):
+    """A random start from a generator of its own: the user's random stream is untouched."""
+    return wrap(dev.adopt(dev.new_generator(seed).normal((n,), dtype)), dev)

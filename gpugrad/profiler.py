@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _device, _graph
+from . import _device
 from ._atomic import write_atomic
+from ._autograd import graph
+from ._autograd.mode import state
 
 
 @dataclass
@@ -57,13 +59,13 @@ class profile:
         self._previous = None
 
     def __enter__(self):
-        self._previous = _graph.profiler
+        self._previous = graph.profiler
         self._t0 = time.perf_counter()
-        _graph.profiler = self
+        graph.profiler = self
         return self
 
     def __exit__(self, *exc):
-        _graph.profiler = self._previous
+        graph.profiler = self._previous
         for e in self.events:
             if e._marks is not None:
                 dev, begin, end = e._marks
@@ -77,20 +79,17 @@ class profile:
         dev.range_push(op.name)
         begin = dev.new_mark()
         try:
-            data = _graph.run_forward(op, dev, p, arrays)
+            data = dev.run(op, p, arrays)
         finally:
             end = dev.new_mark()
             dev.range_pop()
         flops, elements = op.cost(shapes, tuple(data.shape), p)
         itemsize = data.dtype.itemsize
-        event = Event(op.name, "backward" if _graph.in_backward else "forward", shapes,
-                      str(data.dtype), str(dev), begin_host(dev, begin) - self._t0,
+        event = Event(op.name, "backward" if state.in_backward else "forward", shapes,
+                      str(data.dtype), str(dev), dev.host_time(begin) - self._t0,
                       flops=int(flops), bytes=int(elements) * itemsize,
                       memory=dev.memory.stats()["current_bytes"] if self.record_memory else 0)
-        if dev.type == "cpu":
-            event.duration = end - begin
-        else:
-            event._marks = (dev, begin, end)
+        event._marks = (dev, begin, end)     # read when the profile closes: no sync now
         self.events.append(event)
         return data
 
@@ -163,11 +162,6 @@ class profile:
                 trace.append({"name": "memory", "ph": "C", "pid": pid, "ts": e.start * 1e6,
                               "args": {"bytes": e.memory}})
         write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ms"}))
-
-
-def begin_host(dev, mark):
-    """The host clock at a mark (CUDA events carry no host time: take it now)."""
-    return mark if dev.type == "cpu" else time.perf_counter()
 
 
 _calibration = {}

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from . import _device, data, nn, optim
-from ._graph import no_grad
+from ._autograd.mode import no_grad
 from .nn import functional as F
 from .serialization import save
 

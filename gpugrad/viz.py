@@ -2,7 +2,6 @@
 B that the scheduler walks (one VJP node per forward node, edges reversed)."""
 from __future__ import annotations
 
-from ._graph import AccumulateGrad
 from ._tensor import Tensor
 
 
@@ -20,11 +19,11 @@ def _walk(root):
 
 
 def _label(node):
-    if node.op is AccumulateGrad:
+    if node.leaf is not None:
         tensor = node.leaf()
         shape = tuple(tensor.shape) if tensor is not None else node.shape
         return f"leaf {shape}"
-    return f"{node.op.name}\\n{tuple(node.shape)}"
+    return f"{node.name}\\n{tuple(node.shape)}"
 
 
 def to_dot(output, backward=False):
@@ -44,10 +43,10 @@ def to_dot(output, backward=False):
     title = "backward" if backward else "forward"
     lines = [f"digraph {title} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for node in nodes:
-        leaf = node.op is AccumulateGrad
+        leaf = node.leaf is not None
         if backward:
             label = "AccumulateGrad\\n" + _label(node) if leaf else \
-                f"{node.op.name}.vjp\\n{tuple(node.shape)}"
+                f"{node.name}.vjp\\n{tuple(node.shape)}"
         else:
             label = _label(node)
         shape = "box" if leaf else "ellipse"
@@ -61,7 +60,7 @@ def to_dot(output, backward=False):
                 continue
             if backward:
                 lines.append(f'  {ids[node]} -> {ids[parent]} '
-                             f'[label="{node.op.name}.vjp[{i}]"];')
+                             f'[label="{node.name}.vjp[{i}]"];')
             else:
                 lines.append(f"  {ids[parent]} -> {ids[node]} [label=\"{i}\"];")
     lines.append("}")

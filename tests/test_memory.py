@@ -59,7 +59,7 @@ def test_saved_arrays_are_released_right_after_their_vjp():
     node = product.grad_fn
     assert node.ins is not None
     product.sum().backward()
-    assert node.ins is None and node.released
+    assert node.released and node.out is None
 
 
 def test_relu_saves_its_output_and_add_saves_nothing():

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import gpugrad as gg
-from gpugrad import _graph
+from gpugrad._autograd import graph as _graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -33,8 +33,9 @@ template <typename T> struct alignas(16) Pack {
     T v[16 / sizeof(T)];
 };
 
-// ACT_GELU is GELU in its tanh form, ACT_GELU_ERF the exact x/2 (1 + erf(x / sqrt 2))
-enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_TANH = 3, ACT_SIGMOID = 4, ACT_GELU_ERF = 5 };
+// The rows of the activation table (gpugrad/ops/activation.py): ACT_GELU is the exact
+// x/2 (1 + erf(x / sqrt 2)), ACT_GELU_TANH its tanh form
+enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU_TANH = 2, ACT_TANH = 3, ACT_SIGMOID = 4, ACT_GELU = 5 };
 
 #define GG_GELU_K 0.7978845608028654f
 #define GG_GELU_C 0.044715f
@@ -43,8 +44,8 @@ enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_TANH = 3, ACT_SIGMOID = 4, 
 
 template <int ACT> __device__ __forceinline__ float act_fwd(float z) {
     if (ACT == ACT_RELU) return z > 0.f ? z : 0.f;
-    if (ACT == ACT_GELU) return 0.5f * z * (1.f + tanhf(GG_GELU_K * (z + GG_GELU_C * z * z * z)));
-    if (ACT == ACT_GELU_ERF) return 0.5f * z * (1.f + erff(z * GG_SQRT1_2));
+    if (ACT == ACT_GELU_TANH) return 0.5f * z * (1.f + tanhf(GG_GELU_K * (z + GG_GELU_C * z * z * z)));
+    if (ACT == ACT_GELU) return 0.5f * z * (1.f + erff(z * GG_SQRT1_2));
     if (ACT == ACT_TANH) return tanhf(z);
     if (ACT == ACT_SIGMOID) {
         float e = expf(-fabsf(z));
@@ -59,9 +60,9 @@ template <int ACT> __device__ __forceinline__ float act_bwd(float g, float s) {
     if (ACT == ACT_RELU) return s > 0.f ? g : 0.f;
     if (ACT == ACT_TANH) return g * (1.f - s * s);
     if (ACT == ACT_SIGMOID) return g * s * (1.f - s);
-    if (ACT == ACT_GELU_ERF)
+    if (ACT == ACT_GELU)
         return g * (0.5f * (1.f + erff(s * GG_SQRT1_2)) + s * GG_INV_SQRT_2PI * expf(-0.5f * s * s));
-    if (ACT == ACT_GELU) {
+    if (ACT == ACT_GELU_TANH) {
         float t = tanhf(GG_GELU_K * (s + GG_GELU_C * s * s * s));
         float du = GG_GELU_K * (1.f + 3.f * GG_GELU_C * s * s);
         return g * (0.5f * (1.f + t) + 0.5f * s * (1.f - t * t) * du);

@@ -8,6 +8,7 @@ contiguous ones, run the twin, which is written against CuPy as well as NumPy.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -19,9 +20,6 @@ KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("elementwise", "softmax", "reduce", "optim")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
-_ACT_NAME = {"none": "identity", "relu": "relu", "gelu": "gelu_erf", "gelu_tanh": "gelu",
-             "tanh": "tanh",
-             "sigmoid": "sigmoid"}
 
 
 def read_source(name):
@@ -85,10 +83,20 @@ class CudaKernels:
         return (max(1, min(self.max_blocks, -(-work // THREADS))),)
 
     # -- elementwise ----------------------------------------------------------------------
-    def _act_fwd(self, act, x, out):
+    def __getattr__(self, name):
+        """``<act>_fwd`` and ``<act>_bwd`` for every activation that has twins."""
+        act, _, direction = name.rpartition("_")
+        if direction in ("fwd", "bwd") and hasattr(reference, name) and \
+                not name.startswith(("softmax", "log_softmax", "bias")):
+            launcher = self.activation_fwd if direction == "fwd" else self.activation_bwd
+            return functools.partial(launcher, act)
+        raise AttributeError(name)
+
+    def activation_fwd(self, act, x, out=None):
+        """``<act>_fwd`` of elementwise.cu for an activation of the table."""
         sfx = _SUFFIX.get(x.dtype)
         if sfx is None or not x.flags.c_contiguous:
-            return getattr(reference, f"{act}_fwd")(x, out=out)
+            return reference.activation_fwd(act, x, out=out)
         if out is None:
             out = self.xp.empty_like(x)
         vec = _aligned(x, out)
@@ -98,50 +106,21 @@ class CudaKernels:
             self._grid(work), (THREADS,), (x, out, np.int64(n), np.int32(vec)))
         return out
 
-    def _act_bwd(self, act, g, s, out):
+    def activation_bwd(self, act, g, saved, out=None):
+        """``<act>_bwd``: g times the derivative, from what the activation saved."""
         sfx = _SUFFIX.get(g.dtype)
-        if sfx is None or g.dtype != s.dtype or g.shape != s.shape:
-            return getattr(reference, f"{act}_bwd")(g, s, out=out)
+        if sfx is None or g.dtype != saved.dtype or g.shape != saved.shape:
+            return reference.activation_bwd(act, g, saved, out=out)
         g = self.xp.ascontiguousarray(g)
-        s = self.xp.ascontiguousarray(s)
+        saved = self.xp.ascontiguousarray(saved)
         if out is None:
             out = self.xp.empty_like(g)
-        vec = _aligned(g, s, out)
+        vec = _aligned(g, saved, out)
         n = g.size
         work = n // (16 // g.itemsize) if vec else n
         self.function("elementwise", f"{act}_bwd_{sfx}")(
-            self._grid(work), (THREADS,), (g, s, out, np.int64(n), np.int32(vec)))
+            self._grid(work), (THREADS,), (g, saved, out, np.int64(n), np.int32(vec)))
         return out
-
-    def relu_fwd(self, x, out=None):
-        return self._act_fwd("relu", x, out)
-
-    def gelu_fwd(self, x, out=None):
-        return self._act_fwd("gelu", x, out)
-
-    def gelu_erf_fwd(self, x, out=None):
-        return self._act_fwd("gelu_erf", x, out)
-
-    def sigmoid_fwd(self, x, out=None):
-        return self._act_fwd("sigmoid", x, out)
-
-    def tanh_fwd(self, x, out=None):
-        return self._act_fwd("tanh", x, out)
-
-    def relu_bwd(self, g, y, out=None):
-        return self._act_bwd("relu", g, y, out)
-
-    def gelu_bwd(self, g, x, out=None):
-        return self._act_bwd("gelu", g, x, out)
-
-    def gelu_erf_bwd(self, g, x, out=None):
-        return self._act_bwd("gelu_erf", g, x, out)
-
-    def sigmoid_bwd(self, g, y, out=None):
-        return self._act_bwd("sigmoid", g, y, out)
-
-    def tanh_bwd(self, g, y, out=None):
-        return self._act_bwd("tanh", g, y, out)
 
     def bias_act_fwd(self, x, b, act, out=None):
         sfx = _SUFFIX.get(x.dtype)
@@ -156,7 +135,7 @@ class CudaKernels:
         vec = _aligned(x, b, out) and cols % per_pack == 0
         n = x.size
         work = n // per_pack if vec else n
-        self.function("elementwise", f"bias_{_ACT_NAME[act]}_fwd_{sfx}")(
+        self.function("elementwise", f"bias_{act}_fwd_{sfx}")(
             self._grid(work), (THREADS,),
             (x, b, out, np.int64(n), np.int32(cols), np.int32(vec)))
         return out
@@ -297,29 +276,3 @@ class CudaKernels:
             (param, grad, m, v, np.int64(n), np.float32(lr), np.float32(beta1),
              np.float32(beta2), np.float32(eps), np.float32(weight_decay),
              np.float32(step_size), np.float32(inv_sqrt_bias2), np.int32(bool(decoupled))))
-
-
-_tables = {}
-
-
-def table(dev):
-    """The kernel table of a CUDA device (made once per device)."""
-    kernels = _tables.get(dev.index)
-    if kernels is None:
-        cupy = dev.xp
-        modules = {}
-
-        def load(source):
-            if source not in modules:
-                modules[source] = cupy.RawModule(code=read_source(source),
-                                                 options=("-std=c++17",))
-            return modules[source]
-        with dev.context():
-            sms = cupy.cuda.runtime.getDeviceProperties(dev.index)["multiProcessorCount"]
-        kernels = CudaKernels(cupy, load, int(sms) * 16, dev.context)
-        _tables[dev.index] = kernels
-    return kernels
-
-
-def compiled_names(dev):
-    return table(dev).compiled_names()

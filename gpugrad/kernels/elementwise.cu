@@ -74,6 +74,7 @@ __device__ __forceinline__ void bias_act_fwd_body(const T* __restrict__ x, const
         y[i] = from_float<T>(act_fwd<ACT>(to_float(x[i]) + to_float(b[i % cols])));
 }
 
+// one activation: its forward, its backward (from what its op saves) and bias + activation
 #define GG_ACT_KERNELS(NAME, ACT, SUFFIX, T)                                                  \
     extern "C" __global__ void NAME##_fwd_##SUFFIX(const T* __restrict__ x, T* __restrict__ y, \
                                                    long long n, int vec) {                    \
@@ -85,6 +86,10 @@ __device__ __forceinline__ void bias_act_fwd_body(const T* __restrict__ x, const
                                                    int vec) {                                 \
         act_bwd_body<T, ACT>(g, s, out, n, vec);                                              \
     }                                                                                         \
+    GG_BIAS_ACT_KERNEL(NAME, ACT, SUFFIX, T)
+
+// y = act(x + b); with NAME none, the bias alone (the last layer of an MLP)
+#define GG_BIAS_ACT_KERNEL(NAME, ACT, SUFFIX, T)                                              \
     extern "C" __global__ void bias_##NAME##_fwd_##SUFFIX(                                    \
         const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y, long long n,     \
         int cols, int vec) {                                                                  \
@@ -95,11 +100,11 @@ GG_ACT_KERNELS(relu, ACT_RELU, f32, float)
 GG_ACT_KERNELS(relu, ACT_RELU, f16, gg_half)
 GG_ACT_KERNELS(gelu, ACT_GELU, f32, float)
 GG_ACT_KERNELS(gelu, ACT_GELU, f16, gg_half)
-GG_ACT_KERNELS(gelu_erf, ACT_GELU_ERF, f32, float)
-GG_ACT_KERNELS(gelu_erf, ACT_GELU_ERF, f16, gg_half)
+GG_ACT_KERNELS(gelu_tanh, ACT_GELU_TANH, f32, float)
+GG_ACT_KERNELS(gelu_tanh, ACT_GELU_TANH, f16, gg_half)
 GG_ACT_KERNELS(tanh, ACT_TANH, f32, float)
 GG_ACT_KERNELS(tanh, ACT_TANH, f16, gg_half)
 GG_ACT_KERNELS(sigmoid, ACT_SIGMOID, f32, float)
 GG_ACT_KERNELS(sigmoid, ACT_SIGMOID, f16, gg_half)
-GG_ACT_KERNELS(identity, ACT_NONE, f32, float)
-GG_ACT_KERNELS(identity, ACT_NONE, f16, gg_half)
+GG_BIAS_ACT_KERNEL(none, ACT_NONE, f32, float)
+GG_BIAS_ACT_KERNEL(none, ACT_NONE, f16, gg_half)

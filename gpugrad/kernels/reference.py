@@ -11,16 +11,42 @@ import math
 
 import numpy as np
 
-from .. import _device
-
 GELU_K = math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
 SQRT1_2 = math.sqrt(0.5)
 INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
+# array type -> (array module, its elementwise erf). The CUDA device registers CuPy's when it
+# starts, so that this module never imports CuPy.
+_np_erf = np.frompyfunc(math.erf, 1, 1)
 
-def _xp(a):
-    return np if isinstance(a, (np.ndarray, np.generic)) else _device._cupy
+
+def _numpy_erf(a):
+    """NumPy has no erf: math.erf per element, exact to float64."""
+    a = np.asarray(a)
+    values = np.asarray(_np_erf(a), dtype=np.float64)   # a 0-d input gives a plain float
+    return values.astype(a.dtype if a.dtype.kind == "f" else np.float64, copy=False)
+
+
+_MODULES = {np.ndarray: (np, _numpy_erf)}
+
+
+def register_array_module(array_type, module, erf):
+    _MODULES[array_type] = (module, erf)
+
+
+def array_module(a):
+    """NumPy for NumPy arrays and scalars, else the module registered for ``type(a)``."""
+    entry = _MODULES.get(type(a))
+    return np if entry is None else entry[0]
+
+
+def erf(a):
+    entry = _MODULES.get(type(a))
+    return (_numpy_erf if entry is None else entry[1])(a)
+
+
+_xp = array_module
 
 
 def _result(value, out):
@@ -63,15 +89,15 @@ def sigmoid_bwd(g, y, out=None):
     return _result(g * y * (1 - y), out)
 
 
-def gelu_fwd(x, out=None):
+def gelu_tanh_fwd(x, out=None):
     """out = x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form"""
     xp = _xp(x)
     u = GELU_K * (x + GELU_C * x * x * x)
     return _result((0.5 * x * (1 + xp.tanh(u))).astype(x.dtype, copy=False), out)
 
 
-def gelu_bwd(g, x, out=None):
-    """out = g * d/dx gelu(x)"""
+def gelu_tanh_bwd(g, x, out=None):
+    """out = g * d/dx gelu_tanh(x)"""
     xp = _xp(x)
     t = xp.tanh(GELU_K * (x + GELU_C * x * x * x))
     du = GELU_K * (1 + 3 * GELU_C * x * x)
@@ -79,15 +105,15 @@ def gelu_bwd(g, x, out=None):
     return _result(value.astype(g.dtype, copy=False), out)
 
 
-def gelu_erf_fwd(x, out=None):
+def gelu_fwd(x, out=None):
     """out = x/2 (1 + erf(x / sqrt 2)), the exact GELU"""
-    return _result((0.5 * x * (1 + _device.erf(x * SQRT1_2))).astype(x.dtype, copy=False), out)
+    return _result((0.5 * x * (1 + erf(x * SQRT1_2))).astype(x.dtype, copy=False), out)
 
 
-def gelu_erf_bwd(g, x, out=None):
+def gelu_bwd(g, x, out=None):
     """out = g * (Phi(x) + x phi(x)), the exact GELU's derivative"""
     xp = _xp(x)
-    value = g * (0.5 * (1 + _device.erf(x * SQRT1_2)) + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+    value = g * (0.5 * (1 + erf(x * SQRT1_2)) + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x))
     return _result(value.astype(g.dtype, copy=False), out)
 
 
@@ -97,11 +123,17 @@ def bias_act_fwd(x, b, act, out=None):
     z = _xp(x).add(x, b, out=out)
     if act == "none":
         return z
-    return _ACT_FWD[act](z, out=z)     # in place: z is ours
+    return activation_fwd(act, z, out=z)     # in place: z is ours
 
 
-_ACT_FWD = {"relu": relu_fwd, "tanh": tanh_fwd, "sigmoid": sigmoid_fwd, "gelu": gelu_erf_fwd,
-            "gelu_tanh": gelu_fwd}
+def activation_fwd(act, x, out=None):
+    """The forward twin of an activation of the table, ``<act>_fwd``."""
+    return globals()[f"{act}_fwd"](x, out=out)
+
+
+def activation_bwd(act, g, saved, out=None):
+    """The backward twin of an activation of the table, ``<act>_bwd``."""
+    return globals()[f"{act}_bwd"](g, saved, out=out)
 
 
 def bias_grad(g, out=None):

@@ -1,6 +1,8 @@
 """Functional layers and losses, compositions of the primitive ops."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import ops
 from .._tensor import Tensor, wrap
 from ..ops._common import shape_str
@@ -24,8 +26,8 @@ def gelu(x, approximate="none"):
 
 def linear(x, weight, bias=None, activation="none"):
     """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
-    ``activation``: none, relu, tanh, sigmoid, gelu (exact) or gelu_tanh; bias and
-    activation run as one fused kernel."""
+    ``activation``: none or a name of the activation table (relu, tanh, sigmoid, gelu
+    (exact), gelu_tanh); bias and activation run as one fused kernel."""
     if (bias is not None and activation in ops.LINEAR_ACTS and weight.ndim == 2
             and x.ndim >= 1 and x.shape[-1] == weight.shape[1]
             and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):
@@ -42,12 +44,11 @@ def linear(x, weight, bias=None, activation="none"):
                              f"weight of shape {shape_str(weight.shape)}")
         return ops.bias_act(y, bias, activation)
     if activation != "none":
-        return _ACT[activation](y)
+        if activation not in ops.ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}': expected none, "
+                             + ", ".join(ops.ACTIVATIONS))
+        return ops.activation(activation, y)
     return y
-
-
-_ACT = {"relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid, "gelu": ops.gelu,
-        "gelu_tanh": ops.gelu_tanh}
 
 
 def cross_entropy(logits, labels, reduction="mean"):
@@ -81,15 +82,6 @@ def dropout(x, p=0.5, training=True):
         return x * 0.0
     dev = x.device
     with dev.context():
-        keep = _device_uniform(dev, x.shape) >= p
+        keep = dev.generator.uniform(x.shape, np.float32) >= p
         mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
-    return x * wrap(mask.astype(x.dtype, copy=False), dev)
-
-
-def _device_uniform(dev, shape):
-    import numpy as np
-    if dev.type == "cpu":
-        return dev.rng.random(shape, dtype=np.float32)
-    return dev.rng.random_sample(shape, dtype=np.float32)
-
-
+    return x * wrap(dev.adopt(mask.astype(x.dtype, copy=False)), dev)

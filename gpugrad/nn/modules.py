@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from .. import _device
+from .. import _device, ops
 from .._tensor import Tensor
 from ..ops._common import shape_str
 from . import functional as F
@@ -185,22 +185,23 @@ class Linear(Module):
 
 
 class _Activation(Module):
-    fn = None
+    """A module for a row of the activation table (``activation`` names it)."""
+    activation = None
 
     def forward(self, x):
-        return type(self).fn(x)
+        return ops.activation(self.activation, x)
 
 
 class ReLU(_Activation):
-    fn = staticmethod(F.relu)
+    activation = "relu"
 
 
 class Tanh(_Activation):
-    fn = staticmethod(F.tanh)
+    activation = "tanh"
 
 
 class Sigmoid(_Activation):
-    fn = staticmethod(F.sigmoid)
+    activation = "sigmoid"
 
 
 class GELU(Module):
@@ -212,8 +213,12 @@ class GELU(Module):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got '{approximate}'")
         self.approximate = approximate
 
+    @property
+    def activation(self):
+        return "gelu" if self.approximate == "none" else "gelu_tanh"
+
     def forward(self, x):
-        return F.gelu(x, self.approximate)
+        return ops.activation(self.activation, x)
 
     def extra_repr(self):
         return f"approximate='{self.approximate}'"
@@ -260,15 +265,10 @@ class Sequential(Module):
         return iter(self._modules.values())
 
 
-_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
-_FUSED = {ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid"}
-
-
-def _fused_activation(module):
-    """The activation name F.linear fuses for this module, or None."""
-    if isinstance(module, GELU):
-        return "gelu" if module.approximate == "none" else "gelu_tanh"
-    return _FUSED.get(type(module))
+def activation_module(name):
+    """A new module for the activation ``name`` of the table."""
+    class_name, kwargs = ops.ACTIVATIONS[name].module
+    return globals()[class_name](**kwargs)
 
 
 class MLP(Sequential):
@@ -281,14 +281,14 @@ class MLP(Sequential):
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least two sizes, got {sizes}")
-        if activation not in _ACTIVATIONS:
+        if activation not in ops.ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}': expected one of "
-                             f"{', '.join(_ACTIVATIONS)}")
+                             f"{', '.join(ops.ACTIVATIONS)}")
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(Linear(a, b, device=device))
             if i < len(sizes) - 2:
-                layers.append(_ACTIVATIONS[activation]())
+                layers.append(activation_module(activation))
                 if dropout:
                     layers.append(Dropout(dropout))
         super().__init__(*layers)
@@ -301,7 +301,7 @@ class MLP(Sequential):
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            act = _fused_activation(nxt)
+            act = getattr(nxt, "activation", None)
             if isinstance(layer, Linear) and layer.bias is not None and act is not None:
                 x = F.linear(x, layer.weight, layer.bias, act)
                 i += 2

@@ -1,4 +1,19 @@
-"""Every primitive op and its public function."""
+"""Every primitive op and its public function. ``PRIMITIVES`` is the registry (name ->
+op) that the tests enumerate."""
+from .._autograd.graph import PRIMITIVES
+from .activation import (
+    ACTIVATIONS,
+    LINEAR_ACTS,
+    activation,
+    activation_grad,
+    bias_act,
+    gelu,
+    gelu_tanh,
+    linear_act,
+    relu,
+    sigmoid,
+    tanh,
+)
 from .elementwise import (
     abs,
     add,
@@ -21,27 +36,6 @@ from .elementwise import (
     where,
 )
 from .linalg import matmul
-from .nn import (
-    LINEAR_ACTS,
-    bias_act,
-    gelu,
-    gelu_grad,
-    gelu_tanh,
-    gelu_tanh_grad,
-    linear_act,
-    log_softmax,
-    log_softmax_grad,
-    relu,
-    relu_grad,
-    sigmoid,
-    sigmoid_grad,
-    softmax,
-    softmax_cross_entropy,
-    softmax_grad,
-    softmax_xent_grad,
-    tanh,
-    tanh_grad,
-)
 from .reduce import logsumexp, max, mean, sum
 from .shape import (
     broadcast_to,
@@ -54,15 +48,21 @@ from .shape import (
     swap_last,
     transpose,
 )
+from .softmax import (
+    log_softmax,
+    log_softmax_grad,
+    softmax,
+    softmax_cross_entropy,
+    softmax_grad,
+    softmax_xent_grad,
+)
 
 __all__ = [
-    "LINEAR_ACTS", "abs", "add", "bias_act", "broadcast_to", "cast", "clip", "concatenate",
-    "cos", "div", "exp", "linear_act",
-    "gelu", "gelu_grad", "gelu_tanh", "gelu_tanh_grad", "getitem", "identity",
-    "index_add_zeros", "log", "log_softmax",
-    "log_softmax_grad", "logsumexp", "matmul", "max", "maximum", "mean", "minimum", "mul",
-    "neg", "pow", "relu", "relu_grad", "reshape", "sigmoid", "sigmoid_grad", "sin",
-    "softmax", "softmax_cross_entropy", "softmax_grad", "softmax_xent_grad", "sqrt",
-    "stack", "sub", "sum", "sum_to", "swap_last", "tanh", "tanh_grad", "to_device",
-    "transpose", "where",
+    "ACTIVATIONS", "LINEAR_ACTS", "PRIMITIVES", "abs", "activation", "activation_grad", "add",
+    "bias_act", "broadcast_to", "cast", "clip", "concatenate", "cos", "div", "exp", "gelu",
+    "gelu_tanh", "getitem", "identity", "index_add_zeros", "linear_act", "log",
+    "log_softmax", "log_softmax_grad", "logsumexp", "matmul", "max", "maximum", "mean",
+    "minimum", "mul", "neg", "pow", "relu", "reshape", "sigmoid", "sin", "softmax",
+    "softmax_cross_entropy", "softmax_grad", "softmax_xent_grad", "sqrt", "stack", "sub",
+    "sum", "sum_to", "swap_last", "tanh", "to_device", "transpose", "where",
 ]

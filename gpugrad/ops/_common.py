@@ -1,19 +1,29 @@
-"""Small helpers shared by the op declarations."""
+"""Small helpers shared by the op declarations. Rules run on Tensors (a recorded backward)
+and on bare arrays (one that records nothing), so the helpers accept both."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .._tensor import Tensor, wrap
 
 
 def raw(x):
-    """The array behind a tensor, or the value itself for a Python scalar."""
+    """The array behind a tensor, or the value itself (an array, a Python scalar)."""
     return x._data if isinstance(x, Tensor) else x
 
 
+def xp_of(x):
+    """The array module of a tensor or an array."""
+    return x.device.xp if isinstance(x, Tensor) else _device.array_module(x)
+
+
 def const_like(arr, like):
-    """A constant tensor on ``like``'s device around a freshly computed array."""
-    return wrap(arr, like.device)
+    """A freshly computed array as a constant beside ``like``: a tensor on its device if
+    ``like`` is a tensor, the array itself if ``like`` is an array."""
+    if isinstance(like, Tensor):
+        return wrap(like.device.adopt(arr), like.device)
+    return arr
 
 
 def add_terms(*terms):
@@ -55,3 +65,18 @@ def broadcast_shapes(*shapes):
     except ValueError:
         raise ValueError("shapes " + " and ".join(shape_str(s) for s in shapes)
                          + " cannot be broadcast together") from None
+
+
+def prod(shape):
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def elementwise_cost(flops_per_element):
+    """A cost model: so many FLOPs per output element, every operand read once."""
+    def cost(self, in_shapes, out_shape, p):
+        n = prod(out_shape)
+        return flops_per_element * n, n * (len(in_shapes) + 1)
+    return cost

@@ -1,119 +1,88 @@
-"""Elementwise ops: arithmetic, comparisons-free maths, and their derivatives.
-
-Each class is one primitive; the function under it is its public entry point.
-"""
+"""Elementwise ops: arithmetic and maths, their partial derivatives stated once; and the
+dtype and device conversions."""
 from __future__ import annotations
 
 import math
 
-from .._graph import Op, apply
+import numpy as np
+
+from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
 from .._tensor import Tensor
-from ._common import add_terms, const_like, raw
-
-
-def _elementwise_cost(flops_per_element):
-    def cost(in_shapes, out_shape, p):
-        n = 1
-        for s in out_shape:
-            n *= s
-        return flops_per_element * n, n * (len(in_shapes) + 1)
-    return staticmethod(cost)
+from ._common import const_like, elementwise_cost, raw, xp_of
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
-class Add(Op):
+@primitive
+class Add(Linear):
     """out = a + b"""
     name = "add"
     kernel = "add"
     broadcasting = True
 
-    def vjp(g, ins, out, p, needs):
+    def vjp(self, g, ins, out, p, needs):
         return g, g
-
-    def jvp(ts, ins, out, p):
-        return add_terms(ts[0], ts[1])
 
 
 def add(a, b):
     return apply(Add, (a, b))
 
 
-class Sub(Op):
+@primitive
+class Sub(Linear):
     """out = a - b"""
     name = "sub"
     kernel = "subtract"
     broadcasting = True
 
-    def vjp(g, ins, out, p, needs):
-        return g, (neg(g) if needs[1] else None)
-
-    def jvp(ts, ins, out, p):
-        ta, tb = ts
-        if tb is None:
-            return ta
-        return neg(tb) if ta is None else ta - tb
+    def vjp(self, g, ins, out, p, needs):
+        return g, (-g if needs[1] else None)
 
 
 def sub(a, b):
     return apply(Sub, (a, b))
 
 
-class Neg(Op):
+@primitive
+class Neg(Linear):
     """out = -a"""
     name = "neg"
     kernel = "negative"
 
-    def vjp(g, ins, out, p, needs):
-        return (neg(g),)
-
-    def jvp(ts, ins, out, p):
-        return neg(ts[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (-g,)
 
 
 def neg(a):
     return apply(Neg, (a,))
 
 
-class Mul(Op):
+@primitive
+class Mul(Elementwise):
     """out = a * b"""
     name = "mul"
     kernel = "multiply"
-    broadcasting = True
     save_inputs = True
 
-    def vjp(g, ins, out, p, needs):
+    def partials(self, ins, out, p, needs):
         a, b = ins
-        return (g * b if needs[0] else None), (g * a if needs[1] else None)
-
-    def jvp(ts, ins, out, p):
-        ta, tb = ts
-        a, b = ins
-        return add_terms(None if ta is None else ta * b, None if tb is None else a * tb)
+        return (b if needs[0] else None), (a if needs[1] else None)
 
 
 def mul(a, b):
     return apply(Mul, (a, b))
 
 
-class Div(Op):
+@primitive
+class Div(Elementwise):
     """out = a / b"""
     name = "div"
     kernel = "true_divide"
-    broadcasting = True
     save_inputs = (False, True)
     save_output = True
 
-    def vjp(g, ins, out, p, needs):
+    def partials(self, ins, out, p, needs):
         b = ins[1]
-        ga = g / b if needs[0] else None
-        gb = neg(g * out / b) if needs[1] else None
-        return ga, gb
-
-    def jvp(ts, ins, out, p):
-        ta, tb = ts
-        b = ins[1]
-        return add_terms(None if ta is None else ta / b,
-                         None if tb is None else neg(tb * out / b))
+        return (1 / b if needs[0] else None), (-(out / b) if needs[1] else None)
 
 
 def div(a, b):
@@ -121,29 +90,25 @@ def div(a, b):
 
 
 def _log_of(x):
-    return log(x) if isinstance(x, Tensor) else math.log(x)
+    """log x for a tensor or array; for a Python scalar base, its float logarithm (-inf at
+    0, nan below, where the exponent's derivative has no real value)."""
+    if isinstance(x, (int, float)):
+        return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+    return log(x)
 
 
-class Pow(Op):
+@primitive
+class Pow(Elementwise):
     """out = a ** b"""
     name = "pow"
     kernel = "power"
-    broadcasting = True
     save_inputs = True
     save_output = True
-    cost = _elementwise_cost(10)
+    cost = elementwise_cost(10)
 
-    def vjp(g, ins, out, p, needs):
+    def partials(self, ins, out, p, needs):
         a, b = ins
-        ga = g * b * a ** (b - 1) if needs[0] else None
-        gb = g * out * _log_of(a) if needs[1] else None
-        return ga, gb
-
-    def jvp(ts, ins, out, p):
-        ta, tb = ts
-        a, b = ins
-        return add_terms(None if ta is None else ta * b * a ** (b - 1),
-                         None if tb is None else tb * out * _log_of(a))
+        return (b * a ** (b - 1) if needs[0] else None), (out * _log_of(a) if needs[1] else None)
 
 
 def pow(a, b):
@@ -151,18 +116,16 @@ def pow(a, b):
 
 
 # -- unary maths ----------------------------------------------------------------------------------
-class Exp(Op):
-    """out = e^x"""
+@primitive
+class Exp(Elementwise):
+    """out = e^x; saves its output"""
     name = "exp"
     kernel = "exp"
     save_output = True
-    cost = _elementwise_cost(8)
+    cost = elementwise_cost(8)
 
-    def vjp(g, ins, out, p, needs):
-        return (g * out,)
-
-    def jvp(ts, ins, out, p):
-        return ts[0] * out
+    def partials(self, ins, out, p, needs):
+        return (out,)
 
 
 def exp(x):
@@ -170,18 +133,16 @@ def exp(x):
     return apply(Exp, (x,))
 
 
-class Log(Op):
+@primitive
+class Log(Elementwise):
     """out = ln x"""
     name = "log"
     kernel = "log"
     save_inputs = True
-    cost = _elementwise_cost(8)
+    cost = elementwise_cost(8)
 
-    def vjp(g, ins, out, p, needs):
-        return (g / ins[0],)
-
-    def jvp(ts, ins, out, p):
-        return ts[0] / ins[0]
+    def partials(self, ins, out, p, needs):
+        return (1 / ins[0],)
 
 
 def log(x):
@@ -189,77 +150,64 @@ def log(x):
     return apply(Log, (x,))
 
 
-class Sqrt(Op):
-    """out = sqrt(x)"""
+@primitive
+class Sqrt(Elementwise):
+    """out = sqrt(x); saves its output"""
     name = "sqrt"
     kernel = "sqrt"
     save_output = True
-    cost = _elementwise_cost(4)
+    cost = elementwise_cost(4)
 
-    def vjp(g, ins, out, p, needs):
-        return (g / (2 * out),)
-
-    def jvp(ts, ins, out, p):
-        return ts[0] / (2 * out)
+    def partials(self, ins, out, p, needs):
+        return (0.5 / out,)
 
 
 def sqrt(x):
     return apply(Sqrt, (x,))
 
 
-class Sin(Op):
+@primitive
+class Sin(Elementwise):
     """out = sin x"""
     name = "sin"
     kernel = "sin"
     save_inputs = True
-    cost = _elementwise_cost(8)
+    cost = elementwise_cost(8)
 
-    def vjp(g, ins, out, p, needs):
-        return (g * cos(ins[0]),)
-
-    def jvp(ts, ins, out, p):
-        return ts[0] * cos(ins[0])
+    def partials(self, ins, out, p, needs):
+        return (cos(ins[0]),)
 
 
 def sin(x):
     return apply(Sin, (x,))
 
 
-class Cos(Op):
+@primitive
+class Cos(Elementwise):
     """out = cos x"""
     name = "cos"
     kernel = "cos"
     save_inputs = True
-    cost = _elementwise_cost(8)
+    cost = elementwise_cost(8)
 
-    def vjp(g, ins, out, p, needs):
-        return (neg(g * sin(ins[0])),)
-
-    def jvp(ts, ins, out, p):
-        return neg(ts[0] * sin(ins[0]))
+    def partials(self, ins, out, p, needs):
+        return (-sin(ins[0]),)
 
 
 def cos(x):
     return apply(Cos, (x,))
 
 
-def _sign_of(x):
-    """sign(x) as a constant of x's dtype (0 at 0, as PyTorch)."""
-    arr = x._data
-    return const_like(x.device.xp.sign(arr), x)
-
-
-class Abs(Op):
-    """out = |x|"""
+@primitive
+class Abs(Elementwise):
+    """out = |x|; the derivative is sign(x) (0 at 0, as PyTorch)"""
     name = "abs"
     kernel = "abs"
     save_inputs = True
 
-    def vjp(g, ins, out, p, needs):
-        return (g * _sign_of(ins[0]),)
-
-    def jvp(ts, ins, out, p):
-        return ts[0] * _sign_of(ins[0])
+    def partials(self, ins, out, p, needs):
+        x = ins[0]
+        return (const_like(xp_of(x).sign(raw(x)), x),)
 
 
 def abs(x):
@@ -267,54 +215,46 @@ def abs(x):
 
 
 # -- selection ------------------------------------------------------------------------------------
-def _pick_weights(a, b, pick_a):
+def _pick_weights(a, b, a_wins):
     """Constant weights routing the gradient to a where it won, splitting ties in two."""
     xa, xb = raw(a), raw(b)
-    like = a if isinstance(a, Tensor) else b
-    xp = like.device.xp
-    dtype = like._data.dtype
-    w = (pick_a(xa, xb).astype(dtype) + 0.5 * xp.equal(xa, xb).astype(dtype)).astype(dtype)
-    return const_like(w, like)
+    like = a if hasattr(a, "shape") else b
+    xp = xp_of(like)
+    dtype = raw(like).dtype
+    w = a_wins(xa, xb).astype(dtype) + 0.5 * xp.equal(xa, xb).astype(dtype)
+    return const_like(w.astype(dtype, copy=False), like)
 
 
-class Maximum(Op):
-    """out = max(a, b) elementwise; ties send half the gradient to each side"""
-    name = "maximum"
-    kernel = "maximum"
-    broadcasting = True
+class _Pick(Elementwise):
+    """max or min elementwise: the gradient goes to the side that won, half to each on a tie"""
     save_inputs = True
 
-    def vjp(g, ins, out, p, needs):
-        w = _pick_weights(ins[0], ins[1], _greater)
-        return (g * w if needs[0] else None), (g * (1 - w) if needs[1] else None)
+    def a_wins(self, a, b):
+        raise NotImplementedError
 
-    def jvp(ts, ins, out, p):
-        w = _pick_weights(ins[0], ins[1], _greater)
-        ta, tb = ts
-        return add_terms(None if ta is None else ta * w, None if tb is None else tb * (1 - w))
+    def partials(self, ins, out, p, needs):
+        w = _pick_weights(ins[0], ins[1], self.a_wins)
+        return (w if needs[0] else None), (1 - w if needs[1] else None)
 
 
-class Minimum(Maximum):
-    """out = min(a, b) elementwise; ties send half the gradient to each side"""
+@primitive
+class Maximum(_Pick):
+    """out = max(a, b) elementwise"""
+    name = "maximum"
+    kernel = "maximum"
+
+    def a_wins(self, a, b):
+        return a > b
+
+
+@primitive
+class Minimum(_Pick):
+    """out = min(a, b) elementwise"""
     name = "minimum"
     kernel = "minimum"
 
-    def vjp(g, ins, out, p, needs):
-        w = _pick_weights(ins[0], ins[1], _less)
-        return (g * w if needs[0] else None), (g * (1 - w) if needs[1] else None)
-
-    def jvp(ts, ins, out, p):
-        w = _pick_weights(ins[0], ins[1], _less)
-        ta, tb = ts
-        return add_terms(None if ta is None else ta * w, None if tb is None else tb * (1 - w))
-
-
-def _greater(a, b):
-    return a > b
-
-
-def _less(a, b):
-    return a < b
+    def a_wins(self, a, b):
+        return a < b
 
 
 def maximum(a, b):
@@ -325,20 +265,21 @@ def minimum(a, b):
     return apply(Minimum, (a, b))
 
 
+@primitive
 class Where(Op):
-    """out = a where cond else b"""
+    """out = a where cond else b (cond is not differentiated)"""
     name = "where"
     kernel = "where"
     broadcasting = True
     save_inputs = (True, False, False)
 
-    def vjp(g, ins, out, p, needs):
+    def vjp(self, g, ins, out, p, needs):
         cond = ins[0]
         return (None,
                 where(cond, g, 0.0) if needs[1] else None,
                 where(cond, 0.0, g) if needs[2] else None)
 
-    def jvp(ts, ins, out, p):
+    def jvp(self, ts, ins, out, p):
         _, ta, tb = ts
         if ta is None and tb is None:
             return None
@@ -347,109 +288,113 @@ class Where(Op):
 
 def where(cond, a, b):
     """a where cond is true, else b (cond is not differentiated)."""
-    if not isinstance(cond, Tensor):
+    if isinstance(cond, Tensor):
+        if cond.dtype != bool:
+            raise TypeError(f"where: condition must have dtype bool, got {cond.dtype}")
+    elif not hasattr(cond, "dtype") or cond.dtype != bool:
         like = a if isinstance(a, Tensor) else b
-        from .._tensor import wrap
-        cond = wrap(like.device.asarray(cond, dtype=bool), like.device)
-    elif cond.dtype != bool:
-        raise TypeError(f"where: condition must have dtype bool, got {cond.dtype}")
+        if isinstance(like, Tensor):
+            from .._tensor import wrap
+            cond = wrap(like.device.asarray(cond, dtype=bool), like.device)
     return apply(Where, (cond, a, b))
 
 
-class Clip(Op):
+@primitive
+class Clip(Elementwise):
     """out = min(max(x, lo), hi); the gradient passes where lo <= x <= hi"""
     name = "clip"
+    params = ("min", "max")
     save_inputs = True
+    broadcasting = False
 
-    def forward(dev, p, x):
-        return dev.xp.clip(x, p[0], p[1])
+    def forward(self, dev, p, x, out=None):
+        return dev.xp.clip(x, p.min, p.max, out=out)
 
-    def vjp(g, ins, out, p, needs):
-        return (g * _inside(ins[0], p),)
-
-    def jvp(ts, ins, out, p):
-        return ts[0] * _inside(ins[0], p)
-
-
-def _inside(x, bounds):
-    arr = x._data
-    lo, hi = bounds
-    mask = arr == arr
-    if lo is not None:
-        mask &= arr >= lo
-    if hi is not None:
-        mask &= arr <= hi
-    return const_like(mask.astype(arr.dtype), x)
+    def partials(self, ins, out, p, needs):
+        x = ins[0]
+        arr = raw(x)
+        inside = arr == arr
+        if p.min is not None:
+            inside &= arr >= p.min
+        if p.max is not None:
+            inside &= arr <= p.max
+        return (const_like(inside.astype(arr.dtype), x),)
 
 
 def clip(x, min=None, max=None):
     """Clamp x to [min, max] (either may be None)."""
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
-    return apply(Clip, (x,), (min, max))
+    return apply(Clip, (x,), Clip.Params(min, max))
 
 
 # -- dtype and device -----------------------------------------------------------------------------
-class Cast(Op):
+@primitive
+class Cast(Linear):
     """out = x converted to another dtype"""
     name = "cast"
+    params = ("dtype", "source")
 
-    def forward(dev, p, x):
-        return x.astype(p[0])
+    def forward(self, dev, p, x, out=None):
+        if out is None:
+            return x.astype(p.dtype)
+        out[...] = x
+        return out
 
-    def vjp(g, ins, out, p, needs):
-        return (cast(g, p[1]),)
-
-    def jvp(ts, ins, out, p):
-        return cast(ts[0], p[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (cast(g, p.source),)
 
 
 def cast(x, dtype):
-    import numpy as np
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
         return x
-    return apply(Cast, (x,), (dtype, x.dtype))
+    return apply(Cast, (x,), Cast.Params(dtype, x.dtype))
 
 
-class ToDevice(Op):
+@primitive
+class ToDevice(Linear):
     """out = x copied to another device"""
     name = "to_device"
-    view = True   # the copy is accounted on its own device by to_device, not here
+    params = ("target", "source")
+    view = True   # accounted on its own device by the copy, not by the source's run
 
-    def forward(dev, p, x):
-        return p[0].asarray(x)
+    def forward(self, dev, p, x, out=None):
+        copy = p.target.asarray(x)
+        if out is None:
+            return copy
+        out[...] = copy
+        return out
 
-    def vjp(g, ins, out, p, needs):
-        return (to_device(g, p[1]),)
-
-    def jvp(ts, ins, out, p):
-        return to_device(ts[0], p[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (to_device(g, p.source),)
 
 
 def to_device(x, dev):
+    if not isinstance(x, Tensor):
+        return dev.asarray(x)          # an array inside a backward that records nothing
     if dev is x.device:
         return x
-    out = apply(ToDevice, (x,), (dev, x.device))
+    out = apply(ToDevice, (x,), ToDevice.Params(dev, x.device))
     out.device = dev
     out._ver = [0]
-    dev.memory.track(out._data)
     return out
 
 
-class Identity(Op):
+@primitive
+class Identity(Linear):
     """out = x, a new tensor sharing x's array (a hook for forward-mode tangents)"""
     name = "identity"
     view = True
 
-    def forward(dev, p, x):
-        return x
+    def forward(self, dev, p, x, out=None):
+        if out is None:
+            return x
+        out[...] = x
+        return out
 
-    def vjp(g, ins, out, p, needs):
+    def vjp(self, g, ins, out, p, needs):
         return (g,)
-
-    def jvp(ts, ins, out, p):
-        return ts[0]
 
 
 def identity(x):

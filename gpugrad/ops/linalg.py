@@ -1,30 +1,26 @@
 """Matrix products (cuBLAS through CuPy on the GPU, BLAS through NumPy on the CPU)."""
 from __future__ import annotations
 
-import numpy as np
-
-from .._graph import Op, apply
-from ._common import add_terms, shape_str
+from .._autograd.graph import Op, apply, primitive
+from ._common import add_terms, prod, raw, shape_str
 from .shape import reshape, sum_to, swap_last
 
 
-def _matmul_cost(in_shapes, out_shape, p):
+def matmul_cost(self, in_shapes, out_shape, p):
     a, b = in_shapes
-    k = a[-1]
-    n_out = int(np.prod(out_shape)) if out_shape else 1
-    return 2 * n_out * k, int(np.prod(a)) + int(np.prod(b)) + n_out
+    n_out = prod(out_shape)
+    return 2 * n_out * a[-1], prod(a) + prod(b) + n_out
 
 
+@primitive
 class MatMul(Op):
     """out = a @ b (NumPy's matmul: 1-D operands, batched broadcasting)"""
     name = "matmul"
+    kernel = "matmul"
     save_inputs = True
-    cost = staticmethod(_matmul_cost)
+    cost = matmul_cost
 
-    def forward(dev, p, a, b):
-        return dev.xp.matmul(a, b)
-
-    def vjp(g, ins, out, p, needs):
+    def vjp(self, g, ins, out, p, needs):
         a, b = ins
         a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
         b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
@@ -54,7 +50,7 @@ class MatMul(Op):
             gb = reshape(sum_to(gb, b2.shape), b.shape)
         return ga, gb
 
-    def jvp(ts, ins, out, p):
+    def jvp(self, ts, ins, out, p):
         ta, tb = ts
         a, b = ins
         return add_terms(None if ta is None else matmul(ta, b),
@@ -63,7 +59,7 @@ class MatMul(Op):
 
 def _transposed(t):
     """Whether a 2-D tensor's array is the transpose of a contiguous one."""
-    flags = t._data.flags
+    flags = raw(t).flags
     return t.ndim == 2 and flags.f_contiguous and not flags.c_contiguous
 
 

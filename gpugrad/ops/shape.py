@@ -3,32 +3,36 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from .._graph import Op, apply
+from .._autograd.graph import Linear, apply, primitive
 from .._tensor import Tensor
-from ._common import broadcast_shapes, normalize_axes, shape_str
+from ._common import broadcast_shapes, normalize_axes, prod, shape_str
 
 
-def _copy_cost(in_shapes, out_shape, p):
-    n = int(np.prod(out_shape))
-    return 0, 2 * n
+def _no_cost(self, in_shapes, out_shape, p):
+    return 0, 0
 
 
-class Reshape(Op):
+def _into(out, value):
+    """A view's value, copied into a caller-given buffer when there is one."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
+@primitive
+class Reshape(Linear):
     """out = x with another shape, same elements in row-major order"""
     name = "reshape"
+    params = ("shape", "in_shape")
     view = True
-    cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
+    cost = _no_cost
 
-    def forward(dev, p, x):
-        return x.reshape(p[0])
+    def forward(self, dev, p, x, out=None):
+        return _into(out, x.reshape(p.shape))
 
-    def vjp(g, ins, out, p, needs):
-        return (reshape(g, p[1]),)
-
-    def jvp(ts, ins, out, p):
-        return reshape(ts[0], p[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (reshape(g, p.in_shape),)
 
 
 def _resolve_shape(shape, size):
@@ -53,26 +57,25 @@ def reshape(x, *shape):
         shape = shape[0]
     if shape == x.shape:
         return x
-    shape = _resolve_shape(shape, x.size)
+    shape = _resolve_shape(shape, prod(x.shape))
     if shape == x.shape:
         return x
-    return apply(Reshape, (x,), (shape, x.shape))
+    return apply(Reshape, (x,), Reshape.Params(shape, x.shape))
 
 
-class Transpose(Op):
+@primitive
+class Transpose(Linear):
     """out = x with its axes permuted"""
     name = "transpose"
+    params = ("axes", "inverse")
     view = True
-    cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
+    cost = _no_cost
 
-    def forward(dev, p, x):
-        return x.transpose(p[0])
+    def forward(self, dev, p, x, out=None):
+        return _into(out, x.transpose(p.axes))
 
-    def vjp(g, ins, out, p, needs):
-        return (transpose(g, *p[1]),)
-
-    def jvp(ts, ins, out, p):
-        return transpose(ts[0], *p[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (apply(Transpose, (g,), Transpose.Params(p.inverse, p.axes)),)
 
 
 def transpose(x, *axes):
@@ -92,10 +95,10 @@ def transpose(x, *axes):
     inverse = [0] * ndim
     for i, a in enumerate(axes):
         inverse[a] = i
-    return apply(Transpose, (x,), (axes, tuple(inverse)))
+    return apply(Transpose, (x,), Transpose.Params(axes, tuple(inverse)))
 
 
-_SWAP_2D = ((1, 0), (1, 0))
+_SWAP_2D = Transpose.Params((1, 0), (1, 0))
 
 
 def swap_last(x):
@@ -107,20 +110,19 @@ def swap_last(x):
     return transpose(x, *axes)
 
 
-class BroadcastTo(Op):
+@primitive
+class BroadcastTo(Linear):
     """out = x broadcast to a larger shape"""
     name = "broadcast_to"
+    params = ("shape", "in_shape")
     view = True
-    cost = staticmethod(lambda in_shapes, out_shape, p: (0, 0))
+    cost = _no_cost
 
-    def forward(dev, p, x):
-        return dev.xp.broadcast_to(x, p[0])
+    def forward(self, dev, p, x, out=None):
+        return _into(out, dev.xp.broadcast_to(x, p.shape))
 
-    def vjp(g, ins, out, p, needs):
-        return (sum_to(g, p[1]),)
-
-    def jvp(ts, ins, out, p):
-        return broadcast_to(ts[0], p[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (sum_to(g, p.in_shape),)
 
 
 def broadcast_to(x, shape):
@@ -130,31 +132,34 @@ def broadcast_to(x, shape):
     if broadcast_shapes(x.shape, shape) != shape:
         raise ValueError(f"cannot broadcast a tensor of shape {shape_str(x.shape)} to "
                          f"shape {shape_str(shape)}")
-    return apply(BroadcastTo, (x,), (shape, x.shape))
+    return apply(BroadcastTo, (x,), BroadcastTo.Params(shape, x.shape))
 
 
-class SumTo(Op):
+@primitive
+class SumTo(Linear):
     """out = x summed over the axes broadcasting added, back to a smaller shape"""
     name = "sum_to"
-    cost = staticmethod(lambda in_shapes, out_shape, p: (int(np.prod(in_shapes[0])),
-                                                         int(np.prod(in_shapes[0]))
-                                                         + int(np.prod(out_shape))))
+    params = ("shape", "in_shape")
 
-    def forward(dev, p, x):
-        shape = p[0]
+    def cost(self, in_shapes, out_shape, p):
+        n = prod(in_shapes[0])
+        return n, n + prod(out_shape)
+
+    def forward(self, dev, p, x, out=None):
+        shape = p.shape
         if x.ndim == 2 and shape == (x.shape[1],):
-            return dev.kernels.bias_grad(x)     # the row sum of a bias cotangent
+            return dev.kernels.bias_grad(x, out=out)     # the row sum of a bias cotangent
         lead = x.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(
             lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
+        if out is not None:
+            return x.sum(axis=axes, keepdims=True, out=out.reshape(
+                tuple(1 if i in axes else s for i, s in enumerate(x.shape)))).reshape(shape)
         summed = x.sum(axis=axes, keepdims=True) if axes else x
         return summed.reshape(shape)
 
-    def vjp(g, ins, out, p, needs):
-        return (broadcast_to(g, p[1]),)
-
-    def jvp(ts, ins, out, p):
-        return sum_to(ts[0], p[0])
+    def vjp(self, g, ins, out, p, needs):
+        return (broadcast_to(g, p.in_shape),)
 
 
 def sum_to(x, shape):
@@ -162,7 +167,7 @@ def sum_to(x, shape):
     shape = tuple(shape)
     if x.shape == shape:
         return x
-    return apply(SumTo, (x,), (shape, x.shape))
+    return apply(SumTo, (x,), SumTo.Params(shape, x.shape))
 
 
 # -- indexing ----------------------------------------------------------------------------------
@@ -190,23 +195,26 @@ def _normalize_index(idx, dev):
     return (tuple(out) if isinstance(idx, tuple) or len(out) != 1 else out[0]), basic
 
 
-class GetItem(Op):
-    """out = x[index]"""
+class _Index(Linear):
+    params = ("index", "in_shape", "basic")
+
+    def forward(self, dev, p, x, out=None):
+        return _into(out, x[p.index])
+
+    def vjp(self, g, ins, out, p, needs):
+        return (index_add_zeros(g, p.index, p.in_shape, p.basic),)
+
+
+@primitive
+class GetItem(_Index):
+    """out = x[index] with an integer or boolean array in the index: a copy"""
     name = "getitem"
 
-    def forward(dev, p, x):
-        return x[p[0]]
 
-    def vjp(g, ins, out, p, needs):
-        return (index_add_zeros(g, p[0], p[1], p[2]),)
-
-    def jvp(ts, ins, out, p):
-        return getitem(ts[0], p[0], p[2])
-
-
-class BasicGetItem(GetItem):
+@primitive
+class BasicGetItem(_Index):
     """out = x[index] for basic slicing: a view"""
-    name = "getitem"
+    name = "getitem_view"
     view = True
 
 
@@ -214,34 +222,36 @@ def getitem(x, idx, basic=None):
     if basic is None:
         idx, basic = _normalize_index(idx, x.device)
     try:
-        return apply(BasicGetItem if basic else GetItem, (x,), (idx, x.shape, basic))
+        op = BasicGetItem if basic else GetItem
+        return apply(op, (x,), op.Params(idx, x.shape, basic))
     except IndexError as err:
         raise IndexError(f"index {idx!r} does not fit a tensor of shape "
                          f"{shape_str(x.shape)}: {err}") from None
 
 
-class IndexAddZeros(Op):
+@primitive
+class IndexAddZeros(Linear):
     """out = zeros(shape) with g added at index (repeated indices accumulate)"""
     name = "index_add"
+    params = ("index", "shape", "basic")
 
-    def forward(dev, p, g):
-        idx, shape, basic = p
-        out = dev.xp.zeros(shape, dtype=g.dtype)
-        if basic:
-            out[idx] = g
+    def forward(self, dev, p, g, out=None):
+        if out is None:
+            out = dev.xp.zeros(p.shape, dtype=g.dtype)
         else:
-            dev.index_add(out, idx, g)
+            out.fill(0)
+        if p.basic:
+            out[p.index] = g
+        else:
+            dev.index_add(out, p.index, g)
         return out
 
-    def vjp(gy, ins, out, p, needs):
-        return (getitem(gy, p[0], p[2]),)
-
-    def jvp(ts, ins, out, p):
-        return index_add_zeros(ts[0], *p)
+    def vjp(self, gy, ins, out, p, needs):
+        return (getitem(gy, p.index, p.basic),)
 
 
 def index_add_zeros(g, idx, shape, basic):
-    return apply(IndexAddZeros, (g,), (idx, shape, basic))
+    return apply(IndexAddZeros, (g,), IndexAddZeros.Params(idx, shape, basic))
 
 
 # -- joining -------------------------------------------------------------------------------------
@@ -258,14 +268,16 @@ def _check_same(tensors, what, skip_axis=None):
                                          else f" outside axis {skip_axis}"))
 
 
-class Concatenate(Op):
+@primitive
+class Concatenate(Linear):
     """out = the inputs joined along an existing axis"""
     name = "concatenate"
+    params = ("axis", "sizes")
 
-    def forward(dev, p, *xs):
-        return dev.xp.concatenate(xs, axis=p[0])
+    def forward(self, dev, p, *xs, out=None):
+        return dev.xp.concatenate(xs, axis=p.axis, out=out)
 
-    def vjp(g, ins, out, p, needs):
+    def vjp(self, g, ins, out, p, needs):
         axis, sizes = p
         grads = []
         start = 0
@@ -278,18 +290,6 @@ class Concatenate(Op):
             start += size
         return tuple(grads)
 
-    def jvp(ts, ins, out, p):
-        if all(t is None for t in ts):
-            return None
-        return concatenate([_zeros_if_none(t, x) for t, x in zip(ts, ins)], p[0])
-
-
-def _zeros_if_none(t, like):
-    if t is not None:
-        return t
-    from .._tensor import wrap
-    return wrap(like.device.xp.zeros(like.shape, like.dtype), like.device)
-
 
 def concatenate(tensors, axis=0):
     tensors = list(tensors)
@@ -297,25 +297,22 @@ def concatenate(tensors, axis=0):
         raise ValueError("concatenate needs at least one tensor")
     axis = normalize_axes(axis, tensors[0].ndim)[0]
     _check_same(tensors, "concatenate", skip_axis=axis)
-    return apply(Concatenate, tuple(tensors), (axis, tuple(t.shape[axis] for t in tensors)))
+    return apply(Concatenate, tuple(tensors),
+                 Concatenate.Params(axis, tuple(t.shape[axis] for t in tensors)))
 
 
-class Stack(Op):
+@primitive
+class Stack(Linear):
     """out = the inputs joined along a new axis"""
     name = "stack"
+    params = ("axis",)
 
-    def forward(dev, p, *xs):
-        return dev.xp.stack(xs, axis=p[0])
+    def forward(self, dev, p, *xs, out=None):
+        return dev.xp.stack(xs, axis=p.axis, out=out)
 
-    def vjp(g, ins, out, p, needs):
-        axis = p[0]
-        return tuple(getitem(g, (slice(None),) * axis + (i,), True) if need else None
+    def vjp(self, g, ins, out, p, needs):
+        return tuple(getitem(g, (slice(None),) * p.axis + (i,), True) if need else None
                      for i, need in enumerate(needs))
-
-    def jvp(ts, ins, out, p):
-        if all(t is None for t in ts):
-            return None
-        return stack([_zeros_if_none(t, x) for t, x in zip(ts, ins)], p[0])
 
 
 def stack(tensors, axis=0):
@@ -324,4 +321,4 @@ def stack(tensors, axis=0):
         raise ValueError("stack needs at least one tensor")
     _check_same(tensors, "stack")
     axis = normalize_axes(axis, tensors[0].ndim + 1)[0]
-    return apply(Stack, tuple(tensors), (axis,))
+    return apply(Stack, tuple(tensors), Stack.Params(axis))

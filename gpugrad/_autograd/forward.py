@@ -1,9 +1,50 @@
-"""Forward mode: tangents pushed through the JVP rules, tagged by level."""
+"""Forward mode: tangents pushed through the JVP rules, tagged by level, so that nested
+``jvp`` calls never confuse their perturbations."""
 from __future__ import annotations
 
-from . import _graph
-from ._tensor import Tensor
-from .ops import identity
+from .. import ops
+from .._tensor import Tensor, wrap
+from . import graph
+from .mode import enter_forward_level, exit_forward_level, state
+
+
+def _propagate(op, inputs, out, p):
+    st = state
+    active, limit = st.fw_levels, st.fw_limit
+    levels = None
+    for x in inputs:
+        if isinstance(x, Tensor) and x._tangents:
+            for level in x._tangents:
+                if level in active and level < limit:
+                    if levels is None:
+                        levels = set()
+                    levels.add(level)
+    if not levels:
+        return
+    # outer levels first: the rule of an inner level then sees the outer tangents of
+    # everything it reads, the output included
+    for level in sorted(levels):
+        ts = tuple(x._tangents.get(level) if isinstance(x, Tensor) and x._tangents else None
+                   for x in inputs)
+        st.fw_limit = level
+        try:
+            t = op.jvp(ts, inputs, out, p)
+            if t is not None:
+                if t.shape != out.shape:
+                    t = ops.broadcast_to(t, out.shape)
+                if t.dtype != out.dtype:
+                    t = ops.cast(t, out.dtype)
+        finally:
+            st.fw_limit = limit
+        if t is not None:
+            if out._tangents is None:
+                out._tangents = {}
+            out._tangents[level] = t
+    if out._node is not None and out._node.out is not None:
+        out._node.out_tangents = out._tangents
+
+
+graph.propagate_tangents = _propagate
 
 
 def _check_pair(i, primal, tangent):
@@ -21,8 +62,8 @@ def _check_pair(i, primal, tangent):
 
 
 def _zero_tangent(out):
-    from ._tensor import wrap
-    return wrap(out.device.xp.zeros(out.shape, dtype=out.dtype), out.device)
+    dev = out.device
+    return wrap(dev.allocate(dev.xp.zeros, out.shape, out.dtype), dev)
 
 
 def jvp(f, primals, tangents):
@@ -43,17 +84,17 @@ def jvp(f, primals, tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     for i, (p, t) in enumerate(zip(primals, tangents)):
         _check_pair(i, p, t)
-    level = _graph.enter_forward_level()
+    level = enter_forward_level()
     try:
         inputs = []
         for p, t in zip(primals, tangents):
-            alias = identity(p)
+            alias = ops.identity(p)
             alias._tangents = dict(p._tangents) if p._tangents else {}
             alias._tangents[level] = t
             inputs.append(alias)
         out = f(*inputs)
     finally:
-        _graph.exit_forward_level(level)
+        exit_forward_level(level)
     outs = out if isinstance(out, (tuple, list)) else (out,)
     results = []
     for o in outs:

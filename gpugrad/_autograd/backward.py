@@ -1,0 +1,294 @@
+"""The backward scheduler: reverse topological order, one gradient slot per node,
+contributions from several paths summed, saved values released as each node finishes.
+
+When the backward pass records nothing (no ``create_graph``, no forward-mode levels) the
+gradient table holds bare arrays and the VJP rules run on arrays: the same formulas, as
+plain kernel calls, with no tensor or node made per step.
+"""
+from __future__ import annotations
+
+import heapq
+
+from .. import _device, ops
+from .._tensor import Tensor, last_write, wrap
+from . import graph
+from .mode import set_grad_enabled, state
+
+_FREED = ("Trying to backward through the graph a second time (or to read saved values "
+          "after they were freed): the saved values of op '{}' were released by the first "
+          "backward. Pass retain_graph=True to the first backward or autograd.grad call if "
+          "you need to go through the graph again.")
+
+
+def node_of(t):
+    """The node a tensor's gradient flows into: its creator, or its leaf sink."""
+    return t._node
+
+
+def seed_gradients(outputs, grad_outputs, create_graph):
+    seeds = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"backward: output {i} is a {type(out).__name__}, not a Tensor")
+        if out._node is None:
+            raise RuntimeError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn: "
+                "no input that requires grad reaches this output")
+        if g is None:
+            if out._data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs: backward on an "
+                    f"output of shape {tuple(out.shape)} needs a gradient argument of that "
+                    "shape (or call it on a scalar, e.g. out.sum())")
+            dev = out.device
+            g = wrap(dev.allocate(dev.xp.ones, out.shape, out.dtype), dev)
+        else:
+            if not isinstance(g, Tensor):
+                g = Tensor(g, dtype=out.dtype, device=out.device)
+            if g.shape != out.shape:
+                raise ValueError(f"gradient of shape {tuple(g.shape)} given for an output of "
+                                 f"shape {tuple(out.shape)}")
+            if g.device is not out.device:
+                raise ValueError(f"gradient on device {g.device} given for an output on "
+                                 f"device {out.device}")
+            if g.dtype != out.dtype:
+                raise TypeError(f"gradient of dtype {g.dtype} given for an output of dtype "
+                                f"{out.dtype}")
+            if not create_graph:
+                g = g.detach()
+        seeds.append((out._node, g))
+    return seeds
+
+
+def _needed(roots, targets):
+    """Nodes from which some target is reachable: only their VJPs need to run. Creation
+    order is a topological order, so one pass over the reachable nodes, parents first,
+    decides each node from its parents."""
+    reachable = set(roots)
+    stack = list(roots)
+    while stack:
+        for parent in stack.pop().parents:
+            if parent is not None and parent not in reachable:
+                reachable.add(parent)
+                stack.append(parent)
+    needed = set(targets)
+    for node in sorted(reachable, key=lambda n: n.seq):
+        if node not in needed and any(p in needed for p in node.parents if p is not None):
+            needed.add(node)
+    return needed
+
+
+def _conform(g, node):
+    """A cotangent summed back over broadcast axes and cast to the dtype of its node
+    (a Tensor or an array alike)."""
+    if g.shape != node.shape:
+        g = ops.sum_to(g, node.shape)
+    if g.dtype != node.dtype:
+        g = ops.cast(g, node.dtype)
+    return g
+
+
+def run_backward(seeds, retain_graph, create_graph, targets=None):
+    """Propagate the seeded cotangents through the graph in reverse topological order.
+
+    Every node is created after its parents, so processing nodes by descending creation
+    number (a heap) runs each one after all its consumers, with all its cotangent
+    contributions summed, and needs no dependency count. Without ``targets``, gradients
+    reaching leaves are accumulated into ``.grad``; with them, the total gradient reaching
+    each target node is returned instead and only the VJPs on a path to a target run.
+    """
+    st = state
+    arrays = not create_graph and not st.fw_levels
+    grads = {}
+    for node, g in seeds:
+        value = g._data if arrays else g
+        previous = grads.get(node)
+        grads[node] = value if previous is None else previous + value
+    roots = list(grads)
+    needed = None if targets is None else _needed(roots, targets)
+    captured = {}
+    heap = [(-r.seq, r) for r in roots]
+    heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
+    # slots whose value was made here by a sum: later contributions are added in place
+    owned = set()
+    # arrays already handed to a leaf's .grad: another leaf gets a copy, never an alias
+    handed = set()
+    previous_mode = set_grad_enabled(create_graph)
+    previous_phase = st.in_backward
+    st.in_backward = True
+    pop_grad, get_grad = grads.pop, grads.get
+    released = graph.RELEASED
+    all_needed = _ALL_NEEDED
+    array_types = _device.array_types()
+    track_min = _device.TRACK_MIN_BYTES
+    try:
+        while heap:
+            node = pop(heap)[1]
+            g = pop_grad(node)
+            if targets is not None and node in targets:
+                captured[node] = g
+            if node.leaf is not None:
+                if targets is None:
+                    _accumulate_leaf(node, g, create_graph, arrays, handed)
+                continue
+            if node.retained is not None:
+                _retain(node, g, create_graph, arrays)
+            parents = node.parents
+            if needed is None:
+                needs = all_needed[len(parents)] if None not in parents else \
+                    [p is not None for p in parents]
+            else:
+                needs = [p is not None and p in needed for p in parents]
+                if not any(needs):
+                    continue
+            ins = node.ins
+            if ins is released:
+                raise RuntimeError(_FREED.format(node.op.name))
+            if last_write[0] > node.seq:
+                _check_versions(node)    # something was written since it was saved
+            if arrays:
+                if ins is not None:
+                    ins = _arrays_of(ins)
+                gs = node.op.vjp(g, ins, node.out, node.p, needs)
+            else:
+                out = None if node.out is None else node.saved_output(create_graph)
+                gs = node.op.vjp(g, ins, out, node.p, needs)
+            del g
+            for parent, need, gi in zip(parents, needs, gs):
+                if not need or gi is None:
+                    continue
+                if gi.shape != parent.shape or gi.dtype is not parent.dtype:
+                    gi = _conform(gi, parent)
+                previous = get_grad(parent)
+                if previous is None:
+                    if arrays and (gi.__class__ not in array_types or gi.nbytes >= track_min):
+                        gi = parent.dev.adopt(gi)   # made by a rule's arithmetic, not a device
+                    grads[parent] = gi
+                    push(heap, (-parent.seq, parent))
+                elif parent in owned:
+                    if arrays:
+                        previous += gi
+                    else:
+                        previous._data += gi._data
+                elif arrays:
+                    grads[parent] = parent.dev.adopt(previous + gi)
+                    owned.add(parent)
+                else:
+                    grads[parent] = previous + gi
+            if not retain_graph and (ins is not None or node.out is not None):
+                node.ins = released
+                node.out = None
+                node.out_tangents = None
+    finally:
+        set_grad_enabled(previous_mode)
+        st.in_backward = previous_phase
+    return captured
+
+
+_ALL_NEEDED = [(True,) * n for n in range(64)]
+
+
+def _arrays_of(ins):
+    """The saved inputs as arrays (Python scalars as they are)."""
+    if len(ins) == 1:
+        x = ins[0]
+        return (x._data if isinstance(x, Tensor) else x,)
+    return tuple([x._data if isinstance(x, Tensor) else x for x in ins])
+
+
+def _check_versions(node):
+    for x in node.ins or ():
+        if isinstance(x, Tensor) and x._ver[0] > node.seq:
+            _raise_modified(node.op, "an input")
+    if node.out is not None and node.out_ver[0] > node.seq:
+        _raise_modified(node.op, "the output")
+
+
+def _raise_modified(op, what):
+    raise RuntimeError(
+        f"{what} of op '{op.name}', saved for its backward, was modified in place after it "
+        "was saved (its version counter moved); compute on a copy instead")
+
+
+def _accumulate_leaf(node, g, create_graph, arrays, handed):
+    tensor = node.leaf()
+    if tensor is None:
+        return
+    if arrays:
+        if id(g) in handed:
+            g = g.copy()
+        handed.add(id(g))
+        g = wrap(g, tensor.device)
+    elif not create_graph:
+        g = g.detach()
+    elif tensor._grad is None and g._node is None:
+        g = g.detach()   # a fresh tensor object: never share one between two leaves
+    tensor._grad = g if tensor._grad is None else tensor._grad + g
+
+
+def _retain(node, g, create_graph, arrays):
+    tensor = node.retained()
+    if tensor is not None:
+        if arrays:
+            tensor._grad = wrap(g, tensor.device)
+        else:
+            tensor._grad = g if create_graph else g.detach()
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Accumulate the gradients of ``tensors`` into the ``.grad`` of every leaf."""
+    outputs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if not isinstance(grad_tensors, (list, tuple)):
+        grad_tensors = [grad_tensors] * len(outputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    seeds = seed_gradients(outputs, list(grad_tensors), create_graph)
+    run_backward(seeds, retain_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple (nothing is
+    accumulated into ``.grad``). ``retain_graph=None`` means ``create_graph``."""
+    single_input = isinstance(inputs, Tensor)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if single_input else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs given for "
+                         f"{len(outputs)} outputs")
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"grad: input {i} is a {type(x).__name__}, not a Tensor")
+        if x._node is None:
+            raise RuntimeError(f"grad: input {i} does not require grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    seeds = seed_gradients(outputs, grad_outputs, create_graph)
+    keys = [x._node for x in inputs]
+    grads = run_backward(seeds, retain_graph, create_graph, targets=set(keys))
+    result = []
+    for i, (x, key) in enumerate(zip(inputs, keys)):
+        g = grads.get(key)
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad: input {i} (shape {tuple(x.shape)}) is not reached from the "
+                    "outputs; pass allow_unused=True to get None for it")
+        elif not isinstance(g, Tensor):
+            g = wrap(g, x.device)
+        elif not create_graph:
+            g = _cut(g)
+        result.append(g)
+    return tuple(result)
+
+
+def _cut(t):
+    """t without its graph, keeping its forward-mode tangents (forward over reverse)."""
+    out = t.detach()
+    out._tangents = t._tangents
+    return out

@@ -1,0 +1,272 @@
+"""The op declaration, the node an op call leaves in the graph, and ``apply``, the one call
+path of every op (forward kernel, node, forward-mode tangents).
+
+A primitive is declared once, as a class that ``@primitive`` turns into its single
+instance and enters in the registry: its name, its forward (``kernel``, an entry of the
+device's kernel table, or a ``forward`` method), its named parameters, what it saves, its
+VJP and JVP rules (methods written with gpugrad ops), and its cost model. Two bases derive
+rules where the maths allows: ``Linear`` ops get their JVP from their own forward, and
+``Elementwise`` ops state their partial derivatives once and get both VJP and JVP.
+
+Rules are written with gpugrad ops, which also accept bare arrays: when a backward pass
+needs no graph of its own (no ``create_graph``, no forward-mode tangents) the scheduler
+hands the rules arrays, and the very same formulas run as plain kernel calls.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import namedtuple
+
+import numpy as np
+
+from .. import _device
+from .._tensor import Tensor, _new, next_tick, wrap
+from .mode import state
+
+# name -> the primitive; tests enumerate it
+PRIMITIVES: dict = {}
+# the active gg.profiler.profile(), if any (it calls dev.run itself)
+profiler = None
+# set by the forward-mode module: pushes tangents through an op call
+propagate_tangents = None
+
+
+class Op:
+    """One primitive. Subclasses set the class attributes and the methods they need.
+
+    ``forward(dev, p, *arrays, out=None) -> array`` runs the kernel (when ``kernel`` does
+    not name one), writing into ``out`` when given. ``p`` is the op's ``Params`` record.
+    ``vjp(g, ins, out, p, needs) -> tuple``: one cotangent per input (None for a zero, or
+    where ``needs[i]`` is False); ``ins`` holds the saved inputs (None where not saved),
+    ``out`` the output when ``save_output``.
+    ``jvp(ts, ins, out, p) -> tangent or None``: ``ts`` one tangent per input (None for a
+    zero). ``cost(in_shapes, out_shape, p) -> (flops, elements moved)`` for the profiler.
+    """
+
+    name = "op"
+    kernel = None             # forward = the device's kernel table entry of this name
+    params = ()               # names of the parameters; @primitive makes ``Params`` from them
+    save_inputs = None        # None, True (all), or one boolean per input
+    save_output = False
+    view = False              # the output shares memory (and version counter) with input 0
+    broadcasting = False      # inputs broadcast together: cotangents are summed back
+
+    def forward(self, dev, p, *arrays, out=None):
+        raise NotImplementedError(f"op '{self.name}' has no forward")
+
+    def vjp(self, g, ins, out, p, needs):
+        raise NotImplementedError(f"op '{self.name}' has no VJP rule")
+
+    def jvp(self, ts, ins, out, p):
+        raise NotImplementedError(f"op '{self.name}' has no JVP rule")
+
+    def cost(self, in_shapes, out_shape, p):
+        n = _prod(out_shape)
+        return n, n * (len(in_shapes) + 1)
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+
+def primitive(cls):
+    """Class decorator: the single instance of an op class, entered in the registry."""
+    return register(cls())
+
+
+def register(op):
+    """Enter an op instance in the registry (ops made from a table row come this way)."""
+    if op.params and not hasattr(op, "Params"):
+        op.Params = namedtuple(f"{type(op).__name__}Params", op.params)
+    if op.name in PRIMITIVES:
+        raise ValueError(f"two primitives are named '{op.name}'")
+    PRIMITIVES[op.name] = op
+    return op
+
+
+class Linear(Op):
+    """An op linear in its inputs taken together (reshape, sum, add, getitem, ...): its
+    JVP is the op itself applied to the tangents."""
+
+    def jvp(self, ts, ins, out, p):
+        if len(ts) == 1:
+            return None if ts[0] is None else apply(self, ts, p)
+        if all(t is None for t in ts):
+            return None
+        return apply(self, tuple(zero_like(x) if t is None else t for t, x in zip(ts, ins)), p)
+
+
+class Elementwise(Op):
+    """An op that states its partial derivatives once, ``partials(ins, out, p, needs)``,
+    one per input (None where not needed): the VJP is ``g * d_i`` and the JVP
+    ``sum_i t_i * d_i``."""
+
+    broadcasting = True
+
+    def partials(self, ins, out, p, needs):
+        raise NotImplementedError
+
+    def vjp(self, g, ins, out, p, needs):
+        ds = self.partials(ins, out, p, needs)
+        if len(ds) == 1:
+            return (g * ds[0],)
+        return [None if d is None else g * d for d in ds]
+
+    def jvp(self, ts, ins, out, p):
+        ds = self.partials(ins, out, p, tuple(t is not None for t in ts))
+        total = None
+        for t, d in zip(ts, ds):
+            if t is not None and d is not None:
+                total = t * d if total is None else total + t * d
+        return total
+
+
+def zero_like(x):
+    """A zero of x's shape and dtype (0 for a Python scalar)."""
+    if isinstance(x, Tensor):
+        return wrap(x.device.allocate(x.device.xp.zeros, x.shape, x.dtype), x.device)
+    return 0
+
+
+def _prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+# -- the graph ----------------------------------------------------------------------------------
+# ins of a node whose saved values a backward pass has released
+RELEASED = ("released",)
+
+
+class Node:
+    """What the backward pass needs of one recorded op call: the op and its parameters,
+    the nodes of its inputs, what it saved, and the shape and dtype of its output."""
+
+    __slots__ = ("op", "parents", "ins", "out", "out_ver", "seq", "p", "shape", "dtype", "dev",
+                 "retained", "out_tangents", "__weakref__")
+    leaf = None
+
+    @property
+    def name(self):
+        return self.op.name
+
+    @property
+    def released(self):
+        """Whether a backward pass has freed what this node saved."""
+        return self.ins is RELEASED
+
+    def __repr__(self):
+        return f"<{self.op.name}>"
+
+    def retain(self, tensor):
+        self.retained = weakref.ref(tensor)
+
+    def saved_output(self, grad_mode):
+        """The saved output as a tensor attached to this node, so that a recorded backward
+        differentiates through it."""
+        t = wrap(self.out, self.dev)
+        t._node = self if grad_mode else None
+        t._ver = self.out_ver
+        t._tangents = self.out_tangents
+        return t
+
+
+def _device_mismatch(op, a, b):
+    return ValueError(f"{op.name}: expected all tensors on one device, got {a} and {b}")
+
+
+def apply(op, inputs, p=None):
+    """Run ``op`` on ``inputs`` (Tensors, Python scalars) and record it when needed.
+    Given bare arrays instead of Tensors, it runs the kernel and returns the array."""
+    st = state
+    record = st.grad_enabled
+    dev = None
+    parents = None
+    arrays = []
+    for i, x in enumerate(inputs):
+        if x.__class__ is Tensor or isinstance(x, Tensor):
+            xdev = x.device
+            if dev is None:
+                dev = xdev
+            elif xdev is not dev:
+                raise _device_mismatch(op, dev, xdev)
+            arrays.append(x._data)
+            if record:
+                node = x._node
+                if node is not None:
+                    if parents is None:
+                        parents = [None] * len(inputs)
+                    parents[i] = node
+        else:
+            arrays.append(x)
+    if dev is None:
+        return run_on_arrays(op, inputs, p)
+    try:
+        if profiler is None:
+            data = dev.run(op, p, arrays)
+        else:
+            data = profiler.run(op, dev, p, arrays)
+    except ValueError:
+        if op.broadcasting:
+            _check_broadcast(op, arrays)
+        raise
+
+    out = _new(Tensor)
+    out._data = data
+    out.device = dev
+    out._grad = None
+    out._tangents = None
+    out._ver = inputs[0]._ver if op.view else [0]
+    if parents is not None and data.dtype.kind in "fc":
+        node = _new(Node)
+        node.op = op
+        node.parents = parents
+        save = op.save_inputs
+        if save is None:
+            node.ins = None
+        elif save is True:
+            node.ins = inputs
+        else:
+            node.ins = tuple([x if keep else None for x, keep in zip(inputs, save)])
+        if op.save_output:
+            node.out = data
+            node.out_ver = out._ver
+        else:
+            node.out = None
+        node.seq = next_tick()
+        node.p = p
+        node.shape = data.shape
+        node.dtype = data.dtype
+        node.dev = dev
+        node.retained = None
+        node.out_tangents = None
+        out._node = node
+    else:
+        out._node = None
+    if st.fw_levels:
+        propagate_tangents(op, inputs, out, p)
+    return out
+
+
+def run_on_arrays(op, inputs, p):
+    """An op called on bare arrays (a rule inside a backward pass that records nothing):
+    the kernel alone, on the device that owns the arrays."""
+    for x in inputs:
+        dev = _device.array_device(x) if hasattr(x, "shape") else None
+        if dev is not None:
+            if profiler is not None:
+                arrays = list(inputs)
+                return profiler.run(op, dev, p, arrays)
+            return dev.run(op, p, inputs)
+    raise TypeError(f"{op.name}: expected a Tensor or an array among the inputs, got "
+                    + ", ".join(type(x).__name__ for x in inputs))
+
+
+def _check_broadcast(op, arrays):
+    shapes = [tuple(a.shape) for a in arrays if hasattr(a, "shape")]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{op.name}: shapes " + " and ".join(str(s) for s in shapes)
+                         + " cannot be broadcast together") from None

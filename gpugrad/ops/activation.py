@@ -1,0 +1,244 @@
+"""The activation table and the ops made from it.
+
+One row per activation. From it come: the activation op (``relu``), its gradient op with a
+fused backward kernel (``relu_grad``, PyTorch's ``threshold_backward``), the fused
+bias + activation op (``bias_relu``), the activations that the fused ``linear`` op
+accepts, the kernel names (``relu_fwd``, ``relu_bwd``, ``bias_relu_fwd`` in
+``kernels/elementwise.cu`` and ``kernels/reference.py``), ``F.linear``'s dispatch, the nn
+modules and the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .._autograd.graph import Op, apply, register
+from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
+from ._common import add_terms, elementwise_cost, prod, shape_str
+from .elementwise import exp
+from .linalg import matmul
+from .shape import reshape, swap_last
+
+
+def _tanh_curvature(y):
+    return -2 * y                     # d/dy (1 - y^2)
+
+
+def _sigmoid_curvature(y):
+    return 1 - 2 * y                  # d/dy y (1 - y)
+
+
+def _gelu_curvature(x):
+    return exp(-0.5 * x * x) * INV_SQRT_2PI * (2 - x * x)   # gelu''(x) = phi(x) (2 - x^2)
+
+
+def _gelu_tanh_curvature(x):
+    """The tanh form's second derivative, written with ops."""
+    u = GELU_K * (x + GELU_C * x * x * x)
+    t = tanh(u)
+    du = GELU_K * (1 + 3 * GELU_C * x * x)
+    d2u = 6 * GELU_K * GELU_C * x
+    return (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str              # op, F.linear activation= and kernel prefix
+    formula: str
+    saves: str             # "output" or "input": what its derivative is computed from
+    module: tuple          # the nn module: class name and keyword arguments
+    curvature: Callable    # d/d(saved) of the derivative factor, with ops; None if zero
+    flops: int = 4
+
+
+class ActivationOp(Op):
+    """out = act(x); its derivative is the row's gradient op"""
+
+    def __init__(self, row):
+        self.row = row
+        self.name = row.name
+        self.__doc__ = f"out = {row.formula}"
+        self.save_output = row.saves == "output"
+        self.save_inputs = None if self.save_output else True
+        self.kernel = f"{row.name}_fwd"
+        self.cost = elementwise_cost(row.flops).__get__(self)
+
+    def _saved(self, ins, out):
+        return out if self.save_output else ins[0]
+
+    def vjp(self, g, ins, out, p, needs):
+        return (apply(self.grad_op, (g, self._saved(ins, out))),)
+
+    def jvp(self, ts, ins, out, p):
+        return apply(self.grad_op, (ts[0], self._saved(ins, out)))
+
+
+class ActivationGrad(Op):
+    """out = g * act'(s), s the saved output or input; linear in g"""
+
+    save_inputs = True
+
+    def __init__(self, row):
+        self.row = row
+        self.name = f"{row.name}_grad"
+        self.kernel = f"{row.name}_bwd"
+        self.cost = elementwise_cost(row.flops).__get__(self)
+
+    def vjp(self, gy, ins, out, p, needs):
+        g, s = ins
+        curve = self.row.curvature
+        return (apply(self, (gy, s)) if needs[0] else None,
+                gy * g * curve(s) if needs[1] and curve is not None else None)
+
+    def jvp(self, ts, ins, out, p):
+        g, s = ins
+        tg, ts_ = ts
+        curve = self.row.curvature
+        return add_terms(None if tg is None else apply(self, (tg, s)),
+                         None if ts_ is None or curve is None else g * curve(s) * ts_)
+
+
+class BiasActivation(Op):
+    """out = act(x + b), b broadcast over the rows of x: one pass instead of two. The bias
+    cotangent is the row sum of the pre-activation's, which the scheduler makes when it
+    sums the cotangent back to b's shape."""
+
+    broadcasting = True
+
+    def __init__(self, row):
+        self.row = row
+        self.name = f"bias_{row.name}"
+        self.save_output = row.saves == "output"
+        # a GELU's derivative needs the pre-activation: saved as its parts, x + b redone
+        self.save_inputs = None if self.save_output else True
+
+    def forward(self, dev, p, x, b, out=None):
+        return dev.kernels.bias_act_fwd(x, b, self.row.name, out=out)
+
+    def _saved(self, ins, out):
+        return out if self.save_output else ins[0] + ins[1]
+
+    def vjp(self, g, ins, out, p, needs):
+        gz = apply(self.grad_op, (g, self._saved(ins, out)))
+        return gz, gz
+
+    def jvp(self, ts, ins, out, p):
+        return apply(self.grad_op, (add_terms(ts[0], ts[1]), self._saved(ins, out)))
+
+
+ACTIVATIONS = {row.name: row for row in (
+    Activation("relu", "max(x, 0)", "output", ("ReLU", {}), None, flops=1),
+    Activation("tanh", "tanh x", "output", ("Tanh", {}), _tanh_curvature, flops=8),
+    Activation("sigmoid", "1 / (1 + e^-x)", "output", ("Sigmoid", {}), _sigmoid_curvature,
+               flops=8),
+    Activation("gelu", "x/2 (1 + erf(x / sqrt 2)), the exact GELU (PyTorch's default)",
+               "input", ("GELU", {}), _gelu_curvature, flops=12),
+    Activation("gelu_tanh", "x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form", "input",
+               ("GELU", {"approximate": "tanh"}), _gelu_tanh_curvature, flops=12),
+)}
+ACTIVATION_OPS = {}
+GRAD_OPS = {}
+BIAS_OPS = {}
+for _row in ACTIVATIONS.values():
+    _op, _grad, _bias = ActivationOp(_row), ActivationGrad(_row), BiasActivation(_row)
+    _op.grad_op = _bias.grad_op = _grad
+    ACTIVATION_OPS[_row.name] = register(_op)
+    GRAD_OPS[_row.name] = register(_grad)
+    BIAS_OPS[_row.name] = register(_bias)
+
+
+def activation(name, x):
+    """The activation ``name`` of the table applied to x."""
+    return apply(ACTIVATION_OPS[name], (x,))
+
+
+def activation_grad(name, g, saved):
+    return apply(GRAD_OPS[name], (g, saved))
+
+
+def relu(x):
+    return apply(ACTIVATION_OPS["relu"], (x,))
+
+
+def tanh(x):
+    return apply(ACTIVATION_OPS["tanh"], (x,))
+
+
+def sigmoid(x):
+    return apply(ACTIVATION_OPS["sigmoid"], (x,))
+
+
+def gelu(x):
+    return apply(ACTIVATION_OPS["gelu"], (x,))
+
+
+def gelu_tanh(x):
+    return apply(ACTIVATION_OPS["gelu_tanh"], (x,))
+
+
+def bias_act(x, b, act):
+    """act(x + b) for a bias b of shape (x.shape[-1],), in one fused kernel."""
+    if act == "none":
+        return x + b
+    if act not in BIAS_OPS:
+        raise ValueError(f"unknown activation '{act}': expected none, " + ", ".join(BIAS_OPS))
+    if b.ndim != 1 or x.ndim < 1 or x.shape[-1] != b.shape[0]:
+        raise ValueError(f"bias_act: bias of shape {shape_str(b.shape)} does not fit input of "
+                         f"shape {shape_str(x.shape)}")
+    return apply(BIAS_OPS[act], (x, b))
+
+
+# -- linear layer with its activation, fused ------------------------------------------------
+# the activations whose derivative needs only the output: the GEMM's buffer then holds the
+# activation in place and no pre-activation array is kept
+LINEAR_ACTS = ("none",) + tuple(name for name, row in ACTIVATIONS.items()
+                                if row.saves == "output")
+
+
+class LinearAct(Op):
+    """out = act(x @ w.T + b) for a weight w of shape (out, in): one GEMM into a buffer that
+    the bias + activation kernel then rewrites in place; saves its inputs and output.
+    A measured win over the composition (transpose, matmul, bias_act): five primitives
+    fewer per layer and step, and no pre-activation array."""
+    name = "linear"
+    params = ("act",)
+    save_inputs = True
+    save_output = True
+
+    def cost(self, in_shapes, out_shape, p):
+        return 2 * prod(out_shape) * in_shapes[0][-1], \
+            prod(in_shapes[0]) + prod(in_shapes[1]) + prod(out_shape)
+
+    def forward(self, dev, p, x, w, b, out=None):
+        y = dev.xp.matmul(x, w.T, out=out)
+        return dev.kernels.bias_act_fwd(y, b, p.act, out=y)
+
+    def _pre_grad(self, g, out, p):
+        return g if p.act == "none" else activation_grad(p.act, g, out)
+
+    def vjp(self, g, ins, out, p, needs):
+        x, w, b = ins
+        gz = self._pre_grad(g, out, p)
+        gx = matmul(gz, w) if needs[0] else None
+        gw = None
+        if needs[1]:
+            gz2 = gz if gz.ndim == 2 else reshape(gz, (-1, gz.shape[-1]))
+            x2 = x if x.ndim == 2 else reshape(x, (-1, x.shape[-1]))
+            gw = matmul(swap_last(gz2), x2)
+        return gx, gw, (gz if needs[2] else None)
+
+    def jvp(self, ts, ins, out, p):
+        x, w, b = ins
+        tx, tw, tb = ts
+        tz = add_terms(None if tx is None else matmul(tx, swap_last(w)),
+                       None if tw is None else matmul(x, swap_last(tw)), tb)
+        return None if tz is None else self._pre_grad(tz, out, p)
+
+
+LinearAct = register(LinearAct())
+_LINEAR_PARAMS = {act: LinearAct.Params(act) for act in LINEAR_ACTS}
+
+
+def linear_act(x, w, b, act="none"):
+    """act(x @ w.T + b) as one primitive; act one of LINEAR_ACTS."""
+    return apply(LinearAct, (x, w, b), _LINEAR_PARAMS[act])

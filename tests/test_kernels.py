@@ -162,3 +162,27 @@ def test_optimizer_kernels_match_twins(backend, n, dtype):
                               0.01, 3, decoupled)
         for dev_arr, host in ((pd, p64), (md, m64), (vd, v64)):
             np.testing.assert_allclose(_host(cp, dev_arr).astype(np.float64), host, **tol)
+
+
+@pytest.mark.skipif(not shim.available(), reason="no g++ to expand the kernel macros")
+def test_every_cuda_kernel_has_a_launcher_and_every_activation_its_kernels():
+    """Enumerated from the .cu files themselves: elementwise.cu holds exactly the kernels of
+    the activation table's rows (and the bias-only form); the launchers of kernels/cuda.py
+    name every kernel of the other files."""
+    import os
+
+    from gpugrad.kernels import cuda
+    launcher_text = open(cuda.__file__).read()
+    expected = {f"bias_none_fwd_{s}" for s in ("f32", "f16")}
+    for act in ACTIVATIONS:
+        for s in ("f32", "f16"):
+            expected |= {f"{act}_fwd_{s}", f"{act}_bwd_{s}", f"bias_{act}_fwd_{s}"}
+        assert hasattr(reference, f"{act}_fwd") and hasattr(reference, f"{act}_bwd"), act
+    for source in cuda.SOURCES:
+        names = set(shim.kernel_names(os.path.join(shim.KERNEL_DIR, f"{source}.cu")))
+        if source == "elementwise":
+            assert names == expected
+            continue
+        for name in names:
+            stem = name.rsplit("_", 1)[0]          # the launcher adds the dtype suffix
+            assert stem.split("_w")[0].split("_block")[0] in launcher_text, name

@@ -51,6 +51,12 @@ TORCH = {
     "getitem_scalar": lambda x: x[1],
     "composite": lambda a, b: (torch.tanh(a) * b + a * a).exp().mean(),
     "fanout": lambda x: x * x * x + torch.sin(x) * x,
+    "gelu_module_form": TF.gelu,
+    "cast": lambda x: x.to(torch.float32).to(torch.float64),
+    "to_device": lambda x: 2 * x,
+    "bias_relu": lambda x, b: torch.relu(x + b), "bias_tanh": lambda x, b: torch.tanh(x + b),
+    "bias_sigmoid": lambda x, b: torch.sigmoid(x + b), "bias_gelu": lambda x, b: TF.gelu(x + b),
+    "bias_gelu_tanh": lambda x, b: _t_gelu_tanh(x + b),
 }
 
 

@@ -290,5 +290,5 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 def _cut(t):
     """t without its graph, keeping its forward-mode tangents (forward over reverse)."""
     out = t.detach()
-    out._tangents = t._tangents
+    out._tangents = dict(t._tangents) if t._tangents else None   # its own: never shared
     return out

@@ -100,7 +100,8 @@ def jvp(f, primals, tangents):
     for o in outs:
         if not isinstance(o, Tensor):
             raise TypeError(f"jvp: f must return Tensors, got {type(o).__name__}")
-        t = o._tangents.pop(level, None) if o._tangents else None
+        # read, not popped: the same tensor may be returned twice, or share its array
+        t = o._tangents.get(level) if o._tangents else None
         results.append(_zero_tangent(o) if t is None else t)
     if isinstance(out, (tuple, list)):
         return out, type(out)(results)

@@ -4,6 +4,8 @@ Operators and math methods are attached by ``gpugrad._methods`` once the ops exi
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import _device
@@ -54,6 +56,12 @@ class _TrackedArray(np.ndarray):
         return result
 
 
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a tensor that is not a leaf is being read: backward does not "
+    "fill it, so it stays None. Call .retain_grad() on the non-leaf tensor before backward "
+    "to keep its gradient, or read .grad of the leaf tensor instead.")
+
+
 def _default_float(arr):
     """Python floats become float32; arrays keep their dtype."""
     return arr.astype(np.float32) if arr.dtype == np.float64 else arr
@@ -95,8 +103,9 @@ class Tensor:
                 out = dev.asarray(arr)
                 if not array_given:
                     out = _default_float(out)
-        if out.dtype == object:
-            raise TypeError(f"cannot make a tensor from {type(data).__name__}")
+        if out.dtype.kind not in "biufc":
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} (NumPy reads it "
+                            f"as dtype {out.dtype}): expected numbers or booleans")
         dev.memory.track(out)
         self._data = out
         self.device = dev
@@ -162,6 +171,9 @@ class Tensor:
 
     @property
     def grad(self):
+        node = self._node
+        if node is not None and node.retained is None:
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
         return self._grad
 
     @grad.setter
@@ -232,6 +244,9 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
+        if self._data.size != 1:
+            what = "no values" if self._data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
         return bool(self.item())
 
     def __len__(self):

@@ -1,9 +1,9 @@
 """Graphviz pictures of the recorded graphs: the forward graph G, and the backward graph
 B that the scheduler walks (one VJP node per forward node, edges reversed)."""
-from __future__ import annotations
-
-from ._graph import AccumulateGrad
+from . import _graph
 from ._tensor import Tensor
+
+__all__ = ["to_dot"]
 
 
 def _walk(root):
@@ -20,7 +20,7 @@ def _walk(root):
 
 
 def _label(node):
-    if node.op is AccumulateGrad:
+    if node.op is _graph.AccumulateGrad:
         tensor = node.leaf()
         shape = tuple(tensor.shape) if tensor is not None else node.shape
         return f"leaf {shape}"
@@ -44,7 +44,7 @@ def to_dot(output, backward=False):
     title = "backward" if backward else "forward"
     lines = [f"digraph {title} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for node in nodes:
-        leaf = node.op is AccumulateGrad
+        leaf = node.op is _graph.AccumulateGrad
         if backward:
             label = "AccumulateGrad\\n" + _label(node) if leaf else \
                 f"{node.op.name}.vjp\\n{tuple(node.shape)}"

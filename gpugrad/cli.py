@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -104,7 +105,7 @@ def _cuda_report():
     try:
         cupy = _device._import_cupy()
     except ImportError:
-        return 0, "CuPy is not installed (pip install \".[gpu]\")"
+        return 0, "CuPy is not installed: pip install \".[gpu]\""
     except Exception as err:  # a broken CuPy install raises all sorts
         return 0, f"CuPy failed to import: {err}"
     try:
@@ -123,9 +124,10 @@ def _cmd_info(args):
     count, why_none = _cuda_report()
     try:
         print(f"default device: {_device.default_device()}")
-    except (ValueError, RuntimeError) as err:
+    except (ValueError, RuntimeError):
         asked = os.environ.get("GPUGRAD_DEVICE", "")
-        print(f"default device: none usable (GPUGRAD_DEVICE={asked}: {err})")
+        print(f"default device: none usable (GPUGRAD_DEVICE={asked} asks for a device that "
+              "is not available; see below)")
     if count:
         cupy = _device._import_cupy()
         print(f"cupy {cupy.__version__}, {count} CUDA device(s)")
@@ -150,22 +152,25 @@ def _cmd_profile(args):
     train, _ = data.mnist()
     model = nn.MLP([train.images.shape[1], *args.hidden, 10], device=dev)
     opt = optim.Adam(model.parameters(), lr=1e-3)
-    loader = iter(data.DataLoader(train, args.batch_size, device=dev))
+    loader = data.DataLoader(train, args.batch_size, device=dev)
+    batches = (batch for _ in itertools.count() for batch in loader)    # epoch after epoch
 
     def step():
-        x, y = next(loader)
+        x, y = next(batches)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    # the table's ceilings are calibrated with as many BLAS threads as the steps ran with
     with _blas_threads(args.threads):
         step()                  # warm-up: kernel compilation, first allocations
         dev.synchronize()
         with profiler.profile() as prof:
             for _ in range(args.steps):
                 step()
-    print(f"{args.steps} training steps of MLP {model.sizes}, batch {args.batch_size}, on {dev}")
-    print(prof.table(sort_by=args.sort_by, top=args.top))
+        print(f"{args.steps} training steps of MLP {model.sizes}, batch {args.batch_size}, "
+              f"on {dev}")
+        print(prof.table(sort_by=args.sort_by, top=args.top))
     if args.trace:
         prof.export_chrome_trace(args.trace)
         print(f"wrote trace {args.trace} (open in https://ui.perfetto.dev or chrome://tracing)")

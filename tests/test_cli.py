@@ -173,3 +173,10 @@ def test_graph_without_graphviz_writes_dot_and_says_how_to_render(capsys, monkey
     assert (tmp_path / "graph.dot").read_text().startswith("digraph forward")
     out = capsys.readouterr().out
     assert f"dot -Tsvg {tmp_path / 'graph.dot'} -o {tmp_path / 'graph.svg'}" in out
+
+
+def test_profile_runs_past_the_end_of_an_epoch(capsys):
+    # 4,000 samples in batches of 512: 8 batches, then the loader starts over
+    assert cli.main(["profile", "--steps", "10", "--batch-size", "512", "--hidden", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("10 training steps") and "adam_update" in out

@@ -1,6 +1,4 @@
 """gpugrad: a tensor autodiff engine on CuPy, with the same code running on NumPy."""
-from __future__ import annotations
-
 import numpy as _np
 
 from . import (
@@ -78,3 +76,25 @@ float64 = _np.dtype(_np.float64)
 int32 = _np.dtype(_np.int32)
 int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
+
+__all__ = [
+    # namespaces
+    "autograd", "data", "krylov", "memory", "nn", "ops", "optim", "profiler", "viz",
+    # devices, grad modes, the tensor
+    "Device", "cuda_available", "default_device", "device", "manual_seed",
+    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Tensor",
+    # dtypes
+    "float16", "float32", "float64", "int32", "int64", "bool_",
+    # creation
+    "arange", "empty", "full", "full_like", "ones", "ones_like", "rand", "randn", "tensor",
+    "zeros", "zeros_like",
+    # transforms and checks
+    "jvp", "grad", "hessian", "hvp", "jacobian", "jacobian_plan", "value_and_grad", "vjp",
+    "GradcheckError", "gradcheck",
+    # ops
+    "abs", "broadcast_to", "clip", "concatenate", "cos", "exp", "log", "log_softmax",
+    "logsumexp", "matmul", "max", "maximum", "mean", "minimum", "relu", "reshape", "sigmoid",
+    "sin", "softmax", "sqrt", "stack", "sum", "tanh", "transpose", "where",
+    # files
+    "load", "save",
+]

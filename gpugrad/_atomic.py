@@ -11,7 +11,11 @@ import tempfile
 def atomic_path(path, suffix=".tmp"):
     """Yields a temporary path next to ``path``; on success it replaces ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gpugrad-", suffix=suffix, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gpugrad-", suffix=suffix, dir=folder)
+    except OSError as err:
+        # name the caller's path, not the temporary one next to it
+        raise OSError(err.errno, f"cannot write '{path}': {err.strerror}") from None
     os.close(fd)
     try:
         yield tmp

@@ -5,6 +5,7 @@ module costs nothing, and with ``GPUGRAD_DEVICE=cpu`` CuPy is never imported.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -189,6 +190,23 @@ class CUDADevice(_device.Device):
             return CupyGenerator(self.xp.random.RandomState(seed))
 
 
+
+
+def availability():
+    """(number of CUDA devices, why there is none), without raising."""
+    if os.environ.get("GPUGRAD_DEVICE", "").strip().lower() == "cpu":
+        return 0, "GPUGRAD_DEVICE=cpu"
+    try:
+        cupy = import_cupy()
+    except ImportError:
+        return 0, "CuPy is not installed: pip install \".[gpu]\""
+    except Exception as err:  # a broken CuPy install raises all sorts
+        return 0, f"CuPy failed to import: {err}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDARuntimeError without a driver
+        return 0, f"no CUDA driver or device answered: {err}"
+    return count, None if count else "the CUDA driver reports no device"
 
 
 def describe():

@@ -6,6 +6,7 @@ Tensor by ``gpugrad._methods``, a module above them.
 from __future__ import annotations
 
 import itertools
+import warnings
 import weakref
 
 import numpy as np
@@ -61,6 +62,12 @@ class _TrackedArray(np.ndarray):
         return result
 
 
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a tensor that is not a leaf is being read: backward does not "
+    "fill it, so it stays None. Call .retain_grad() on the non-leaf tensor before backward "
+    "to keep its gradient, or read .grad of the leaf tensor instead.")
+
+
 class Tensor:
     """An n-dimensional array on a device, with reverse- and forward-mode autodiff.
 
@@ -94,9 +101,9 @@ class Tensor:
                     _device.array_device(arr)
                 dev = home or _device.default_device()
         out = dev.asarray(arr, dtype=None if dtype is None else np.dtype(dtype))
-        if out.dtype == object or out.dtype.kind in "USV":
-            raise TypeError(f"cannot make a tensor from {type(data).__name__} "
-                            f"(dtype {out.dtype})")
+        if out.dtype.kind not in "biufc":
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} (NumPy reads it "
+                            f"as dtype {out.dtype}): expected numbers or booleans")
         self._data = out
         self.device = dev
         self._grad = None
@@ -161,6 +168,9 @@ class Tensor:
 
     @property
     def grad(self):
+        node = self._node
+        if node is not None and node.leaf is None and node.retained is None:
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
         return self._grad
 
     @grad.setter
@@ -231,6 +241,9 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
+        if self._data.size != 1:
+            what = "no values" if self._data.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
         return bool(self.item())
 
     def __len__(self):

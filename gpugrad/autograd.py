@@ -3,7 +3,6 @@
 The engine itself lives in ``gpugrad._autograd`` (modes, graph, backward scheduler,
 forward mode); this module is its public face, as ``torch.autograd`` is PyTorch's.
 """
-from __future__ import annotations
 
 from ._autograd.backward import backward, grad
 from ._autograd.mode import (

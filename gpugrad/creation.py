@@ -1,6 +1,8 @@
 """Functions that make tensors."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from . import _device
@@ -10,7 +12,13 @@ from ._tensor import Tensor, wrap
 def _shape(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    shape = tuple(int(s) for s in shape)
+    for s in shape:
+        try:
+            operator.index(s)
+        except TypeError:
+            raise TypeError(f"a shape takes integers, got {type(s).__name__} {s!r} in "
+                            f"{tuple(shape)}") from None
+    shape = tuple(operator.index(s) for s in shape)
     if any(s < 0 for s in shape):
         raise ValueError(f"negative dimension in shape {shape}")
     return shape

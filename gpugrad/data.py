@@ -1,14 +1,13 @@
 """Data: the bundled 5,000-digit MNIST subset, MNIST IDX files, and a batch iterator."""
-from __future__ import annotations
-
+import dataclasses
 import gzip
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import _device
-from ._tensor import wrap
+from . import _device, _tensor
+
+__all__ = ["mnist", "read_idx", "Split", "DataLoader", "MNIST_MEAN", "MNIST_STD"]
 
 _BUNDLED = os.path.join(os.path.dirname(__file__), "data", "mnist-5k.npz")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -16,7 +15,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-@dataclass
+@dataclasses.dataclass
 class Split:
     """Images as float32 rows of 784 normalised pixels, labels as int64 classes."""
     images: np.ndarray
@@ -128,4 +127,4 @@ class DataLoader:
             x = dev.asarray(np.ascontiguousarray(self.split.images[idx]))
             y = dev.asarray(self.split.labels[idx])
             dev.memory.track(x)
-            yield wrap(x, dev), wrap(y, dev)
+            yield _tensor.wrap(x, dev), _tensor.wrap(y, dev)

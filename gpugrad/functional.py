@@ -1,16 +1,16 @@
 """Functional transforms in JAX's style: grad, value_and_grad, vjp, hvp, jacobian,
 hessian, and the Jacobian of a chain of stages multiplied in its cheapest order."""
-from __future__ import annotations
-
 import math
 
 import numpy as np
 
-from . import ops
+from . import _tensor, ops
 from ._autograd.forward import jvp
 from ._autograd.mode import enable_grad
-from ._tensor import Tensor, wrap
+from ._tensor import Tensor
 from .autograd import grad as _autograd_grad
+
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacobian", "jacobian_plan", "hessian"]
 
 
 def _differentiable_alias(x):
@@ -43,7 +43,7 @@ def _cut(t):
 
 
 def _zeros_like(x):
-    return wrap(x.device.xp.zeros(x.shape, dtype=x.dtype), x.device)
+    return _tensor.wrap(x.device.xp.zeros(x.shape, dtype=x.dtype), x.device)
 
 
 def _argnums_tuple(argnums, nargs):
@@ -167,7 +167,7 @@ def hvp(f, primals, tangents, mode="fwd", batched=False):
 def _basis(x, j):
     e = np.zeros(x.size, dtype=x.dtype)
     e[j] = 1
-    return wrap(x.device.asarray(e.reshape(x.shape)), x.device)
+    return _tensor.wrap(x.device.asarray(e.reshape(x.shape)), x.device)
 
 
 def jacobian(f, x, mode="auto"):
@@ -197,7 +197,7 @@ def jacobian(f, x, mode="auto"):
 
 
 def _zeros_flat(m, n, like):
-    return wrap(like.device.xp.zeros((m, n), dtype=like.dtype), like.device)
+    return _tensor.wrap(like.device.xp.zeros((m, n), dtype=like.dtype), like.device)
 
 
 def hessian(f, x):

@@ -4,15 +4,18 @@ Hessian eigenvalues from Hessian-vector products, and Hutchinson's trace estimat
 Vectors stay on their tensors' device; only scalars (inner products, norms) cross to
 the host, one handful per iteration.
 """
-from __future__ import annotations
-
 import math
 
 import numpy as np
 
-from . import _device, ops
+from . import _device, _tensor, ops
 from ._autograd.mode import no_grad
-from ._tensor import Tensor, wrap
+from ._tensor import Tensor
+
+__all__ = [
+    "cg", "lanczos", "hessian_matvec", "hessian_eigenvalues", "hessian_trace",
+    "hutchinson_trace"
+]
 
 
 def _dot(a, b):
@@ -28,7 +31,7 @@ def cg(matvec, b, tol=1e-6, maxiter=None, x0=None):
         raise TypeError(f"cg: b must be a Tensor, got {type(b).__name__}")
     maxiter = b.size if maxiter is None else maxiter
     with no_grad():
-        x = wrap(b.device.xp.zeros(b.shape, dtype=b.dtype), b.device) if x0 is None else x0
+        x = _tensor.wrap(b.device.xp.zeros(b.shape, dtype=b.dtype), b.device) if x0 is None else x0
         r = b - matvec(x) if x0 is not None else b
         p = r
         rs = _dot(r, r)
@@ -104,7 +107,7 @@ def lanczos(matvec, n_or_v0, k=1, tol=1e-8, return_vectors=False, seed=0):
         values = theta[order]
         if not return_vectors:
             return values
-        coeffs = wrap(v.device.asarray(s[:, order].T.astype(v.dtype)), v.device)
+        coeffs = _tensor.wrap(v.device.asarray(s[:, order].T.astype(v.dtype)), v.device)
         vectors = ops.matmul(coeffs, ops.stack(basis[:s.shape[0]]))
         return values, vectors
 
@@ -155,7 +158,7 @@ def hutchinson_trace(matvec, n_or_like, samples=100, seed=0):
     values = []
     with no_grad():
         for _ in range(samples):
-            z = wrap(dev.adopt(rng.choice(signs, (n,))), dev)
+            z = _tensor.wrap(dev.adopt(rng.choice(signs, (n,))), dev)
             values.append(_dot(z, matvec(z).reshape(-1)))
     values = np.array(values)
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(samples)) \
@@ -170,4 +173,4 @@ def hessian_trace(loss_fn, params, samples=100, seed=0):
 
 def _start_vector(n, dtype, dev, seed):
     """A random start from a generator of its own: the user's random stream is untouched."""
-    return wrap(dev.adopt(dev.new_generator(seed).normal((n,), dtype)), dev)
+    return _tensor.wrap(dev.adopt(dev.new_generator(seed).normal((n,), dtype)), dev)

@@ -1,7 +1,7 @@
 """Memory accounting per device: live bytes of what gpugrad allocated, and the peak."""
-from __future__ import annotations
-
 from . import _device
+
+__all__ = ["stats", "reset_peak", "TRACK_MIN_BYTES"]
 
 
 def stats(device=None) -> dict:

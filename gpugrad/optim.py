@@ -1,10 +1,12 @@
 """Optimizers with PyTorch's update formulas, one fused in-place update per parameter
 (a CUDA kernel on CuPy, its NumPy twin on the CPU), and learning-rate schedules."""
-from __future__ import annotations
-
 import math
 
-from ._tensor import Tensor, bump_version, wrap
+from . import _tensor
+from ._autograd import graph as _graph
+from ._tensor import Tensor
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR"]
 
 
 class Optimizer:
@@ -30,11 +32,26 @@ class Optimizer:
 
     def step(self):
         self.step_count += 1
+        prof = _graph.profiler
         for p, state in zip(self.params, self.state):
             if p._grad is None:
                 continue
-            self._update(p, p._grad._data, state)
-            bump_version(p._ver)     # a graph that saved p must not be replayed
+            if prof is None:
+                self._update(p, p._grad._data, state)
+            else:
+                self._profiled_update(prof, p, state)
+            _tensor.bump_version(p._ver)     # a graph that saved p must not be replayed
+
+    # FLOPs per element and arrays read or written per element by the fused update (the
+    # profiler's cost model; see _update's kernel)
+    _update_cost = (0, 0)
+
+    def _profiled_update(self, prof, p, state):
+        flops, arrays = self._update_cost
+        prof.kernel(f"{type(self).__name__.lower()}_update", "optimizer", p.device,
+                    lambda: self._update(p, p._grad._data, state), shapes=(p.shape,),
+                    dtype=p.dtype, flops=flops * p.numel(),
+                    nbytes=arrays * p.numel() * p.dtype.itemsize)
 
     def _state_buffer(self, state, key, p):
         buf = state.get(key)
@@ -52,7 +69,7 @@ class Optimizer:
             "type": type(self).__name__,
             "defaults": dict(self.defaults, lr=self.lr),
             "step_count": self.step_count,
-            "state": [{k: (wrap(v, p.device) if hasattr(v, "shape") else v)
+            "state": [{k: (_tensor.wrap(v, p.device) if hasattr(v, "shape") else v)
                        for k, v in s.items()} for s, p in zip(self.state, self.params)],
         }
 
@@ -102,6 +119,13 @@ class SGD(Optimizer):
         self.nesterov = nesterov
         self.dampening = dampening
 
+    @property
+    def _update_cost(self):
+        # p -= lr * g (+ weight decay, + momentum); p and g read, p written, the buffer
+        # read and written
+        flops = 2 + 2 * (self.weight_decay != 0) + 3 * (self.momentum != 0)
+        return flops, 3 + 2 * (self.momentum != 0)
+
     def _update(self, p, grad, state):
         buf = self._state_buffer(state, "momentum_buffer", p) if self.momentum else None
         first = not state.get("started", False)
@@ -124,6 +148,10 @@ class Adam(Optimizer):
         self.betas = tuple(betas)
         self.eps = eps
         self.weight_decay = weight_decay
+
+    # two moment updates (5), sqrt, eps, divide, scale and subtract (5), weight decay (2);
+    # p, g, m, v read, p, m, v written
+    _update_cost = (12, 7)
 
     def _update(self, p, grad, state):
         m = self._state_buffer(state, "exp_avg", p)

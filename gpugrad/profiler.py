@@ -8,26 +8,25 @@ with FLOPs and bytes from the op's cost model, against the device's measured cei
 >>> sorted({e.name for e in prof.events})[:2]
 ['matmul', 'sum']
 """
-from __future__ import annotations
-
+import collections
+import dataclasses
 import json
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _device
-from ._atomic import write_atomic
-from ._autograd import graph
-from ._autograd.mode import state
+from . import _atomic, _device
+from ._autograd import graph as _graph
+from ._autograd.mode import state as _state
+
+__all__ = ["profile", "Event", "PHASES", "active", "calibrate"]
 
 
-@dataclass
+@dataclasses.dataclass
 class Event:
-    """One op call: what ran, where, for which phase, how long, how much work."""
+    """One kernel call: what ran, where, for which phase, how long, how much work."""
     name: str
-    phase: str                 # "forward" or "backward"
+    phase: str                 # "forward", "backward" or "optimizer" (see PHASES)
     shapes: tuple
     dtype: str
     device: str
@@ -36,7 +35,7 @@ class Event:
     flops: int = 0
     bytes: int = 0
     memory: int = 0            # live bytes on the device after the call
-    _marks: tuple = field(default=None, repr=False)
+    _marks: tuple = dataclasses.field(default=None, repr=False)
 
     @property
     def gflops(self):
@@ -47,9 +46,19 @@ class Event:
         return self.bytes / self.duration / 1e9 if self.duration > 0 else 0.0
 
 
+# the phases of a training step, each its own lane in the Chrome trace
+PHASES = ("forward", "backward", "optimizer")
+
+
+def active():
+    """The profile now recording, or None (a check that costs one attribute read)."""
+    return _graph.profiler
+
+
 class profile:
-    """Context manager recording every op call inside it (see ``table`` and
-    ``export_chrome_trace``). GPU durations come from CUDA events read when the profile
+    """Context manager recording every op call inside it, and the fused kernels that run
+    outside the graph (optimizer updates, phase "optimizer"); see ``table`` and
+    ``export_chrome_trace``. GPU durations come from CUDA events read when the profile
     closes: no host synchronisation per op."""
 
     def __init__(self, record_memory=True):
@@ -59,13 +68,13 @@ class profile:
         self._previous = None
 
     def __enter__(self):
-        self._previous = graph.profiler
+        self._previous = _graph.profiler
         self._t0 = time.perf_counter()
-        graph.profiler = self
+        _graph.profiler = self
         return self
 
     def __exit__(self, *exc):
-        graph.profiler = self._previous
+        _graph.profiler = self._previous
         for e in self.events:
             if e._marks is not None:
                 dev, begin, end = e._marks
@@ -76,27 +85,43 @@ class profile:
     # -- recording (called by apply for every op) ------------------------------------------
     def run(self, op, dev, p, arrays):
         shapes = tuple(tuple(a.shape) if hasattr(a, "shape") else () for a in arrays)
-        dev.range_push(op.name)
+        data, marks = self._timed(op.name, dev, lambda: dev.run(op, p, arrays))
+        flops, elements = op.cost(shapes, tuple(data.shape), p)
+        self._record(op.name, "backward" if _state.in_backward else "forward", shapes,
+                     str(data.dtype), dev, marks, int(flops),
+                     int(elements) * data.dtype.itemsize)
+        return data
+
+    def kernel(self, name, phase, dev, launch, shapes, dtype, flops=0, nbytes=0):
+        """Run ``launch()``, a kernel outside the graph (an optimizer's fused update), and
+        record it as an event of ``phase``; returns what ``launch`` returns."""
+        result, marks = self._timed(name, dev, launch)
+        self._record(name, phase, tuple(tuple(s) for s in shapes), str(dtype), dev, marks,
+                     int(flops), int(nbytes))
+        return result
+
+    def _timed(self, name, dev, launch):
+        dev.range_push(name)
         begin = dev.new_mark()
         try:
-            data = dev.run(op, p, arrays)
+            result = launch()
         finally:
             end = dev.new_mark()
             dev.range_pop()
-        flops, elements = op.cost(shapes, tuple(data.shape), p)
-        itemsize = data.dtype.itemsize
-        event = Event(op.name, "backward" if state.in_backward else "forward", shapes,
-                      str(data.dtype), str(dev), dev.host_time(begin) - self._t0,
-                      flops=int(flops), bytes=int(elements) * itemsize,
+        return result, (begin, end)
+
+    def _record(self, name, phase, shapes, dtype, dev, marks, flops, nbytes):
+        begin, end = marks
+        event = Event(name, phase, shapes, dtype, str(dev), dev.host_time(begin) - self._t0,
+                      flops=flops, bytes=nbytes,
                       memory=dev.memory.stats()["current_bytes"] if self.record_memory else 0)
         event._marks = (dev, begin, end)     # read when the profile closes: no sync now
         self.events.append(event)
-        return data
 
     # -- reports ----------------------------------------------------------------------------
     def key_averages(self):
         """Events grouped by (op, phase): calls, total and mean seconds, FLOPs, bytes."""
-        groups = defaultdict(lambda: {"calls": 0, "total": 0.0, "flops": 0, "bytes": 0})
+        groups = collections.defaultdict(lambda: {"calls": 0, "total": 0.0, "flops": 0, "bytes": 0})
         for e in self.events:
             g = groups[(e.name, e.phase, e.device)]
             g["calls"] += 1
@@ -116,9 +141,9 @@ class profile:
         if sort_by not in keys:
             raise ValueError(f"table: sort_by must be one of {', '.join(keys)}, got '{sort_by}'")
         rows = sorted(groups.items(), key=keys[sort_by], reverse=True)[:top]
-        total_time = sum(g["total"] for g in groups.values()) or 1.0
+        total_time = sum(g["total"] for g in groups.values())
         peaks = {}
-        header = (f"{'op':22s} {'phase':8s} {'calls':>6s} {'total ms':>9s} {'%':>5s} "
+        header = (f"{'op':22s} {'phase':9s} {'calls':>6s} {'total ms':>9s} {'%':>5s} "
                   f"{'mean us':>8s} {'GFLOP/s':>9s} {'GB/s':>8s} {'%peak':>6s}")
         lines = [header, "-" * len(header)]
         for (name, phase, device), g in rows:
@@ -129,24 +154,32 @@ class profile:
             gflops = g["flops"] / secs / 1e9 if secs > 0 else 0.0
             gbps = g["bytes"] / secs / 1e9 if secs > 0 else 0.0
             share = max(gflops / peak["gemm_gflops"], gbps / peak["copy_gbps"]) * 100
-            lines.append(f"{name[:22]:22s} {phase:8s} {g['calls']:6d} {secs * 1e3:9.3f} "
-                         f"{100 * secs / total_time:5.1f} {secs / g['calls'] * 1e6:8.1f} "
+            lines.append(f"{name[:22]:22s} {phase:9s} {g['calls']:6d} {secs * 1e3:9.3f} "
+                         f"{100 * secs / total_time if total_time > 0 else 0.0:5.1f} "
+                         f"{secs / g['calls'] * 1e6:8.1f} "
                          f"{gflops:9.2f} {gbps:8.2f} {share:6.1f}")
-        lines.append(f"{len(self.events)} op calls, {total_time * 1e3:.3f} ms on the devices; "
-                     "%peak: the larger of GFLOP/s over the measured GEMM rate and GB/s over "
-                     "the measured copy bandwidth")
+        if not self.events:
+            lines.append("nothing recorded: no op or optimizer step ran inside the profile")
+        else:
+            lines.append(f"{len(self.events)} kernel calls, {total_time * 1e3:.3f} ms on the "
+                         "devices; %peak: the larger of GFLOP/s over the measured GEMM rate "
+                         "and GB/s over the measured copy bandwidth")
         return "\n".join(lines)
 
     def export_chrome_trace(self, path):
-        """Write a trace that Perfetto and chrome://tracing open: a lane for forward and
-        one for backward per device, and a memory counter track. Written atomically."""
-        lanes = {"forward": 1, "backward": 2}
+        """Write a trace that Perfetto and chrome://tracing open: a lane per phase
+        (forward, backward, optimizer) per device, and a memory counter track. Written
+        atomically."""
+        lanes = {phase: tid for tid, phase in enumerate(PHASES, start=1)}
         trace = []
         devices = sorted({e.device for e in self.events})
         for pid, device in enumerate(devices):
             trace.append({"ph": "M", "name": "process_name", "pid": pid,
                           "args": {"name": f"gpugrad {device}"}})
+            present = {e.phase for e in self.events if e.device == device}
             for phase, tid in lanes.items():
+                if phase not in present:
+                    continue
                 trace.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
                               "args": {"name": phase}})
         pids = {d: i for i, d in enumerate(devices)}
@@ -161,7 +194,7 @@ class profile:
             if self.record_memory:
                 trace.append({"name": "memory", "ph": "C", "pid": pid, "ts": e.start * 1e6,
                               "args": {"bytes": e.memory}})
-        write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ms"}))
+        _atomic.write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ms"}))
 
 
 _calibration = {}

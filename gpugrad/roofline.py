@@ -3,17 +3,26 @@ from __future__ import annotations
 
 from ._atomic import atomic_path
 
+MARKERS = {"forward": "o", "backward": "^", "optimizer": "s"}
 
-def plot_roofline(prof, path):
-    """Draw every (op, phase) group of ``prof`` as achieved GFLOP/s against arithmetic
-    intensity, under the memory and compute ceilings; write a PNG atomically.
-    Needs matplotlib (``pip install matplotlib``)."""
+
+def require_matplotlib():
+    """matplotlib.pyplot on the Agg backend, or an error saying how to install it."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError("the roofline needs matplotlib: pip install matplotlib") from None
+        raise RuntimeError("the roofline needs matplotlib: pip install matplotlib "
+                           "(or pip install \".[roofline]\")") from None
+    return plt
+
+
+def plot_roofline(prof, path):
+    """Draw every (op, phase) group of ``prof`` as achieved GFLOP/s against arithmetic
+    intensity, under the memory and compute ceilings; write a PNG atomically.
+    Needs matplotlib (``pip install matplotlib``)."""
+    plt = require_matplotlib()
     import numpy as np
 
     from .profiler import calibrate
@@ -32,12 +41,13 @@ def plot_roofline(prof, path):
             continue
         ai = g["flops"] / g["bytes"]
         rate = g["flops"] / g["total"] / 1e9
-        ax.scatter([ai], [rate], marker="o" if phase == "forward" else "^", s=40)
+        ax.scatter([ai], [rate], marker=MARKERS.get(phase, "x"), s=40)
         ax.annotate(f"{name} ({phase[0]})", (ai, rate), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xlabel("arithmetic intensity (FLOP per byte)")
     ax.set_ylabel("achieved GFLOP/s")
-    ax.set_title(f"gpugrad ops on {device} (o forward, ^ backward)")
+    ax.set_title(f"gpugrad ops on {device} (circles forward, triangles backward, "
+                 "squares optimizer)")
     ax.legend(loc="lower right")
     try:
         with atomic_path(path, suffix=".png") as tmp:

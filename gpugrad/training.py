@@ -1,6 +1,7 @@
 """Training an MLP classifier: the loop behind ``gpugrad train``."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -12,6 +13,9 @@ from .nn import functional as F
 from .serialization import save
 
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD}
+# SGD (momentum 0.9) needs a larger step than Adam's normalised one: measured in
+# bench/RESULTS.md, "Default learning rates of gpugrad train"
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
 
 
 def _progress(iterable, total, desc, enabled):
@@ -36,19 +40,33 @@ def evaluate(model, split, device, batch_size=1000):
     return correct / len(split)
 
 
-def train(hidden=(256, 128), epochs=15, batch_size=128, lr=1e-3, optimizer="adam",
+def _check_arguments(hidden, epochs, batch_size, lr, optimizer):
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{optimizer}': expected one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ValueError(f"hidden sizes must be positive integers, got {tuple(hidden)}")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+
+
+def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam",
           device=None, data_dir=None, save_path=None, seed=0, progress=True, log=print):
-    """Train an MLP on MNIST (the bundled subset unless ``data_dir``); returns a summary."""
+    """Train an MLP on MNIST (the bundled subset unless ``data_dir``); returns a summary.
+    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``)."""
     from ._device import manual_seed
+    _check_arguments(hidden, epochs, batch_size, lr, optimizer)
+    if lr is None:
+        lr = DEFAULT_LR[optimizer]
     dev = _device.device(device) if device is not None else _device.default_device()
     manual_seed(seed)
     train_split, test_split = data.mnist(data_dir)
     n_classes = int(train_split.labels.max()) + 1
     sizes = [train_split.images.shape[1], *hidden, n_classes]
     model = nn.MLP(sizes, activation="relu", device=dev)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer '{optimizer}': expected one of "
-                         f"{', '.join(OPTIMIZERS)}")
     opt_cls = OPTIMIZERS[optimizer]
     opt = opt_cls(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd" \
         else opt_cls(model.parameters(), lr=lr)
@@ -92,5 +110,6 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=1e-3, optimizer="adam
         "epochs": epochs,
         "sizes": sizes,
         "optimizer": optimizer,
+        "lr": lr,
         "history": history,
     }

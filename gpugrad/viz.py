@@ -1,8 +1,8 @@
 """Graphviz pictures of the recorded graphs: the forward graph G, and the backward graph
 B that the scheduler walks (one VJP node per forward node, edges reversed)."""
-from __future__ import annotations
-
 from ._tensor import Tensor
+
+__all__ = ["to_dot"]
 
 
 def _walk(root):

@@ -102,7 +102,8 @@ def test_retain_grad_keeps_a_non_leaf_gradient_and_others_are_dropped():
     m = h * 2
     (m * m).sum().backward()
     np.testing.assert_allclose(h.grad.numpy(), 8 * h.numpy())
-    assert m.grad is None
+    with pytest.warns(UserWarning, match="retain_grad"):
+        assert m.grad is None
 
 
 def test_no_grad_records_nothing_and_enable_grad_turns_it_back_on():

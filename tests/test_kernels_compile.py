@@ -61,7 +61,8 @@ def _nvrtc():
         return None
 
 
-@pytest.mark.skipif(_nvrtc() is None, reason="NVRTC (through CuPy) is not available")
+@pytest.mark.skipif(_nvrtc() is None, reason="CuPy's NVRTC is not available: pip install "
+                    "\".[gpu-test]\" (the nvcc compile tests run without it)")
 @pytest.mark.parametrize("source", SOURCES, ids=os.path.basename)
 def test_nvrtc_compiles(source):
     nvrtc = _nvrtc()

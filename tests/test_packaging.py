@@ -1,5 +1,6 @@
 """The wheel carries the kernels, their shim and the bundled data, and an installed
 gpugrad finds them from any folder."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,14 +11,34 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _build_tools_missing():
+    """Why a wheel cannot be built here without build isolation (offline), or None:
+    setuptools 70.1 or newer builds wheels itself; older ones need the wheel package."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        setuptools = tuple(int(v) for v in version("setuptools").split(".")[:2])
+    except PackageNotFoundError:
+        setuptools = None
+    if setuptools is None or setuptools < (68, 0):
+        return ("building the wheel needs setuptools 70.1 or newer in this environment, "
+                "found " + (version("setuptools") if setuptools else "none") +
+                ": pip install \".[test]\"")
+    if setuptools < (70, 1) and importlib.util.find_spec("wheel") is None:
+        return (f"building the wheel with setuptools {version('setuptools')} needs the wheel "
+                "package, or setuptools 70.1 or newer: pip install \".[test]\"")
+    return None
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    why_not = _build_tools_missing()
+    if why_not:
+        pytest.skip(why_not)
     out = tmp_path_factory.mktemp("wheel")
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                              "--no-build-isolation", "-q", "-w", str(out), ROOT],
                             capture_output=True, text=True, timeout=600)
-    if result.returncode:
-        pytest.skip(f"cannot build a wheel here: {result.stderr[-500:]}")
+    assert result.returncode == 0, f"pip wheel failed:\n{result.stderr}"
     (path,) = out.glob("gpugrad-*.whl")
     return path
 
@@ -43,3 +64,35 @@ def test_installed_package_finds_its_files_from_another_folder(wheel, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "4000"]
+
+
+def _pyproject():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        return tomllib.load(fh)
+
+
+def test_test_extra_stays_light_and_gpu_needs_have_their_own():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    heavy = ("cupy", "nvidia-", "torch", "jax")
+    assert not [r for r in extras["test"] if r.startswith(heavy)], extras["test"]
+    assert any(r.startswith("cupy") for r in extras["gpu-test"])
+    assert any(r.startswith("nvidia-cuda-nvrtc") for r in extras["gpu-test"])
+
+
+def test_pytest_summary_gives_skip_reasons():
+    addopts = _pyproject()["tool"]["pytest"]["ini_options"]["addopts"].split()
+    assert "-rs" in addopts or any(o.startswith("-r") and "s" in o for o in addopts)
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_second():
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        readme = fh.read()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    train, test = block.strip().splitlines()
+    assert train.startswith("pip install") and train.endswith("gpugrad train")
+    assert test.startswith("pip install") and "pytest" in test
+    assert "venv" in section and "clone" in section.lower() and "cd" in section
+    with open(os.path.join(ROOT, ".ci", "run")) as fh:
+        assert test in fh.read()

@@ -110,6 +110,7 @@ def test_profile_command_prints_table_and_writes_trace(tmp_path):
     result = _cli("profile", "--steps", "2", "--hidden", "32", "--trace", str(trace))
     assert result.returncode == 0, result.stderr
     assert "matmul" in result.stdout and "backward" in result.stdout
+    assert "adam_update" in result.stdout and "optimizer" in result.stdout
     assert json.loads(trace.read_text())["traceEvents"]
 
 
@@ -127,4 +128,53 @@ def test_graph_command(tmp_path):
     if shutil.which("dot"):
         assert (tmp_path / "g.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     else:
-        assert "digraph backward" in (tmp_path / "g.svg.dot").read_text()
+        assert "digraph backward" in (tmp_path / "g.dot").read_text()
+
+
+def test_an_empty_profile_says_nothing_was_recorded():
+    with gg.profiler.profile() as prof:
+        pass
+    text = prof.table()
+    assert "nothing recorded" in text and "1000.000" not in text
+    assert len(text.splitlines()) == 3
+
+
+@pytest.mark.parametrize("make_opt, kernel", [
+    (lambda ps: gg.optim.Adam(ps, lr=1e-3), "adam_update"),
+    (lambda ps: gg.optim.AdamW(ps, lr=1e-3), "adamw_update"),
+    (lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9), "sgd_update"),
+])
+def test_optimizer_updates_are_events_of_their_own_phase(tmp_path, make_opt, kernel):
+    model = gg.nn.MLP([16, 8, 4], device="cpu")
+    opt = make_opt(model.parameters())
+    gg.nn.functional.cross_entropy(model(gg.randn(5, 16, device="cpu")),
+                                   gg.tensor([0, 1, 2, 3, 0], device="cpu")).backward()
+    with gg.profiler.profile() as prof:
+        opt.step()
+    params = list(model.parameters())
+    assert [e.name for e in prof.events] == [kernel] * len(params)
+    assert {e.phase for e in prof.events} == {"optimizer"}
+    for e, p in zip(prof.events, params):
+        assert e.shapes == (tuple(p.shape),) and e.dtype == "float32"
+        assert e.duration > 0 and e.flops > 0 and e.bytes >= 3 * p.numel() * 4
+    text = prof.table()
+    assert f"{kernel}" in text and "optimizer" in text
+    assert f"{len(params)} kernel calls" in text
+    prof.export_chrome_trace(str(tmp_path / "t.json"))
+    trace = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    lanes = {e["args"]["name"]: e["tid"] for e in trace if e.get("name") == "thread_name"}
+    assert lanes == {"optimizer": 3}
+    assert {e["tid"] for e in trace if e["ph"] == "X"} == {3}
+
+
+def test_optimizer_step_costs_nothing_extra_without_a_profiler(monkeypatch):
+    p = gg.randn(3, device="cpu", requires_grad=True)
+    (p * p).sum().backward()
+    opt = gg.optim.Adam([p])
+
+    def must_not_run(*args):
+        raise AssertionError("the profiled path ran with no profile open")
+    monkeypatch.setattr(gg.optim.Optimizer, "_profiled_update", must_not_run)
+    before = p.numpy()
+    opt.step()
+    assert not (p.numpy() == before).any()

@@ -1,11 +1,14 @@
 """Functional layers and losses, compositions of the primitive ops."""
-from __future__ import annotations
-
 import numpy as np
 
-from .. import ops
-from .._tensor import Tensor, wrap
-from ..ops._common import shape_str
+from .. import _tensor, ops
+from .._tensor import Tensor
+from ..ops._common import shape_str as _shape_str
+
+__all__ = [
+    "relu", "tanh", "sigmoid", "gelu", "softmax", "log_softmax", "linear", "cross_entropy",
+    "mse_loss", "dropout"
+]
 
 relu = ops.relu
 tanh = ops.tanh
@@ -33,15 +36,15 @@ def linear(x, weight, bias=None, activation="none"):
             and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):
         return ops.linear_act(x, weight, bias, activation)
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out, in), got {shape_str(weight.shape)}")
+        raise ValueError(f"linear: weight must be 2-D (out, in), got {_shape_str(weight.shape)}")
     if x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {shape_str(x.shape)} does not fit weight of "
-                         f"shape {shape_str(weight.shape)} (in_features {weight.shape[1]})")
+        raise ValueError(f"linear: input of shape {_shape_str(x.shape)} does not fit weight of "
+                         f"shape {_shape_str(weight.shape)} (in_features {weight.shape[1]})")
     y = ops.matmul(x, ops.swap_last(weight))
     if bias is not None:
         if bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear: bias of shape {shape_str(bias.shape)} does not fit "
-                             f"weight of shape {shape_str(weight.shape)}")
+            raise ValueError(f"linear: bias of shape {_shape_str(bias.shape)} does not fit "
+                             f"weight of shape {_shape_str(weight.shape)}")
         return ops.bias_act(y, bias, activation)
     if activation != "none":
         if activation not in ops.ACTIVATIONS:
@@ -59,8 +62,8 @@ def cross_entropy(logits, labels, reduction="mean"):
 def mse_loss(input, target, reduction="mean"):
     """Mean (or sum) of squared differences; shapes must match."""
     if isinstance(target, Tensor) and target.shape != input.shape:
-        raise ValueError(f"mse_loss: input of shape {shape_str(input.shape)} and target of "
-                         f"shape {shape_str(target.shape)} differ")
+        raise ValueError(f"mse_loss: input of shape {_shape_str(input.shape)} and target of "
+                         f"shape {_shape_str(target.shape)} differ")
     diff = input - target
     sq = diff * diff
     if reduction == "mean":
@@ -84,4 +87,4 @@ def dropout(x, p=0.5, training=True):
     with dev.context():
         keep = dev.generator.uniform(x.shape, np.float32) >= p
         mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
-    return x * wrap(dev.adopt(mask.astype(x.dtype, copy=False)), dev)
+    return x * _tensor.wrap(dev.adopt(mask.astype(x.dtype, copy=False)), dev)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections import OrderedDict
 
 from .. import _device, ops
@@ -164,12 +165,25 @@ def _uniform(shape, bound, device):
     return rand(*shape, device=device) * (2 * bound) - bound
 
 
+def _features(name, value):
+    """A layer width as a Python int, or an error naming the argument."""
+    try:
+        width = operator.index(value)
+    except TypeError:
+        width = -1
+    if width < 0 or isinstance(value, bool):
+        raise ValueError(f"Linear: {name} must be a non-negative integer, got {value!r}")
+    return width
+
+
 class Linear(Module):
     """y = x @ weight.T + bias, weight (out_features, in_features), PyTorch's init:
     U(-1/sqrt(in), 1/sqrt(in)) for both weight and bias."""
 
     def __init__(self, in_features, out_features, bias=True, device=None):
         super().__init__()
+        in_features = _features("in_features", in_features)
+        out_features = _features("out_features", out_features)
         self.in_features = in_features
         self.out_features = out_features
         bound = 1.0 / math.sqrt(in_features) if in_features else 0.0

@@ -259,6 +259,10 @@ _NULL_CONTEXT = _NullContext()
 # -- the registry ----------------------------------------------------------------------------
 _kinds = {"cpu": CPUDevice}     # device type -> class; _cuda.py adds "cuda"
 _devices: dict = {}
+# array class -> the device whose kernels run on bare arrays of that class, where one device
+# serves them all (every NumPy array: the CPU's kernels are the same on each instance); a
+# GPU's arrays are told apart by their device id instead (array_device)
+ARRAY_HOMES: dict = {}
 _default = None
 _seed = None                     # devices created after manual_seed start from it too
 # what answers cuda_available(): set by _cuda.py (False until it is imported)
@@ -308,6 +312,8 @@ def device(spec="cpu") -> Device:
                 "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu)")
         dev = cls(key[1])
         _devices[key] = dev
+        if key == ("cpu", 0):
+            ARRAY_HOMES[np.ndarray] = dev
     return dev
 
 

@@ -149,7 +149,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                 _check_versions(node)    # something was written since it was saved
             if arrays:
                 if ins is not None:
-                    ins = _arrays_of(ins)
+                    ins = tuple([x._data if isinstance(x, Tensor) else x for x in ins])
                 gs = node.op.vjp(g, ins, node.out, node.p, needs)
             else:
                 out = None if node.out is None else node.saved_output(create_graph)
@@ -187,14 +187,6 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
 
 
 _ALL_NEEDED = [(True,) * n for n in range(64)]
-
-
-def _arrays_of(ins):
-    """The saved inputs as arrays (Python scalars as they are)."""
-    if len(ins) == 1:
-        x = ins[0]
-        return (x._data if isinstance(x, Tensor) else x,)
-    return tuple([x._data if isinstance(x, Tensor) else x for x in ins])
 
 
 def _check_versions(node):

@@ -300,19 +300,29 @@ def wrap(arr, dev):
 class LeafNode:
     """The sink of a leaf tensor's gradient (PyTorch's AccumulateGrad): adds what reaches
     it into ``.grad``. It refers to its tensor weakly, so that neither keeps the other
-    alive; it has no parents, so the scheduler reaches it last."""
+    alive; it has no parents.
+
+    Its creation number is taken when an op first consumes the leaf, just before that
+    op's, so the scheduler reaches the sink right after its last consumer in backward (when
+    the gradient is complete, which hooks and overlapped communication rely on), not at the
+    very end. Each backward that accumulates gives the tensor a fresh sink for the next
+    graph; a retained graph keeps the old one."""
 
     __slots__ = ("leaf", "seq", "shape", "dtype", "dev", "hooks", "__weakref__")
     parents = ()
     name = "AccumulateGrad"
 
-    def __init__(self, tensor):
+    def __init__(self, tensor, hooks=None):
         self.leaf = weakref.ref(tensor)
-        self.seq = next_tick()
+        self.seq = 0              # not consumed yet
         self.shape = tensor._data.shape
         self.dtype = tensor._data.dtype
         self.dev = tensor.device
-        self.hooks = None
+        self.hooks = hooks
+
+    def renewed(self, tensor):
+        """A fresh sink for the tensor's next graph, keeping its hooks."""
+        return LeafNode(tensor, self.hooks)
 
     def __repr__(self):
         return "<AccumulateGrad>"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 
 from .. import _device, ops
-from .._tensor import Tensor, last_write, wrap
+from .._tensor import Tensor, last_write, next_tick, wrap
 from . import graph
 from .mode import set_grad_enabled, state
 
@@ -56,7 +56,10 @@ def seed_gradients(outputs, grad_outputs, create_graph):
                                 f"{out.dtype}")
             if not create_graph:
                 g = g.detach()
-        seeds.append((out._node, g))
+        node = out._node
+        if not node.seq:
+            node.seq = next_tick()     # a leaf seeded directly, never consumed
+        seeds.append((node, g))
     return seeds
 
 
@@ -217,6 +220,8 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
     elif tensor._grad is None and g._node is None:
         g = g.detach()   # a fresh tensor object: never share one between two leaves
     tensor._grad = g if tensor._grad is None else tensor._grad + g
+    if tensor._node is node:
+        tensor._node = node.renewed(tensor)    # the next graph's sink
 
 
 def _retain(node, g, create_graph, arrays):

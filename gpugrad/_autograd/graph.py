@@ -209,6 +209,8 @@ def apply(op, inputs, p=None):
                     if parents is None:
                         parents = [None] * len(inputs)
                     parents[i] = node
+                    if not node.seq:
+                        node.seq = next_tick()     # a leaf's sink, first consumed here
         i += 1
     if dev is None:
         return run_on_arrays(op, inputs, p)

@@ -76,17 +76,25 @@ class CupyGenerator(_device.Generator):
     __slots__ = ()
 
     def normal(self, shape, dtype):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.standard_normal(shape, dtype=_device._sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def uniform(self, shape, dtype):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.random_sample(shape, dtype=_device._sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def integers(self, low, high, shape, dtype=np.int64):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.randint(low, high, size=shape).astype(dtype, copy=False)
 
     def choice(self, values, shape):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.choice(import_cupy().asarray(values), size=shape)
 
 

@@ -488,6 +488,7 @@ class Plan:
                         arrays[index] = dev.allocate(dev.xp.empty, slot.shape, slot.dtype)
         calls = []
         profiled = []
+        bound = []            # (launch, its arrays, its output) or None for host work
         self._dropout_streams = {}
         for e in self.entries:
             if isinstance(e, _Launch):
@@ -498,7 +499,11 @@ class Plan:
                     continue
                 call = self._launch_call(e, args, arrays[e.out])
                 profiled.append((call, e))
-            elif e[0] == "grads":
+                bound.append((e, args, arrays[e.out]))
+                calls.append(call)
+                continue
+            bound.append(None)
+            if e[0] == "grads":
                 call = functools.partial(_set_gradients, [
                     (t, None if s is None else wrap(arrays[s], t.device))
                     for t, s in e[1].items()])
@@ -510,6 +515,69 @@ class Plan:
         self.calls = calls
         self.profiled_calls = profiled
         self.arrays = arrays
+        self.graphs = 0
+        if any(not dev.is_host for dev in self.devices):
+            self.calls = self._captured(calls, bound)
+
+    def _captured(self, calls, bound):
+        """The launches between host work (gradients handed over, an optimizer step) as
+        CUDA graphs, one launch each per replay; launch by launch if capture fails."""
+        items, segment = [], []
+        for call, b in zip(calls, bound):
+            if b is None:
+                if segment:
+                    items.append(segment)
+                    segment = []
+                items.append(call)
+            else:
+                segment.append(b)
+        if segment:
+            items.append(segment)
+        drawing = [i for i, item in enumerate(items) if isinstance(item, list)
+                   and any(b[0].op is Dropout for b in item)]
+        for dev, stream in self._dropout_streams.items():
+            stream.attach(dev)     # before capture: a graph reads its seed and offset there
+        try:
+            result = []
+            for i, item in enumerate(items):
+                if not isinstance(item, list):
+                    result.append(item)
+                    continue
+                dev = item[0][0].dev
+                if any(b[0].dev is not dev for b in item):
+                    raise NotImplementedError("launches on two devices between host steps")
+                advance = drawing and i == drawing[-1]
+                result.append(dev.capture(functools.partial(self._run_captured, item, advance)))
+                self.graphs += 1
+            return result
+        except Exception as err:   # CuPy or the driver refusing: correct, only slower
+            self.graphs = 0
+            warnings.warn(f"gg.compile: the step could not be captured as a CUDA graph "
+                          f"({type(err).__name__}: {err}); replays run launch by launch",
+                          RuntimeWarning, stacklevel=4)
+            for stream in self._dropout_streams.values():
+                stream.state = None
+            return calls
+
+    def _run_captured(self, item, advance):
+        """Inside a capture: every launch of the segment, dropout reading its seed and
+        offset from device memory, and at the end the streams advanced on the device."""
+        for e, args, out in item:
+            dev, op, p = e.dev, e.op, e.p
+            if op is Dropout:
+                stream = self._dropout_streams[dev]
+                dev.kernels.dropout_state(args[0], stream.state, p.offset - stream.first, p.p,
+                                          1.0 / (1.0 - p.p), out)
+            elif op.kernel is not None and op.kernel not in _NO_OUT:
+                dev.function(op.kernel)(*args, out=out)
+            elif op.kernel is not None:
+                _copy_into(dev.function(op.kernel), args, out)
+            else:
+                op.forward(dev, p, *args, out=out)
+        if advance:
+            for dev, stream in self._dropout_streams.items():
+                if stream.state is not None:
+                    dev.kernels.philox_advance(stream.state, stream.last - stream.first + 1)
 
     def _launch_call(self, e, args, out):
         dev, op = e.dev, e.op
@@ -711,21 +779,36 @@ def _copy_into(fn, args, out):
 
 class _ReplayStream:
     """Where a replay's dropout draws start: the device stream's counter at the start of
-    the replay, advanced past the draws the recording made."""
+    the replay, advanced past the draws the recording made. A captured graph reads it
+    from ``state`` (seed and counter on the device), which the graph itself advances; the
+    host writes it only when something else drew in between (an eager step)."""
 
-    __slots__ = ("first", "last", "seed", "base")
+    __slots__ = ("first", "last", "seed", "base", "state", "mirror", "dev")
 
     def __init__(self):
         self.first = self.last = None
         self.seed = self.base = 0
+        self.state = self.mirror = self.dev = None
+
+    def attach(self, dev):
+        self.dev = dev
+        self.state = dev.allocate(dev.xp.zeros, (2,), np.int64)
+        self.mirror = None
 
     def note(self, offset):
         self.first = offset if self.first is None else min(self.first, offset)
         self.last = offset if self.last is None else max(self.last, offset)
 
     def start(self, stream):
+        count = self.last - self.first + 1
+        start = stream.take(count)
         self.seed = stream.seed
-        self.base = stream.take(self.last - self.first + 1) - self.first
+        self.base = start - self.first
+        if self.state is not None:
+            if self.mirror != (self.seed, start):
+                seed = np.uint64(self.seed % 2**64).view(np.int64)
+                self.state[...] = self.dev.asarray(np.array([seed, start], dtype=np.int64))
+            self.mirror = (self.seed, start + count)
 
 
 def _dropout_call(kernel, x, out, p, stream):

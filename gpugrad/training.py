@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from . import _device, data, nn, optim
-from ._compile import compile as compile_step
 from ._autograd.mode import no_grad
+from ._compile import compile as compile_step
 from .nn import functional as F
 from .serialization import save
 

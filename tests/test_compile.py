@@ -394,3 +394,119 @@ def test_a_profile_shows_a_replay_as_its_kernels():
     names = [e.name for e in prof.events]
     assert names.count("linear") == 3 and "sgd_update" in names
     assert {e.phase for e in prof.events} == {"forward", "backward", "optimizer"}
+
+
+# -- the capture path, on a stand-in device ---------------------------------------------------
+class _GraphDevice(_compile._device.CPUDevice):
+    """A CPU device that captures like a GPU: ``capture(run)`` runs nothing and returns a
+    launcher, and dropout inside a capture must use the device-state kernels of random.cu
+    (run through the CPU shim), since host scalars would be frozen into a real graph."""
+
+    is_host = False
+    __slots__ = ("captures", "launches")
+
+    def __init__(self, table):
+        super().__init__(7)
+        kernels = type("Kernels", (), {})()
+        for name in dir(_compile._device.reference):
+            if not name.startswith("_"):
+                setattr(kernels, name, getattr(_compile._device.reference, name))
+        for name in ("dropout", "dropout_state", "philox_advance"):
+            setattr(kernels, name, getattr(table, name))
+        self.kernels = kernels
+        self.captures = 0
+        self.launches = 0
+
+    def capture(self, run):
+        self.captures += 1
+
+        def launch():
+            self.launches += 1
+            run()
+        return launch
+
+
+@pytest.fixture(scope="module")
+def graph_device():
+    from gpugrad.kernels import shim
+    if not shim.available():
+        pytest.skip("no g++ for the CPU shim")
+    dev = _GraphDevice(shim.kernel_table(max_blocks=4))
+    _compile._device._devices[("graph", 7)] = dev      # so that gg.manual_seed reaches it
+    yield dev
+    del _compile._device._devices[("graph", 7)]
+
+
+def test_a_captured_step_launches_one_graph_and_draws_dropout_from_device_state(graph_device):
+    dev = graph_device
+    xs, ys = _data(6)
+    xs = [x.to(dev) for x in xs]
+    ys = [y.to(dev) for y in ys]
+    eager = _setup(OPTIMIZERS["sgd_momentum"], dropout=0.3, device=dev)
+    compiled = _setup(OPTIMIZERS["sgd_momentum"], dropout=0.3, device=dev)
+    step = gg.compile(compiled[3])
+    gg.manual_seed(9)
+    expected = [eager[3](x, y).numpy() for x, y in zip(xs, ys)]
+    gg.manual_seed(9)
+    got = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if i == 3:
+            got.append(compiled[3](x, y).numpy())      # an eager step moves the stream
+        else:
+            got.append(step(x, y).numpy())
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    plan = step.plan
+    assert plan.graphs == 1 and dev.captures == 1       # forward and backward: one graph
+    assert dev.launches == len(xs) - 2                   # one launch per replay
+    stream = plan._dropout_streams[dev]
+    assert int(stream.state[1]) == dev.generator.philox.offset   # advanced on the device
+
+
+@pytest.mark.parametrize("m,k,n", [(5, 3, 4), (1, 7, 2), (6, 1, 3), (4, 4, 1), (128, 64, 10)])
+def test_the_cublas_call_of_a_captured_gemm_computes_a_at_b_in_every_layout(m, k, n):
+    """The arguments given to cublasGemmEx, run through a column-major emulation of it:
+    row-major operands and transposed views (a Linear layer's w.T) alike."""
+    from gpugrad.kernels import cublas
+    rng = np.random.default_rng(m * k * n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    for left in (a, np.ascontiguousarray(a.T).T):
+        for right in (b, np.ascontiguousarray(b.T).T):
+            out = np.empty((m, n), np.float32)
+            args = cublas.gemm_arguments(left.shape, left.strides, right.shape, right.strides,
+                                         out.shape, out.strides, 4)
+            np.testing.assert_allclose(cublas.emulate_gemm(args, left, right), a @ b,
+                                       rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        cublas.gemm_arguments((2, 3), (12, 4), (2, 3), (12, 4), (2, 3), (12, 4), 4)
+
+
+def test_the_cublas_library_loads_and_its_entry_points_resolve():
+    from gpugrad.kernels import cublas
+    if not cublas.library_candidates():
+        pytest.skip("no libcublas here (CuPy's CUDA libraries or nvidia-cublas)")
+    lib = cublas.load()
+    for name in cublas.SYMBOLS:
+        assert getattr(lib, name).restype is not None, name
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_a_replay_is_one_graph_launch_and_bit_identical_to_eager():
+    if not gg.cuda_available():
+        pytest.skip("needs a CUDA device")
+    xs, ys = _data(5, device="cuda")
+    eager = _setup(OPTIMIZERS["adam"], dropout=0.2, device="cuda")
+    compiled = _setup(OPTIMIZERS["adam"], dropout=0.2, device="cuda")
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], None, xs, ys)
+    got = _run(step, None, xs, ys)
+    assert step.plan.graphs == 1
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    dev = gg.device("cuda")
+    mem = gg.memory.stats(dev)["current_bytes"]
+    for _ in range(200):
+        step(xs[0], ys[0])
+    dev.synchronize()
+    assert gg.memory.stats(dev)["current_bytes"] <= mem + 4096

@@ -76,17 +76,25 @@ class CupyGenerator(_device.Generator):
     __slots__ = ()
 
     def normal(self, shape, dtype):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.standard_normal(shape, dtype=_device._sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def uniform(self, shape, dtype):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.random_sample(shape, dtype=_device._sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def integers(self, low, high, shape, dtype=np.int64):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.randint(low, high, size=shape).astype(dtype, copy=False)
 
     def choice(self, values, shape):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.choice(import_cupy().asarray(values), size=shape)
 
 
@@ -104,11 +112,23 @@ def _nvtx_usable(cupy):
     return _nvtx[0]
 
 
+class CapturedGraph:
+    """A captured CUDA graph with what must live as long as it: its stream and the memory
+    pool its buffers came from. Calling it launches the graph on the current stream."""
+
+    def __init__(self, graph, stream, pool, cuda_device):
+        self.graph, self.stream, self.pool, self.cuda_device = graph, stream, pool, cuda_device
+
+    def __call__(self):
+        with self.cuda_device:
+            self.graph.launch()
+
+
 class CUDADevice(_device.Device):
     """One GPU through CuPy."""
 
     type = "cuda"
-    __slots__ = ("xp", "array_type", "_cuda_device")
+    __slots__ = ("xp", "array_type", "_cuda_device", "_blas", "_blas_workspace")
 
     def __init__(self, index):
         super().__init__(index)
@@ -188,6 +208,55 @@ class CUDADevice(_device.Device):
     def new_generator(self, seed):
         with self._cuda_device:
             return CupyGenerator(self.xp.random.RandomState(seed))
+
+    # -- CUDA graphs (gg.compile) ---------------------------------------------------------------
+    def capture(self, run):
+        """``run()`` captured as a CUDA graph: on a side stream in relaxed mode, every
+        allocation inside it from a memory pool kept with the graph, and GEMMs through a
+        cuBLAS handle of our own (CuPy refuses cuBLAS calls during capture). Nothing runs
+        now; the returned object launches the graph on the current stream when called."""
+        cp = self.xp
+        with self._cuda_device:
+            blas = self._capture_blas()
+            stream = cp.cuda.Stream(non_blocking=True)
+            pool = cp.cuda.MemoryPool()
+            blas.set_stream(stream.ptr)
+            previous = self._functions.get("matmul")
+            self._functions["matmul"] = self._captured_matmul
+            graph = None
+            try:
+                with stream, cp.cuda.using_allocator(pool.malloc):
+                    stream.begin_capture(mode=cp.cuda.runtime.streamCaptureModeRelaxed)
+                    try:
+                        run()
+                    finally:
+                        graph = stream.end_capture()
+            finally:
+                if previous is None:
+                    self._functions.pop("matmul", None)
+                else:
+                    self._functions["matmul"] = previous
+        return CapturedGraph(graph, stream, pool, self._cuda_device)
+
+    def _capture_blas(self):
+        handle = getattr(self, "_blas", None)
+        if handle is None:
+            from .kernels import cublas
+            with self._cuda_device:
+                # persistent: cuBLAS must not allocate its workspace inside a graph
+                self._blas_workspace = self.xp.empty(cublas.WORKSPACE_BYTES, dtype=np.uint8)
+                handle = cublas.Handle(cublas.load(), 0, self._blas_workspace.data.ptr,
+                                       cublas.WORKSPACE_BYTES)
+            self._blas = handle
+        return handle
+
+    def _captured_matmul(self, a, b, out=None):
+        if (a.ndim != 2 or b.ndim != 2 or out is None or a.dtype != b.dtype
+                or a.dtype != out.dtype or a.dtype not in (np.float32, np.float16)):
+            raise NotImplementedError(
+                f"gg.compile captures 2-D float32/float16 GEMMs into a given buffer only, got "
+                f"{a.shape} {a.dtype} @ {b.shape} {b.dtype}")
+        return self._blas.gemm(a, b, out)
 
 
 

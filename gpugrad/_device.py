@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 import weakref
 
@@ -24,6 +25,17 @@ from .kernels import reference
 TRACK_MIN_BYTES = 1024
 _np_generic = np.generic
 _np_asarray = np.asarray
+
+# gg.compile: the thread now recording a step (None when none is). Host reads, random draws
+# and masks made outside the kernels are refused there: a replay would not redo them.
+recording_thread = None
+
+
+def refuse_while_recording(what, why):
+    """Raise if this thread is recording a step for gg.compile (callers check
+    ``recording_thread is not None`` first, so that this costs nothing otherwise)."""
+    if recording_thread == threading.get_ident():
+        raise RuntimeError(f"{what} while gg.compile records a step: {why}")
 
 
 class HostMemory:
@@ -180,37 +192,71 @@ class Device:
     def generator(self):
         """This device's generator, seeded by ``gg.manual_seed`` (or from entropy)."""
         if self._generator is None:
-            self._generator = self.new_generator(_seed)
+            self.seed(_seed)
         return self._generator
 
     def seed(self, seed):
         self._generator = self.new_generator(seed)
+        self._generator.philox = PhiloxStream(seed)
 
     def new_generator(self, seed):
         """A fresh generator object of this device's kind (never the user's stream)."""
         raise NotImplementedError
 
 
+class PhiloxStream:
+    """The counter-based stream of a device (dropout): a key and the next counter; a
+    draw is a pure function of (seed, offset, element), so it can be replayed."""
+
+    __slots__ = ("seed", "offset")
+
+    def __init__(self, seed=None):
+        self.seed = int(seed) % 2**64 if seed is not None else \
+            int.from_bytes(os.urandom(8), "little")
+        self.offset = 0
+
+    def take(self, count=1):
+        """The next ``count`` counter values (their first)."""
+        first = self.offset
+        self.offset += count
+        return first
+
+
+_RANDOM_REFUSED = ("the numbers would be drawn once and frozen into every replay; draw them "
+                   "outside the step and pass them in (dropout is fine: it replays with a "
+                   "new mask each time)")
+
+
 class Generator:
     """Random numbers for one device: ``normal``, ``uniform`` and ``integers`` in the
-    requested dtype, drawn through the array module's generator."""
+    requested dtype, drawn through the array module's generator; ``philox``, the
+    counter-based stream that dropout draws from."""
 
-    __slots__ = ("_rng",)
+    __slots__ = ("_rng", "philox")
 
     def __init__(self, rng):
         self._rng = rng
+        self.philox = None
 
     def normal(self, shape, dtype):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def uniform(self, shape, dtype):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
 
     def integers(self, low, high, shape, dtype=np.int64):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.integers(low, high, size=shape).astype(dtype, copy=False)
 
     def choice(self, values, shape):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.choice(values, size=shape)
 
 

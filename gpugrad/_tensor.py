@@ -62,6 +62,15 @@ class _TrackedArray(np.ndarray):
         return result
 
 
+_HOST_READ = ("a recorded step cannot depend on a tensor's value, which changes at every "
+              "replay (and would stall a captured GPU graph); return the tensor from the "
+              "step and read it after the call")
+
+
+def _refuse_host_read(what):
+    _device.refuse_while_recording(f"{what} reads a tensor on the host", _HOST_READ)
+
+
 _NON_LEAF_GRAD = (
     "The .grad attribute of a tensor that is not a leaf is being read: backward does not "
     "fill it, so it stays None. Call .retain_grad() on the non-leaf tensor before backward "
@@ -219,19 +228,27 @@ class Tensor:
     # -- conversions -----------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """A host copy as a NumPy array (detached)."""
+        if _device.recording_thread is not None:
+            _refuse_host_read(".numpy()")
         return np.array(self.device.to_host(self._data))
 
     def __array__(self, dtype=None, copy=None):
+        if _device.recording_thread is not None:
+            _refuse_host_read("np.asarray(tensor)")
         host = self.device.to_host(self._data)
         return host if dtype is None else host.astype(dtype)
 
     def item(self):
+        if _device.recording_thread is not None:
+            _refuse_host_read(".item() (also float(t), int(t), bool(t))")
         if self._data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape "
                              f"{tuple(self.shape)}")
         return self.device.to_host(self._data).item()
 
     def tolist(self):
+        if _device.recording_thread is not None:
+            _refuse_host_read(".tolist()")
         return self.device.to_host(self._data).tolist()
 
     def __float__(self):

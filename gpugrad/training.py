@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _device, data, nn, optim
 from ._autograd.mode import no_grad
+from ._compile import compile as compile_step
 from .nn import functional as F
 from .serialization import save
 
@@ -54,9 +55,11 @@ def _check_arguments(hidden, epochs, batch_size, lr, optimizer):
 
 
 def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam",
-          device=None, data_dir=None, save_path=None, seed=0, progress=True, log=print):
+          device=None, data_dir=None, save_path=None, seed=0, progress=True, log=print,
+          compiled=False):
     """Train an MLP on MNIST (the bundled subset unless ``data_dir``); returns a summary.
-    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``)."""
+    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``). ``compiled=True`` runs the
+    step through ``gg.compile``: recorded once per batch shape, then replayed."""
     from ._device import manual_seed
     _check_arguments(hidden, epochs, batch_size, lr, optimizer)
     if lr is None:
@@ -71,6 +74,15 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
     opt = opt_cls(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd" \
         else opt_cls(model.parameters(), lr=lr)
     loader = data.DataLoader(train_split, batch_size, shuffle=True, seed=seed, device=dev)
+
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    if compiled:
+        train_step = compile_step(train_step)
     history = []
     train_seconds = 0.0
     total_samples = 0
@@ -79,11 +91,7 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
         losses = []
         seen = 0
         for x, y in _progress(loader, len(loader), f"epoch {epoch}/{epochs}", progress):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss)
+            losses.append(train_step(x, y))
             seen += x.shape[0]
         # one device-to-host transfer per epoch, not per step
         mean_loss = float(np.mean([float(v.item()) for v in losses]))
@@ -111,5 +119,6 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
         "sizes": sizes,
         "optimizer": optimizer,
         "lr": lr,
+        "compiled": bool(compiled),
         "history": history,
     }

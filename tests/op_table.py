@@ -12,6 +12,7 @@ import numpy as np
 
 import gpugrad as gg
 import gpugrad.nn.functional as F
+from gpugrad.kernels import reference
 
 
 @dataclass
@@ -219,6 +220,9 @@ OPS = [
            gradcheck=dict(eps=1e-2)),    # float32 rounding: a wide step keeps it exact
     OpCase("to_device", lambda x: (x.to(_second_device(x)) * 2).to(x.device), lambda x: 2 * x,
            unary),
+    OpCase("dropout", lambda x: gg.ops.dropout(x, 0.3, seed=11, offset=5),
+           lambda x: np.where(reference.dropout_keep(x.size, 11, 5, 0.3).reshape(x.shape),
+                              x / 0.7, 0.0), unary),
     *_activation_cases(),
 ]
 

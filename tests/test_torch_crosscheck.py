@@ -5,6 +5,7 @@ import pytest
 from op_table import OPS, make_inputs
 
 import gpugrad as gg
+from gpugrad.kernels import reference
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -57,6 +58,9 @@ TORCH = {
     "bias_relu": lambda x, b: torch.relu(x + b), "bias_tanh": lambda x, b: torch.tanh(x + b),
     "bias_sigmoid": lambda x, b: torch.sigmoid(x + b), "bias_gelu": lambda x, b: TF.gelu(x + b),
     "bias_gelu_tanh": lambda x, b: _t_gelu_tanh(x + b),
+    # the mask is gpugrad's Philox draw (torch's generator differs); the maths is torch's
+    "dropout": lambda x: x * torch.from_numpy(
+        reference.dropout_keep(x.numel(), 11, 5, 0.3).reshape(tuple(x.shape))) / 0.7,
 }
 
 

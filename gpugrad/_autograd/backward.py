@@ -101,7 +101,9 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
     each target node is returned instead and only the VJPs on a path to a target run.
     """
     st = state
-    arrays = not create_graph and not st.fw_levels
+    # gg.compile records a backward pass on tensors, so that every sum and product of a
+    # rule goes through an op and is recorded (on bare arrays NumPy would do them unseen)
+    arrays = not create_graph and not st.fw_levels and st.compiling is None
     grads = {}
     for node, g in seeds:
         value = g._data if arrays else g
@@ -210,6 +212,8 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
     tensor = node.leaf()
     if tensor is None:
         return
+    if state.compiling is not None:     # gg.compile: which leaves get gradients, from where
+        state.compiling.accumulate_leaf(tensor)
     if arrays:
         if id(g) in handed:
             g = g.copy()

@@ -17,7 +17,7 @@ import numpy as np
 from . import reference
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("elementwise", "softmax", "reduce", "optim")
+SOURCES = ("elementwise", "softmax", "reduce", "optim", "random")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 
@@ -276,3 +276,38 @@ class CudaKernels:
             (param, grad, m, v, np.int64(n), np.float32(lr), np.float32(beta1),
              np.float32(beta2), np.float32(eps), np.float32(weight_decay),
              np.float32(step_size), np.float32(inv_sqrt_bias2), np.int32(bool(decoupled))))
+
+    # -- random numbers (random.cu) -------------------------------------------------------------
+    def dropout(self, x, seed, offset, p, scale, out=None):
+        """x * scale where the Philox draw of (seed, offset, element) is kept, else 0."""
+        sfx = _SUFFIX.get(x.dtype)
+        if sfx is None or not x.flags.c_contiguous:
+            return reference.dropout(x, seed, offset, p, scale, out=out)
+        if out is None:
+            out = self.xp.empty_like(x)
+        n = x.size
+        self.function("random", f"dropout_{sfx}")(
+            self._grid(-(-n // 4)), (THREADS,),
+            (x, out, np.int64(n), _signed64(seed), _signed64(offset), np.float32(p),
+             np.float32(scale)))
+        return out
+
+    def dropout_state(self, x, state, delta, p, scale, out):
+        """As ``dropout``, with the seed and base offset read from ``state`` (two int64 on
+        the device, [seed, offset]) plus ``delta``: the form a captured graph runs, so
+        that each replay draws new masks once ``philox_advance`` has moved the offset."""
+        sfx = _SUFFIX[x.dtype]
+        n = x.size
+        self.function("random", f"dropout_state_{sfx}")(
+            self._grid(-(-n // 4)), (THREADS,),
+            (x, out, np.int64(n), state, np.int64(delta), np.float32(p), np.float32(scale)))
+        return out
+
+    def philox_advance(self, state, count):
+        """state[1] += count on the device."""
+        self.function("random", "philox_advance")((1,), (1,), (state, np.int64(count)))
+
+
+def _signed64(value):
+    """A 64-bit counter or key as the int64 of the same bits (how the kernel receives it)."""
+    return np.uint64(value % 2**64).view(np.int64)

@@ -55,6 +55,21 @@ def normalize_axes(axis, ndim):
     return tuple(sorted(out))
 
 
+def dim_args(name, dim, keepdim, axis=None, keepdims=None):
+    """PyTorch's ``dim``/``keepdim`` with NumPy's ``axis``/``keepdims`` accepted as aliases,
+    as PyTorch does: returns ``(dim, keepdim)``; giving a value and its alias is an error."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{name}: got both dim={dim!r} and its alias axis={axis!r}")
+        dim = axis
+    if keepdims is not None:
+        if keepdim and not keepdims:
+            raise TypeError(f"{name}: got both keepdim={keepdim!r} and its alias "
+                            f"keepdims={keepdims!r}")
+        keepdim = keepdims
+    return dim, bool(keepdim)
+
+
 def keepdims_shape(shape, axes):
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 

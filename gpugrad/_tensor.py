@@ -46,7 +46,7 @@ class TensorHooks:
     return a replacement) and, for a non-leaf, whether to keep it in ``.grad``. A node's
     ``retained`` slot holds one of these, or None."""
 
-    __slots__ = ("tensor", "retain", "hooks")
+    __slots__ = ("tensor", "retain", "hooks", "__weakref__")
 
     def __init__(self, tensor):
         self.tensor = weakref.ref(tensor)
@@ -186,8 +186,8 @@ class Tensor:
     @property
     def grad(self):
         node = self._node
-        if node is not None and node.leaf is None and (node.retained is None
-                                                       or not node.retained.retain):
+        if self._grad is None and node is not None and node.leaf is None \
+                and (node.retained is None or not node.retained.retain):
             warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
         return self._grad
 

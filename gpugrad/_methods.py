@@ -9,8 +9,8 @@ from ._autograd.backward import backward
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
 from ._tensor import Tensor, bump_version, wrap
-from .ops._common import kind_rank, plain_scalar, result_type, shape_str
-from .ops.elementwise import Add, Div, Mul, Pow, Sub, cast, to_float, where
+from .ops._common import kind_rank, shape_str
+from .ops.elementwise import Add, Div, Mul, Pow, Sub, cast, promote, to_float, where
 from .ops.shape import flat_positions, index_put, index_steps, view_positions
 
 _SCALARS = (int, float, bool, np.number, np.bool_)
@@ -27,23 +27,6 @@ def _operand(value, like):
     return NotImplemented
 
 
-def _promote(a, b):
-    """Both operands in PyTorch's result type: tensors cast (differentiably), NumPy scalars
-    made Python scalars, which the kernels treat as weakly typed."""
-    dtype = result_type(a, b)
-    if isinstance(a, Tensor):
-        if a._data.dtype != dtype:
-            a = cast(a, dtype)
-    else:
-        a = plain_scalar(a)
-    if isinstance(b, Tensor):
-        if b._data.dtype != dtype:
-            b = cast(b, dtype)
-    else:
-        b = plain_scalar(b)
-    return a, b
-
-
 def _binary(op, true_division=False):
     """The operator and its reflection, calling ``apply`` directly: they are the
     busiest entry points of the engine. Operands are promoted as PyTorch does; the common
@@ -52,7 +35,7 @@ def _binary(op, true_division=False):
         cls = other.__class__
         if cls is Tensor:
             if other._data.dtype is not self._data.dtype:
-                return _promote(self, other)
+                return promote(self, other)
         elif cls is float:
             if self._data.dtype.kind not in "fc":
                 self = to_float(self)
@@ -60,7 +43,7 @@ def _binary(op, true_division=False):
             other = _operand(other, self)
             if other is NotImplemented:
                 return None, None
-            return _promote(self, other)
+            return promote(self, other)
         return self, other
 
     if true_division:

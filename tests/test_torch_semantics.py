@@ -90,10 +90,14 @@ def test_scalars_do_not_upcast_and_integers_become_the_default_float():
     assert (i64 * 2).dtype == gg.int64 and (i64 // 1 if hasattr(gg.Tensor, "__floordiv__")
                                               else i64).dtype == gg.int64
     for fn in (gg.exp, gg.cos, gg.sin, gg.log, gg.sqrt, gg.tanh, gg.sigmoid):
-        assert fn(i64).dtype == gg.float32, fn
+        assert fn(i64 + 1).dtype == gg.float32, fn
     assert gg.exp(gg.tensor([True, False])).dtype == gg.float32
     assert (gg.tensor([1, 2], dtype=gg.int32) + gg.arange(2)).dtype == gg.int64
     assert (gg.tensor([True]) + 1).dtype == gg.int64
+    mask = i64 > 0
+    assert gg.maximum(i64, gg.ones(3)).dtype == gg.float32
+    assert gg.where(mask, i64, 2.5).dtype == gg.float32
+    assert gg.where(mask, gg.ones(3), np.float64(2.5)).dtype == gg.float32
 
 
 def test_an_integer_input_to_a_float_linear_layer_is_a_dtype_error():

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
 from .._tensor import Tensor
-from ._common import const_like, elementwise_cost, raw, xp_of
+from ._common import const_like, elementwise_cost, plain_scalar, raw, result_type, xp_of
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
@@ -299,11 +299,11 @@ class Minimum(_Pick):
 
 
 def maximum(a, b):
-    return apply(Maximum, (a, b))
+    return apply(Maximum, _promoted(a, b))
 
 
 def minimum(a, b):
-    return apply(Minimum, (a, b))
+    return apply(Minimum, _promoted(a, b))
 
 
 @primitive
@@ -337,7 +337,7 @@ def where(cond, a, b):
         if isinstance(like, Tensor):
             from .._tensor import wrap
             cond = wrap(like.device.asarray(cond, dtype=bool), like.device)
-    return apply(Where, (cond, a, b))
+    return apply(Where, (cond,) + _promoted(a, b))
 
 
 @primitive
@@ -367,6 +367,31 @@ def clip(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
     return apply(Clip, (x,), Clip.Params(min, max))
+
+
+def promote(a, b):
+    """Both operands in PyTorch's result type: tensors cast (differentiably), NumPy scalars
+    made Python scalars, which the kernels treat as weakly typed."""
+    dtype = result_type(a, b)
+    if isinstance(a, Tensor):
+        if a._data.dtype != dtype:
+            a = cast(a, dtype)
+    else:
+        a = plain_scalar(a)
+    if isinstance(b, Tensor):
+        if b._data.dtype != dtype:
+            b = cast(b, dtype)
+    else:
+        b = plain_scalar(b)
+    return a, b
+
+
+def _promoted(a, b):
+    """a and b promoted when a tensor is involved (bare arrays, in rules, pass as they are)."""
+    if (a.__class__ is Tensor or b.__class__ is Tensor) and not (
+            a.__class__ is b.__class__ and a._data.dtype is b._data.dtype):
+        return promote(a, b)
+    return a, b
 
 
 def to_float(x):

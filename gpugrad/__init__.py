@@ -24,7 +24,7 @@ from ._autograd.mode import (
 )
 from ._compile import compile
 from ._device import Device, cuda_available, default_device, device, manual_seed
-from ._tensor import Tensor
+from ._tensor import Size, Tensor
 from .creation import (
                        arange,
                        empty,
@@ -54,7 +54,9 @@ from .ops import (
                        max,
                        maximum,
                        mean,
+                       min,
                        minimum,
+                       permute,
                        relu,
                        reshape,
                        sigmoid,
@@ -83,7 +85,7 @@ __all__ = [
     "autograd", "data", "krylov", "memory", "nn", "ops", "optim", "profiler", "viz",
     # devices, grad modes, the tensor
     "Device", "cuda_available", "default_device", "device", "manual_seed",
-    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Tensor",
+    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Size", "Tensor",
     # dtypes
     "float16", "float32", "float64", "int32", "int64", "bool_",
     # creation
@@ -95,8 +97,8 @@ __all__ = [
     "GradcheckError", "gradcheck",
     # ops
     "abs", "broadcast_to", "clip", "concatenate", "cos", "exp", "log", "log_softmax",
-    "logsumexp", "matmul", "max", "maximum", "mean", "minimum", "relu", "reshape", "sigmoid",
-    "sin", "softmax", "sqrt", "stack", "sum", "tanh", "transpose", "where",
+    "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "permute", "relu",
+    "reshape", "sigmoid", "sin", "softmax", "sqrt", "stack", "sum", "tanh", "transpose", "where",
     # files
     "load", "save",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
-from ._common import add_terms, const_like, normalize_axes, prod, raw, shape_str, xp_of
-from .elementwise import exp
+from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
+from .elementwise import cast, exp
 from .reduce import sum
 from .shape import getitem
 
@@ -54,8 +54,12 @@ def _one_axis(axis, ndim, what):
     return normalize_axes(axis, ndim)[0]
 
 
-def softmax(x, axis=-1):
-    return apply(Softmax, (x,), Softmax.Params(_one_axis(axis, x.ndim, "softmax")))
+def softmax(x, dim=-1, *, axis=None, dtype=None):
+    """e^x / sum(e^x) along ``dim`` (``axis`` is accepted as an alias)."""
+    dim, _ = dim_args("softmax", None if axis is not None else dim, False, axis)
+    if dtype is not None:
+        x = cast(x, dtype)
+    return apply(Softmax, (x,), Softmax.Params(_one_axis(dim, x.ndim, "softmax")))
 
 
 @primitive
@@ -110,8 +114,12 @@ class LogSoftmax(Op):
         return t - sum(exp(out) * t, p.axis, True)
 
 
-def log_softmax(x, axis=-1):
-    return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(axis, x.ndim, "log_softmax")))
+def log_softmax(x, dim=-1, *, axis=None, dtype=None):
+    """x - logsumexp(x) along ``dim`` (``axis`` is accepted as an alias)."""
+    dim, _ = dim_args("log_softmax", None if axis is not None else dim, False, axis)
+    if dtype is not None:
+        x = cast(x, dtype)
+    return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(dim, x.ndim, "log_softmax")))
 
 
 @primitive

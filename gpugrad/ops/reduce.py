@@ -327,8 +327,8 @@ def prod(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
     dim, keepdim = _alias(dim, keepdim, axis, keepdims, "prod")
     if dtype is not None:
         x = cast(x, dtype)
-    elif x.dtype.kind == "b":
-        x = cast(x, np.int64)
+    elif x.dtype.kind in "biu":
+        x = cast(x, np.int64)              # PyTorch multiplies integers in int64
     if dim is None:
         if x.ndim != 1:
             x = reshape(x, (-1,))

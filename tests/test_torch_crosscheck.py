@@ -198,3 +198,65 @@ TORCH.update({
                         "batch": "bij,bjk->bik", "ell": "...ij,...jk", "dot": "i,i->",
                         "three": "ij,jk,k->i", "outer_rep": "iij->ji"}.items()},
 })
+
+
+# -- values and dtypes of the ops without gradients, against torch --------------------------------
+def _ints(rng):
+    return [rng.integers(-9, 9, size=(3, 4)), rng.integers(1, 9, size=(4,))]
+
+
+def _floats(rng):
+    a = rng.normal(size=(3, 4)) * 3
+    a[0, 0], a[1, 1], a[2, 2] = np.nan, np.inf, -np.inf
+    return [a.astype(np.float32), rng.normal(size=(4,)).astype(np.float32)]
+
+
+def _bools(rng):
+    return [rng.random((3, 4)) < 0.5, rng.random(4) < 0.5]
+
+
+NONDIFF = [
+    (name, kind, fn) for kind, names in {
+        "ints": ["floor_divide", "remainder", "fmod", "bitwise_and", "bitwise_or", "bitwise_xor",
+                 "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_xor"],
+        "floats": ["eq", "lt", "isclose", "logical_or", "remainder", "fmod", "floor_divide"],
+        "bools": ["bitwise_and", "bitwise_xor", "logical_and", "eq"],
+    }.items() for name in names for fn in [lambda m, a, b, n=name: getattr(m, n)(a, b)]
+] + [
+    (name, kind, fn) for kind, names in {
+        "ints": ["floor", "sign", "square", "bitwise_not", "logical_not", "argmax", "argmin",
+                 "any", "all", "prod", "exp2", "log1p", "tan", "round", "argsort"],
+        "floats": ["isnan", "isinf", "isfinite", "isposinf", "isneginf", "sign", "floor",
+                   "round", "logical_not", "any", "argsort"],
+        "bools": ["bitwise_not", "logical_not", "any", "all", "sign", "prod"],
+    }.items() for name in names for fn in [lambda m, a, b, n=name: getattr(m, n)(a)]
+] + [
+    ("cumsum", "ints", lambda m, a, b: m.cumsum(a, 1)),
+    ("cumsum", "bools", lambda m, a, b: m.cumsum(a, dim=0)),
+    ("argmax_dim", "ints", lambda m, a, b: m.argmax(a, 1, keepdim=True)),
+    ("any_dim", "floats", lambda m, a, b: m.any(a, dim=0)),
+    ("all_dim", "ints", lambda m, a, b: m.all(a, dim=1, keepdim=True)),
+    ("sort_desc", "ints", lambda m, a, b: m.sort(a, dim=1, descending=True, stable=True)[1]),
+    ("topk_idx", "floats", lambda m, a, b: m.topk(b, 2)[1]),
+    ("chunk", "ints", lambda m, a, b: m.cat(m.chunk(m.arange(7), 3)[1:])),
+    ("tensor_split", "ints", lambda m, a, b: m.tensor_split(a, 3, dim=1)[1]),
+    ("one_hot", "ints", lambda m, a, b: (TF.one_hot if m is torch else gg.ops.one_hot)(b)),
+    ("repeat_interleave", "ints", lambda m, a, b: m.repeat_interleave(b)),
+    ("rshift", "ints", lambda m, a, b: (a >> 1) ^ (a << 2) | (b & 3)),
+    ("ops", "ints", lambda m, a, b: (a // b) + (a % b) - (7 // b) + (-7 % b)),
+    ("bool_ops", "bools", lambda m, a, b: (a & b) | ~a ^ b),
+    ("linspace_int", "ints", lambda m, a, b: m.linspace(-3, 10, 6, dtype=m.int64)),
+    ("logspace", "ints", lambda m, a, b: m.logspace(-1, 2, 5, base=3)),
+    ("eye", "ints", lambda m, a, b: m.eye(2, 4)),
+    ("arange_float", "ints", lambda m, a, b: m.arange(0, 2.5, 0.5)),
+    ("arange_dtype", "ints", lambda m, a, b: m.arange(1, 7, 2, dtype=m.float64)),
+]
+
+
+@pytest.mark.parametrize("name,kind,fn", NONDIFF, ids=[f"{n}-{k}" for n, k, _ in NONDIFF])
+def test_values_and_dtypes_of_ops_without_gradients_match_torch(name, kind, fn):
+    arrays = {"ints": _ints, "floats": _floats, "bools": _bools}[kind](np.random.default_rng(3))
+    ours = fn(gg, *[gg.tensor(a) for a in arrays])
+    theirs = fn(torch, *[torch.tensor(a) for a in arrays])
+    assert str(ours.dtype) == str(theirs.dtype).replace("torch.", ""), name
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=0)

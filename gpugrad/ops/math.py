@@ -357,9 +357,18 @@ class Trunc(_Step):
 
 @primitive
 class Sign(_Step):
-    """out = -1, 0 or 1 by the sign of x"""
+    """out = -1, 0 or 1 by the sign of x (0 for NaN, as PyTorch)"""
     name = "sign"
-    kernel = "sign"
+
+    def forward(self, dev, p, x, out=None):
+        xp = dev.xp
+        value = xp.sign(x, out=out)
+        if x.dtype.kind != "f":
+            return value
+        if out is None:
+            return xp.where(xp.isnan(x), xp.zeros((), x.dtype), value)
+        out[xp.isnan(x)] = 0
+        return out
 
 
 @primitive

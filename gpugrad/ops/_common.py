@@ -80,3 +80,10 @@ def elementwise_cost(flops_per_element):
         n = prod(out_shape)
         return flops_per_element * n, n * (len(in_shapes) + 1)
     return cost
+
+
+def computed(arr, dev):
+    """A result computed outside the kernels, with nothing to differentiate (a comparison,
+    an index, a bool reduction), as a constant tensor on ``dev``. One place for such
+    results, so that a step recorder can refuse or record them."""
+    return wrap(dev.adopt(arr), dev)

@@ -15,9 +15,9 @@ import math
 import numpy as np
 
 from .._autograd.graph import Elementwise, Op, apply, primitive
-from .._tensor import Tensor, wrap
+from .._tensor import Tensor
 from ..kernels.reference import erf as _erf_kernel
-from ._common import const_like, elementwise_cost, raw, xp_of
+from ._common import computed, const_like, elementwise_cost, raw, xp_of
 from .elementwise import cast, exp
 
 _LN2 = math.log(2.0)
@@ -422,7 +422,7 @@ def sgn(x):
 
 def clone_of(x):
     """A copy of an integer or boolean tensor (nothing to differentiate)."""
-    return wrap(x.device.adopt(raw(x).copy()), x.device)
+    return computed(raw(x).copy(), x.device)
 
 
 # -- binary functions ----------------------------------------------------------------------------
@@ -611,7 +611,7 @@ def _compute(what, fn, *args):
         shapes = [tuple(a.shape) for a in arrays if hasattr(a, "shape")]
         raise ValueError(f"{what}: shapes " + " and ".join(str(s) for s in shapes)
                          + " cannot be broadcast together") from None
-    return wrap(dev.adopt(result), dev)
+    return computed(result, dev)
 
 
 def isnan(x):

@@ -8,8 +8,8 @@ from collections import namedtuple
 import numpy as np
 
 from .._autograd.graph import Linear, Op, apply, primitive
-from .._tensor import Tensor, wrap
-from ._common import const_like, keepdims_shape, normalize_axes, raw, xp_of
+from .._tensor import Tensor
+from ._common import computed, const_like, keepdims_shape, normalize_axes, raw, xp_of
 from ._common import prod as numel
 from .elementwise import abs, cast, exp, log, minimum, sqrt, where
 from .math import sign
@@ -223,7 +223,7 @@ def _arg_extreme(x, dim, keepdim, what, pick):
             out = pick(xp, arr, axis).astype(np.int64)
             if keepdim:
                 out = xp.expand_dims(out, axis)
-    return wrap(x.device.adopt(out), x.device)
+    return computed(out, x.device)
 
 
 def argmax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -263,7 +263,7 @@ def _logical(x, dim, keepdim, what):
     out = getattr(xp, what)(raw(x), axis=axes, keepdims=keepdim)
     if x.dtype == np.uint8:
         out = out.astype(np.uint8)          # PyTorch keeps uint8
-    return wrap(x.device.adopt(xp.asarray(out)), x.device)
+    return computed(xp.asarray(out), x.device)
 
 
 def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -402,11 +402,12 @@ class Cumprod(Op):
         xp = xp_of(x)
         zero = arr == 0
         seen = xp.cumsum(zero, axis=axis)
-        before = seen == 0                     # no zero up to here
-        first = zero & (seen == 1)             # the first zero of its line
+        before = const_like(seen == 0, x)                 # no zero up to here
+        first = const_like(zero & (seen == 1), x)         # the first zero of its line
+        zero = const_like(zero, x)
         safe = where(zero, 1, x)
         exclusive = _shift_in(out, axis, 1)
-        after = cumprod(where(before | first, 1, x), axis)
+        after = cumprod(where(const_like(raw(before) | raw(first), x), 1, x), axis)
         return zero, before, first, safe, exclusive, after
 
     def vjp(self, g, ins, out, p, needs):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._autograd.graph import Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
-from ._common import add_terms, const_like, prod, raw, shape_str, xp_of
+from ._common import add_terms, computed, const_like, prod, raw, shape_str, xp_of
 from .elementwise import cast, where
 from .shape import broadcast_to, getitem, reshape, sum_to, transpose
 from .shape import concatenate as _concatenate
@@ -261,7 +261,7 @@ def repeat_interleave(x, repeats=None, dim=None, output_size=None):
     if repeats is None:
         counts = np.asarray(x.numpy() if isinstance(x, Tensor) else x)
         out = np.repeat(np.arange(counts.shape[0]), counts)
-        return wrap(x.device.asarray(out), x.device)
+        return computed(x.device.asarray(out), x.device)
     if dim is None:
         x = flatten(x)
         dim = 0
@@ -631,7 +631,7 @@ def masked_fill(x, mask, value):
             value = cast(value, x.dtype)
     else:
         value = np.asarray(value).astype(x.dtype)[()]
-    return where(arr, value, x)
+    return where(mask if isinstance(mask, Tensor) else arr, value, x)
 
 
 def masked_select(x, mask):
@@ -775,10 +775,10 @@ def _argsort(arr, dim, descending, xp):
 def argsort(x, dim=-1, descending=False, stable=False):
     """The indices that sort x along ``dim`` (ties keep their order)."""
     if x.ndim == 0:
-        return wrap(x.device.adopt(x.device.xp.zeros((), dtype=np.int64)), x.device)
+        return computed(x.device.xp.zeros((), dtype=np.int64), x.device)
     d = _dim(dim, x.ndim)
     idx = _argsort(raw(x), d, descending, x.device.xp).astype(np.int64, copy=False)
-    return wrap(x.device.adopt(idx), x.device)
+    return computed(idx, x.device)
 
 
 def sort(x, dim=-1, descending=False, stable=False):
@@ -804,7 +804,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
         return TopKResult(clone(x), argsort(x))
     order = _argsort(raw(x), d, largest, x.device.xp)
     idx = order[(slice(None),) * d + (slice(0, k),)].astype(np.int64, copy=False)
-    indices = wrap(x.device.adopt(idx), x.device)
+    indices = computed(idx, x.device)
     return TopKResult(gather(x, d, indices), indices)
 
 
@@ -838,7 +838,7 @@ def one_hot(tensor, num_classes=-1):
         raise ValueError(f"one_hot: class values must be smaller than num_classes "
                          f"({num_classes}), got {top - 1}")
     out = (arr[..., None] == xp.arange(int(num_classes))).astype(np.int64)
-    return wrap(tensor.device.adopt(out), tensor.device)
+    return computed(out, tensor.device)
 
 
 # -- padding ------------------------------------------------------------------------------------

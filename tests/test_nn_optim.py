@@ -125,7 +125,7 @@ def test_optimizer_state_dict_round_trip(tmp_path):
     model2.load_state_dict(loaded["model"])
     opt2 = optim.Adam(model2.parameters(), lr=0.5)
     opt2.load_state_dict(loaded["optim"])
-    assert opt2.lr == 0.01 and opt2.step_count == 2
+    assert opt2.param_groups[0]["lr"] == 0.01 and opt2.state_dict()["state"][0]["step"] == 2
     x, y = gg.randn(5, 3), gg.tensor([1, 0, 1, 0, 0])
     for o, m in ((opt, model), (opt2, model2)):
         o.zero_grad()
@@ -143,22 +143,6 @@ def test_optimizer_step_bumps_version_of_saved_parameters():
     opt.step()
     with pytest.raises(RuntimeError, match="'mul'"):
         y.backward()
-
-
-def test_schedules():
-    p = _one_param([1.0])
-    opt = optim.SGD([p], lr=1.0)
-    sched = optim.StepLR(opt, step_size=2, gamma=0.5)
-    lrs = []
-    for _ in range(4):
-        sched.step()
-        lrs.append(opt.lr)
-    assert lrs == [1.0, 0.5, 0.5, 0.25]
-    opt2 = optim.SGD([p], lr=1.0)
-    cos = optim.CosineAnnealingLR(opt2, t_max=4)
-    for _ in range(4):
-        cos.step()
-    assert opt2.lr == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mlp_matches_pytorch_loss_curve_when_available():

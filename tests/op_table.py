@@ -114,9 +114,19 @@ def _linear_shapes(rng):
     return [(n, i), (o, i), (o,)]
 
 
+def _sigmoid_ref(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _elu_ref(z, alpha=1.0):
+    return np.where(z > 0, z, alpha * np.expm1(z))
+
+
 _ACT_REFS = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh,
-             "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "gelu": lambda z: _gelu_ref(z),
-             "gelu_tanh": lambda z: _gelu_tanh_ref(z)}
+             "sigmoid": _sigmoid_ref, "gelu": lambda z: _gelu_ref(z),
+             "gelu_tanh": lambda z: _gelu_tanh_ref(z), "silu": lambda z: z * _sigmoid_ref(z),
+             "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z), "elu": _elu_ref}
+_KINKED = ("relu", "leaky_relu")
 
 
 def _activation_cases():
@@ -125,7 +135,7 @@ def _activation_cases():
     cases = []
     for name in gg.ops.ACTIVATIONS:
         ref = _ACT_REFS[name]
-        kinked = name == "relu"
+        kinked = name in _KINKED
         extra = dict(domain="away", smooth=False) if kinked else {}
         cases.append(OpCase(name, lambda x, n=name: gg.ops.activation(n, x), ref, unary,
                             **extra))

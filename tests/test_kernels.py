@@ -45,6 +45,12 @@ def _host(cp, a):
     return a if cp is np else cp.asnumpy(a)
 
 
+def _param_of(act):
+    """A row's parameter, away from its default (so that a kernel ignoring it fails)."""
+    row = ACTIVATIONS.get(act)
+    return () if row is None or row.param is None else (0.37,)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
@@ -53,14 +59,16 @@ def test_activation_kernels_match_twins(backend, act, n, dtype):
     rng = np.random.default_rng(n)
     x, xd = _rand(cp, rng, (n,), dtype)
     g, gd = _rand(cp, rng, (n,), dtype)
+    params = _param_of(act)
     out = _poisoned(cp, (n,), dtype)
-    k.activation_fwd(act, xd, out=out)
-    expected = reference.activation_fwd(act, x.astype(np.float32)).astype(dtype)
+    k.activation_fwd(act, xd, *params, out=out)
+    expected = reference.activation_fwd(act, x.astype(np.float32), *params).astype(dtype)
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
     saved = x if ACTIVATIONS[act].saves == "input" else expected
     out = _poisoned(cp, (n,), dtype)
-    k.activation_bwd(act, gd, cp.asarray(saved), out=out)
-    expected = reference.activation_bwd(act, g.astype(np.float32), saved.astype(np.float32))
+    k.activation_bwd(act, gd, cp.asarray(saved), *params, out=out)
+    expected = reference.activation_bwd(act, g.astype(np.float32), saved.astype(np.float32),
+                                        *params)
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
 
 
@@ -73,8 +81,9 @@ def test_bias_act_kernel_matches_twin(backend, act, shape, dtype):
     x, xd = _rand(cp, rng, shape, dtype)
     b, bd = _rand(cp, rng, shape[1:], dtype)
     out = _poisoned(cp, shape, dtype)
-    k.bias_act_fwd(xd, bd, act, out=out)
-    expected = reference.bias_act_fwd(x.astype(np.float32), b.astype(np.float32), act)
+    k.bias_act_fwd(xd, bd, act, *_param_of(act), out=out)
+    expected = reference.bias_act_fwd(x.astype(np.float32), b.astype(np.float32), act,
+                                      *_param_of(act))
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
 
 

@@ -58,6 +58,11 @@ TORCH = {
     "bias_sigmoid": lambda x, b: torch.sigmoid(x + b), "bias_gelu": lambda x, b: TF.gelu(x + b),
     "bias_gelu_tanh": lambda x, b: _t_gelu_tanh(x + b),
 }
+# the rows of the activation table added with the nn.functional set, in their three forms
+for _name, _fn in (("silu", TF.silu), ("leaky_relu", TF.leaky_relu), ("elu", TF.elu)):
+    TORCH[_name] = _fn
+    TORCH[f"bias_{_name}"] = lambda x, b, f=_fn: f(x + b)
+    TORCH[f"linear_{_name}"] = lambda x, w, b, f=_fn: f(TF.linear(x, w, b))
 
 
 def test_every_case_has_a_torch_twin():

@@ -40,6 +40,11 @@ def _aligned(*arrays):
     return all(_address(a) % 16 == 0 for a in arrays)
 
 
+def _floats(params):
+    """An activation row's parameters as the trailing float arguments of its kernels."""
+    return tuple(np.float32(v) for v in params)
+
+
 class _NoContext:
     def __enter__(self):
         return None
@@ -92,25 +97,27 @@ class CudaKernels:
             return functools.partial(launcher, act)
         raise AttributeError(name)
 
-    def activation_fwd(self, act, x, out=None):
-        """``<act>_fwd`` of elementwise.cu for an activation of the table."""
+    def activation_fwd(self, act, x, *params, out=None):
+        """``<act>_fwd`` of elementwise.cu for an activation of the table; a row's parameter
+        (leaky_relu's slope, elu's alpha) follows as a trailing float."""
         sfx = _SUFFIX.get(x.dtype)
         if sfx is None or not x.flags.c_contiguous:
-            return reference.activation_fwd(act, x, out=out)
+            return reference.activation_fwd(act, x, *params, out=out)
         if out is None:
             out = self.xp.empty_like(x)
         vec = _aligned(x, out)
         n = x.size
         work = n // (16 // x.itemsize) if vec else n
         self.function("elementwise", f"{act}_fwd_{sfx}")(
-            self._grid(work), (THREADS,), (x, out, np.int64(n), np.int32(vec)))
+            self._grid(work), (THREADS,),
+            (x, out, np.int64(n), np.int32(vec)) + _floats(params))
         return out
 
-    def activation_bwd(self, act, g, saved, out=None):
+    def activation_bwd(self, act, g, saved, *params, out=None):
         """``<act>_bwd``: g times the derivative, from what the activation saved."""
         sfx = _SUFFIX.get(g.dtype)
         if sfx is None or g.dtype != saved.dtype or g.shape != saved.shape:
-            return reference.activation_bwd(act, g, saved, out=out)
+            return reference.activation_bwd(act, g, saved, *params, out=out)
         g = self.xp.ascontiguousarray(g)
         saved = self.xp.ascontiguousarray(saved)
         if out is None:
@@ -119,14 +126,15 @@ class CudaKernels:
         n = g.size
         work = n // (16 // g.itemsize) if vec else n
         self.function("elementwise", f"{act}_bwd_{sfx}")(
-            self._grid(work), (THREADS,), (g, saved, out, np.int64(n), np.int32(vec)))
+            self._grid(work), (THREADS,),
+            (g, saved, out, np.int64(n), np.int32(vec)) + _floats(params))
         return out
 
-    def bias_act_fwd(self, x, b, act, out=None):
+    def bias_act_fwd(self, x, b, act, *params, out=None):
         sfx = _SUFFIX.get(x.dtype)
         if (sfx is None or b.dtype != x.dtype or b.ndim != 1 or x.ndim < 1
                 or x.shape[-1] != b.shape[0] or not x.flags.c_contiguous):
-            return reference.bias_act_fwd(x, b, act, out=out)
+            return reference.bias_act_fwd(x, b, act, *params, out=out)
         b = self.xp.ascontiguousarray(b)
         if out is None:
             out = self.xp.empty_like(x)
@@ -137,7 +145,7 @@ class CudaKernels:
         work = n // per_pack if vec else n
         self.function("elementwise", f"bias_{act}_fwd_{sfx}")(
             self._grid(work), (THREADS,),
-            (x, b, out, np.int64(n), np.int32(cols), np.int32(vec)))
+            (x, b, out, np.int64(n), np.int32(cols), np.int32(vec)) + _floats(params))
         return out
 
     # -- column sums ----------------------------------------------------------------------

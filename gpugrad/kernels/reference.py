@@ -117,23 +117,57 @@ def gelu_bwd(g, x, out=None):
     return _result(value.astype(g.dtype, copy=False), out)
 
 
-def bias_act_fwd(x, b, act, out=None):
-    """out = act(x + b), b broadcast over the rows of x; act one of
-    'none', 'relu', 'gelu' (exact), 'gelu_tanh', 'tanh', 'sigmoid'"""
+# rows added with the nn.functional set; a row's parameter follows its array arguments
+def silu_fwd(x, out=None):
+    """out = x * sigmoid(x)"""
+    return _result((x * sigmoid_fwd(x)).astype(x.dtype, copy=False), out)
+
+
+def silu_bwd(g, x, out=None):
+    """out = g * s (1 + x (1 - s)), s = sigmoid(x)"""
+    s = sigmoid_fwd(x)
+    return _result((g * s * (1 + x * (1 - s))).astype(g.dtype, copy=False), out)
+
+
+def leaky_relu_fwd(x, negative_slope, out=None):
+    """out = x where x > 0 else negative_slope * x"""
+    return _result(_xp(x).where(x > 0, x, x * x.dtype.type(negative_slope)), out)
+
+
+def leaky_relu_bwd(g, x, negative_slope, out=None):
+    """out = g where x > 0 else negative_slope * g (x is the input, as PyTorch)"""
+    return _result(_xp(g).where(x > 0, g, g * g.dtype.type(negative_slope)), out)
+
+
+def elu_fwd(x, alpha, out=None):
+    """out = x where x > 0 else alpha (e^x - 1)"""
+    xp = _xp(x)
+    return _result(xp.where(x > 0, x, x.dtype.type(alpha) * xp.expm1(x)), out)
+
+
+def elu_bwd(g, x, alpha, out=None):
+    """out = g where x > 0 else g alpha e^x (x is the input)"""
+    xp = _xp(g)
+    return _result(xp.where(x > 0, g, g * g.dtype.type(alpha) * xp.exp(x)), out)
+
+
+def bias_act_fwd(x, b, act, *params, out=None):
+    """out = act(x + b), b broadcast over the rows of x; act 'none' or a row of the
+    activation table, followed by the row's parameter if it has one"""
     z = _xp(x).add(x, b, out=out)
     if act == "none":
         return z
-    return activation_fwd(act, z, out=z)     # in place: z is ours
+    return activation_fwd(act, z, *params, out=z)     # in place: z is ours
 
 
-def activation_fwd(act, x, out=None):
+def activation_fwd(act, x, *params, out=None):
     """The forward twin of an activation of the table, ``<act>_fwd``."""
-    return globals()[f"{act}_fwd"](x, out=out)
+    return globals()[f"{act}_fwd"](x, *params, out=out)
 
 
-def activation_bwd(act, g, saved, out=None):
+def activation_bwd(act, g, saved, *params, out=None):
     """The backward twin of an activation of the table, ``<act>_bwd``."""
-    return globals()[f"{act}_bwd"](g, saved, out=out)
+    return globals()[f"{act}_bwd"](g, saved, *params, out=out)
 
 
 def bias_grad(g, out=None):

@@ -7,11 +7,14 @@ from .activation import (
     activation,
     activation_grad,
     bias_act,
+    elu,
     gelu,
     gelu_tanh,
+    leaky_relu,
     linear_act,
     relu,
     sigmoid,
+    silu,
     tanh,
 )
 from .elementwise import (
@@ -59,7 +62,8 @@ from .softmax import (
 
 __all__ = [
     "ACTIVATIONS", "LINEAR_ACTS", "PRIMITIVES", "abs", "activation", "activation_grad", "add",
-    "bias_act", "broadcast_to", "cast", "clip", "concatenate", "cos", "div", "exp", "gelu",
+    "bias_act", "broadcast_to", "elu", "leaky_relu", "silu", "cast", "clip", "concatenate",
+    "cos", "div", "exp", "gelu",
     "gelu_tanh", "getitem", "identity", "index_add_zeros", "linear_act", "log",
     "log_softmax", "log_softmax_grad", "logsumexp", "matmul", "max", "maximum", "mean",
     "minimum", "mul", "neg", "pow", "relu", "reshape", "sigmoid", "sin", "softmax",

@@ -195,3 +195,50 @@ def test_every_cuda_kernel_has_a_launcher_and_every_activation_its_kernels():
         for name in names:
             stem = name.rsplit("_", 1)[0]          # the launcher adds the dtype suffix
             assert stem.split("_w")[0].split("_block")[0] in launcher_text, name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("affine", ["wb", "w", "none"])
+def test_layer_norm_kernels_match_twins(backend, shape, dtype, affine):
+    k, cp = backend
+    rng = np.random.default_rng(shape[1])
+    x, xd = _rand(cp, rng, shape, dtype)
+    x = x + np.asarray(rng.uniform(-2, 2, size=(shape[0], 1)), dtype=dtype)  # rows off centre
+    xd = cp.asarray(x)
+    g, gd = _rand(cp, rng, shape, dtype)
+    w, wd = _rand(cp, rng, shape[1:], dtype, 0.5, 1.5)
+    b, bd = _rand(cp, rng, shape[1:], dtype)
+    w, wd = (w, wd) if affine != "none" else (None, None)
+    b, bd = (b, bd) if affine == "wb" else (None, None)
+    f32 = [None if a is None else a.astype(np.float32) for a in (x, g, w, b)]
+    eps = 1e-5
+    tol = _tol(dtype) if dtype == np.float16 else dict(rtol=2e-5, atol=2e-5)
+    out = _poisoned(cp, shape, dtype)
+    k.layer_norm_fwd(xd, wd, bd, eps, out=out)
+    expected = reference.layer_norm_fwd(f32[0], f32[2], f32[3], eps)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **tol)
+    out = _poisoned(cp, shape, dtype)
+    k.layer_norm_bwd(gd, xd, wd, eps, out=out)
+    expected = reference.layer_norm_bwd(f32[1], f32[0], f32[2], eps)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **tol)
+
+
+def test_layer_norm_twins_match_float64_formulas():
+    """The twins against the textbook formulas (and the backward against a central
+    difference of the forward), so that kernels and twins cannot agree on a wrong value."""
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((4, 7)), rng.standard_normal((4, 7))
+    w, b = rng.uniform(0.5, 1.5, 7), rng.standard_normal(7)
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    np.testing.assert_allclose(reference.layer_norm_fwd(x, w, b, 1e-5),
+                               (x - mean) / np.sqrt(var + 1e-5) * w + b, rtol=1e-12)
+    eps, numeric = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        numeric[idx] = np.sum(g * (reference.layer_norm_fwd(x + d, w, b, 1e-5)
+                                   - reference.layer_norm_fwd(x - d, w, b, 1e-5))) / (2 * eps)
+    np.testing.assert_allclose(reference.layer_norm_bwd(g, x, w, 1e-5), numeric, rtol=1e-6,
+                               atol=1e-8)

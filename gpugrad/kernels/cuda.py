@@ -17,7 +17,7 @@ import numpy as np
 from . import reference
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("elementwise", "softmax", "reduce", "optim")
+SOURCES = ("elementwise", "softmax", "reduce", "optim", "norm")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 
@@ -250,6 +250,44 @@ class CudaKernels:
         gscale = cp.asarray(g, dtype=np.float32).reshape(1)
         return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale,
                           scale=scale, out=out)
+
+    # -- layer normalisation over the last axis (norm.cu) ------------------------------------
+    def _norm(self, mode, a, x, w, b, eps, out):
+        cp = self.xp
+        sfx = _SUFFIX[a.dtype]
+        rows, cols = a.shape
+        a = cp.ascontiguousarray(a)
+        x = cp.ascontiguousarray(x)
+        w_arg = a if w is None else cp.ascontiguousarray(w)   # a stands in for a null pointer
+        b_arg = a if b is None else cp.ascontiguousarray(b)
+        if out is None:
+            out = cp.empty_like(a)
+        if cols <= 1024:
+            per_lane = next(k for k in (1, 4, 16, 32) if 32 * k >= cols)
+            variant, block = f"w{per_lane}", THREADS
+            grid = (max(1, -(-rows // (THREADS // 32))),)
+        else:
+            variant, block = "block", 512
+            grid = (max(1, rows),)
+        self.function("norm", f"{mode}_{variant}_{sfx}")(
+            grid, (block,),
+            (a, x, w_arg, b_arg, out, np.int32(rows), np.int32(cols), np.float32(eps),
+             np.int32(w is not None), np.int32(b is not None)))
+        return out
+
+    def _norm_ok(self, first, *others):
+        return (first.dtype in _SUFFIX and first.ndim == 2 and first.size > 0
+                and all(o is None or o.dtype == first.dtype for o in others))
+
+    def layer_norm_fwd(self, x, w, b, eps, out=None):
+        if not self._norm_ok(x, w, b):
+            return reference.layer_norm_fwd(x, w, b, eps, out=out)
+        return self._norm("layer_norm_fwd", x, x, w, b, eps, out)
+
+    def layer_norm_bwd(self, g, x, w, eps, out=None):
+        if not self._norm_ok(g, x, w) or g.shape != x.shape:
+            return reference.layer_norm_bwd(g, x, w, eps, out=out)
+        return self._norm("layer_norm_bwd", g, x, w, None, eps, out)
 
     # -- optimizer updates -------------------------------------------------------------------
     def _update_ok(self, param, *others):

@@ -273,3 +273,37 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     xp.divide(m, scratch, out=scratch)
     scratch *= lr / bias1
     param -= scratch
+
+
+# -- layer normalisation over the last axis (kernels/norm.cu) --------------------------------
+def _norm_stats(x, eps):
+    """(x - mean, 1 / sqrt(var + eps)) over the last axis, in float32 at least."""
+    xp = _xp(x)
+    x = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    rstd = 1 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
+    return centred, rstd
+
+
+def layer_norm_fwd(x, w, b, eps, out=None):
+    """out = (x - mean) / sqrt(var + eps) * w + b over the last axis of x; w and b (the
+    size of that axis) may be None"""
+    centred, rstd = _norm_stats(x, eps)
+    y = centred * rstd
+    if w is not None:
+        y = y * w
+    if b is not None:
+        y = y + b
+    return _result(y.astype(x.dtype, copy=False), out)
+
+
+def layer_norm_bwd(g, x, w, eps, out=None):
+    """out = r (a - mean(a) - xh mean(a xh)) over the last axis: the cotangent of x for the
+    cotangent g of layer_norm_fwd's output; a = g w (w may be None), xh the normalised x,
+    r = 1 / sqrt(var + eps)"""
+    centred, rstd = _norm_stats(x, eps)
+    xh = centred * rstd
+    a = g.astype(xh.dtype, copy=False) if w is None else g * w.astype(xh.dtype, copy=False)
+    value = rstd * (a - a.mean(axis=-1, keepdims=True)
+                    - xh * (a * xh).mean(axis=-1, keepdims=True))
+    return _result(value.astype(g.dtype, copy=False), out)

@@ -15,6 +15,7 @@ from .activation import (
     relu,
     sigmoid,
     silu,
+    softplus,
     tanh,
 )
 from .elementwise import (
@@ -39,6 +40,7 @@ from .elementwise import (
     where,
 )
 from .linalg import matmul
+from .normalization import layer_norm, layer_norm_grad, layer_norm_params
 from .reduce import logsumexp, max, mean, sum
 from .shape import (
     broadcast_to,
@@ -62,11 +64,13 @@ from .softmax import (
 
 __all__ = [
     "ACTIVATIONS", "LINEAR_ACTS", "PRIMITIVES", "abs", "activation", "activation_grad", "add",
-    "bias_act", "broadcast_to", "elu", "leaky_relu", "silu", "cast", "clip", "concatenate",
-    "cos", "div", "exp", "gelu",
+    "bias_act", "broadcast_to", "cast", "clip", "concatenate", "cos", "div", "exp", "gelu",
     "gelu_tanh", "getitem", "identity", "index_add_zeros", "linear_act", "log",
     "log_softmax", "log_softmax_grad", "logsumexp", "matmul", "max", "maximum", "mean",
     "minimum", "mul", "neg", "pow", "relu", "reshape", "sigmoid", "sin", "softmax",
     "softmax_cross_entropy", "softmax_grad", "softmax_xent_grad", "sqrt", "stack", "sub",
     "sum", "sum_to", "swap_last", "tanh", "to_device", "transpose", "where",
 ]
+# the nn.functional set: activation rows, softplus, layer normalisation
+__all__ += ["elu", "layer_norm", "layer_norm_grad", "layer_norm_params", "leaky_relu", "silu",
+            "softplus"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .._autograd.graph import Op, apply, register
+from .._autograd.graph import Elementwise, Op, apply, primitive, register
 from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
-from ._common import add_terms, elementwise_cost, prod, shape_str
+from ._common import add_terms, const_like, elementwise_cost, prod, raw, shape_str
 from .elementwise import exp, where
 from .linalg import matmul
 from .shape import reshape, swap_last
@@ -308,3 +308,37 @@ _LINEAR_PARAMS = {act: LinearAct.Params(act) for act in LINEAR_ACTS}
 def linear_act(x, w, b, act="none"):
     """act(x @ w.T + b) as one primitive; act one of LINEAR_ACTS."""
     return apply(LinearAct, (x, w, b), _LINEAR_PARAMS[act])
+
+
+# -- softplus: a plain elementwise op (two parameters, and not an MLP's hot path) -------------
+@primitive
+class Softplus(Elementwise):
+    """out = log(1 + e^(beta x)) / beta, or x where beta x > threshold (PyTorch's rule)"""
+    name = "softplus"
+    params = ("beta", "threshold")
+    save_inputs = True
+    broadcasting = False
+    cost = elementwise_cost(8)
+
+    def forward(self, dev, p, x, out=None):
+        xp = dev.xp
+        z = x * x.dtype.type(p.beta)
+        value = xp.logaddexp(x.dtype.type(0), z) / x.dtype.type(p.beta)
+        value = xp.where(z > p.threshold, x, value).astype(x.dtype, copy=False)
+        if out is None:
+            return value
+        out[...] = value
+        return out
+
+    def partials(self, ins, out, p, needs):
+        x = ins[0]
+        slope = sigmoid(x * p.beta)
+        if p.threshold == float("inf"):
+            return (slope,)
+        above = const_like(raw(x) * p.beta > p.threshold, x)
+        return (where(above, 1.0, slope),)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta, linear where beta x > threshold, as PyTorch's."""
+    return apply(Softplus, (x,), Softplus.Params(float(beta), float(threshold)))

@@ -59,15 +59,7 @@ def test_state_dict_round_trip_and_errors():
     b.load_state_dict(a.state_dict())
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.numpy(), pb.numpy())
-    state = a.state_dict()
-    del state["2.bias"]
-    state["extra"] = gg.zeros(1)
-    with pytest.raises(KeyError, match="missing keys: 2.bias.*unexpected keys: extra"):
-        b.load_state_dict(state)
-    bad = a.state_dict()
-    bad["0.weight"] = gg.zeros(5, 5)
-    with pytest.raises(ValueError, match=r"'0.weight'.*\(5, 5\).*\(4, 3\)"):
-        b.load_state_dict(bad)
+    # missing, unexpected and mis-shaped keys: tests/test_nn_modules.py
 
 
 def _one_param(values):

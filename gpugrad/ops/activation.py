@@ -202,6 +202,8 @@ def activation(name, x, *params):
     if op is None:
         raise ValueError(f"unknown activation '{name}': expected one of "
                          + ", ".join(ACTIVATIONS))
+    if not params and not op.params:
+        return apply(op, (x,))
     return apply(op, (x,), _params(name, params))
 
 

@@ -381,3 +381,13 @@ def test_clip_grad_norm_by_hand_and_clip_grad_value():
     p.grad = gg.tensor([float("nan"), 1.0])
     with pytest.raises(RuntimeError, match="non-finite"):
         nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+def test_functional_softmax_takes_dim_as_pytorch():
+    x = gg.tensor([[1.0, 2.0], [0.5, 3.0]])
+    np.testing.assert_allclose(F.softmax(x, dim=0).numpy().sum(0), [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(np.exp(F.log_softmax(x, dim=1).numpy()).sum(1), [1.0, 1.0],
+                               rtol=1e-6)
+    with pytest.warns(UserWarning, match="Implicit dimension"):
+        np.testing.assert_allclose(F.softmax(x).numpy(), F.softmax(x, 1).numpy())
+    assert F.softmax(x, 1, dtype=gg.float64).dtype == gg.float64

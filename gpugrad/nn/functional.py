@@ -2,6 +2,7 @@
 activation table (fused kernels), layer_norm (a primitive with fused kernels), and the rest as
 compositions of the primitive ops."""
 import math
+import warnings
 
 import numpy as np
 
@@ -22,8 +23,28 @@ __all__ = [
 relu = ops.relu
 tanh = ops.tanh
 sigmoid = ops.sigmoid
-softmax = ops.softmax
-log_softmax = ops.log_softmax
+
+
+def _softmax_dim(input, dim, name):
+    if dim is not None:
+        return dim
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  "to include dim=X as an argument.", UserWarning, stacklevel=3)
+    return 0 if input.ndim in (0, 1, 3) else 1
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """e^x / sum(e^x) along ``dim`` (one fused kernel), as torch.nn.functional.softmax."""
+    if dtype is not None:
+        input = input.to(dtype)
+    return ops.softmax(input, _softmax_dim(input, dim, "softmax"))
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """x - logsumexp(x) along ``dim`` (one fused kernel)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    return ops.log_softmax(input, _softmax_dim(input, dim, "log_softmax"))
 
 # SELU's constants (Klambauer et al.), PyTorch's values
 _SELU_ALPHA = 1.6732632423543772848170429916717

@@ -171,7 +171,8 @@ class Node:
         t = wrap(self.out, self.dev)
         t._node = self if grad_mode else None
         t._ver = self.out_ver
-        t._tangents = self.out_tangents
+        tangents = self.out_tangents          # held weakly: see forward._keep_for_backward
+        t._tangents = None if tangents is None else tangents()
         return t
 
 

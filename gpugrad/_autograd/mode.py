@@ -84,13 +84,20 @@ class inference_mode(_GradMode):
         super().__init__(not mode)
 
 
+# per active level, the tangent dicts that nodes refer to only weakly (see
+# forward._keep_for_backward): alive while the level is, freed with it
+kept_tangents: dict = {}
+
+
 def enter_forward_level():
     with _level_lock:
         _next_level[0] += 1
         level = _next_level[0]
+    kept_tangents[level] = []
     state.fw_levels = state.fw_levels | {level}
     return level
 
 
 def exit_forward_level(level):
     state.fw_levels = state.fw_levels - {level}
+    kept_tangents.pop(level, None)

@@ -184,6 +184,7 @@ def test_no_grad_in_one_thread_leaves_other_threads_recording():
     def worker():
         with gg.no_grad():
             seen_in_thread.append(gg.is_grad_enabled())
+            seen_in_thread.append((t64([1.0], requires_grad=True) * 3).requires_grad)
             inside.set()
             release.wait(5)
     thread = threading.Thread(target=worker)
@@ -196,8 +197,36 @@ def test_no_grad_in_one_thread_leaves_other_threads_recording():
     finally:
         release.set()
         thread.join()
-    assert seen_in_thread == [False]
+    assert seen_in_thread == [False, False]
     assert gg.is_grad_enabled()
+
+
+def test_threads_switching_grad_mode_at_once_each_record_as_their_own_mode_says():
+    w = t64([1.0, 2.0], requires_grad=True)
+    wrong = []
+
+    def worker(k):
+        for i in range(300):
+            if (i + k) % 2:
+                with gg.no_grad():
+                    if (w * 2).requires_grad:
+                        wrong.append(("recorded under no_grad", k, i))
+            elif not (w * 2).requires_grad:
+                wrong.append(("not recorded", k, i))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong, wrong[:5]
+    assert (w * 2).requires_grad
+    with gg.no_grad():
+        assert not (w * 2).requires_grad
 
 
 def test_a_new_thread_starts_with_grad_enabled():
@@ -314,3 +343,44 @@ def test_grad_through_a_pullback_with_respect_to_its_cotangent():
     np.testing.assert_allclose(jac.numpy(), np.diag(c.numpy() * expected))
     g = gg.grad(lambda w: p(w).sum())(t64([1.5, -0.5]))
     np.testing.assert_allclose(g.numpy(), c.numpy() * expected)
+
+
+# -- found by the fuzzer on the PyTorch op set --------------------------------------------------
+def test_an_element_picked_by_integers_is_a_view_of_its_base():
+    # NumPy returns a copy for such an index: reads and writes through it were lost
+    a = gg.tensor([1.0, 2.0, 3.0]).clone()
+    first = a[0]
+    a.mul_(2)
+    assert first.item() == 2.0
+    second = a[1]
+    second += 10
+    assert a.tolist() == [2.0, 14.0, 6.0]
+    scalar = gg.tensor(5.0)
+    alias = scalar[()]
+    alias += 1
+    assert scalar.item() == 6.0
+
+
+def test_an_in_place_write_through_an_element_view_is_recorded():
+    x = t64([-1.2, 0.1, -0.3], requires_grad=True)
+    out = x.clone()
+    row = out[0]
+    row += t64(0.9)
+    np.testing.assert_allclose(out.detach().numpy(), [-0.3, 0.1, -0.3])
+    (out * out).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [-0.6, 0.2, -0.6])
+
+
+def test_prod_over_everything_keeps_the_dims_when_asked():
+    x = t64([[1.0, 2.0, 3.0], [0.5, 1.0, 2.0]])
+    assert gg.prod(x, keepdim=True).shape == (1, 1) == gg.sum(x, keepdim=True).shape
+    assert gg.prod(x, keepdim=True).item() == pytest.approx(6.0)
+    assert gg.prod(x).shape == ()
+
+
+def test_hstack_and_masked_scatter_take_zero_dimensional_tensors():
+    a, b = t64(-0.5), t64(2.0)
+    assert gg.hstack([a, b]).tolist() == [-0.5, 2.0]
+    assert gg.vstack([a, b]).tolist() == [[-0.5], [2.0]]
+    assert gg.masked_scatter(a, gg.tensor(True), b).item() == 2.0
+    assert gg.masked_scatter(a, gg.tensor(False), b).item() == -0.5

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _device
 from .._tensor import Tensor, _new, next_tick, wrap
-from .mode import state
+from .mode import state, threads_without_grad
 
 # name -> the primitive; tests enumerate it
 PRIMITIVES: dict = {}
@@ -190,7 +190,7 @@ def apply(op, inputs, p=None):
                 break          # an array constant beside tensors: the recorded path below
         else:
             return home.run(op, p, inputs)     # a rule inside a backward recording nothing
-    record = state.grad_enabled
+    record = state.grad_enabled if threads_without_grad[0] else True
     dev = None
     parents = None
     tangents = False

@@ -29,10 +29,20 @@ def is_grad_enabled():
     return state.grad_enabled
 
 
+# how many threads have recording off now: while none has, the op path knows that it records
+# from one global read, without the (slower) thread-local lookup
+threads_without_grad = [0]
+_count_lock = threading.Lock()
+
+
 def set_grad_enabled(flag):
     """Turn recording on or off for this thread; returns the previous setting."""
+    flag = bool(flag)
     previous = state.grad_enabled
-    state.grad_enabled = bool(flag)
+    if flag is not previous:
+        with _count_lock:
+            threads_without_grad[0] += -1 if flag else 1
+        state.grad_enabled = flag
     return previous
 
 

@@ -58,12 +58,24 @@ def _binary(op, true_division=False):
         prepare_div = prepare
 
     def forward(self, other):
+        cls = other.__class__
+        dtype = self._data.dtype
+        # the common cases need no promotion: a floating tensor with a tensor of its dtype
+        # or a Python number; an integer tensor with an int, but for true division
+        if (cls is Tensor and other._data.dtype is dtype) or cls is float or cls is int:
+            if dtype.kind in "fc" or (cls is not float and not true_division):
+                return apply(op, (self, other))
         a, b = prepare_div(self, other)
         if a is None:
             return NotImplemented
         return apply(op, (a, b))
 
     def reflected(self, other):
+        cls = other.__class__
+        dtype = self._data.dtype
+        if (cls is float or cls is int) and (dtype.kind in "fc" or (
+                cls is int and not true_division)):
+            return apply(op, (other, self))
         a, b = prepare_div(self, other)
         if a is None:
             return NotImplemented

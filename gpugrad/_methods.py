@@ -59,11 +59,14 @@ def _binary(op, true_division=False):
 
     def forward(self, other):
         cls = other.__class__
-        dtype = self._data.dtype
-        # the common cases need no promotion: a floating tensor with a tensor of its dtype
-        # or a Python number; an integer tensor with an int, but for true division
-        if (cls is Tensor and other._data.dtype is dtype) or cls is float or cls is int:
-            if dtype.kind in "fc" or (cls is not float and not true_division):
+        # the common cases need no promotion: a tensor of the same dtype (but integers
+        # under true division), a Python number with a floating tensor, an int with an int
+        if cls is Tensor:
+            if other._data.dtype is self._data.dtype and (
+                    not true_division or self._data.dtype.kind in "fc"):
+                return apply(op, (self, other))
+        elif cls is float or cls is int:
+            if self._data.dtype.kind in "fc" or (cls is int and not true_division):
                 return apply(op, (self, other))
         a, b = prepare_div(self, other)
         if a is None:

@@ -76,7 +76,7 @@ def worker(mode, steps, warmup):
         step()
     elapsed = time.perf_counter() - start
     if dist:
-        elapsed = float(dist.host_all_reduce(np.array([elapsed]), op="max")[0])
+        elapsed = float(dist._host_all_reduce(np.array([elapsed]), op="max")[0])
     if rank == 0:
         print(json.dumps({"mode": mode, "world": world, "step_ms": elapsed / steps * 1e3,
                           "samples_per_s": BATCH * world * steps / elapsed}), flush=True)

@@ -25,8 +25,7 @@ import time
 
 import numpy as np
 
-from . import _device, _tensor
-from ._autograd import graph as _graph
+from . import _device, _tensor, profiler
 from ._tensor import Tensor
 
 __all__ = ["init_process_group", "destroy_process_group", "is_initialized", "get_rank",
@@ -487,7 +486,7 @@ def _all_reduce_async(dev, array, op="sum", finish=None):
     group = _require_group()
     if op not in _OPS or op == "avg":
         raise ValueError(f"all_reduce_async: op must be 'sum', 'max' or 'min', got '{op}'")
-    return group.backend.all_reduce_async(dev, array, op, finish, _graph.profiler)
+    return group.backend.all_reduce_async(dev, array, op, finish, profiler.active())
 
 
 def _host_all_reduce(values, op="sum"):

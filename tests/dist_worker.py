@@ -2,6 +2,7 @@
 MODE...``. Each mode checks one behaviour on every rank and prints ``MODE rank R ok``;
 a failing check prints ``MODE rank R FAIL`` with the traceback (and, when the ranks
 would otherwise disagree on what to do next, aborts the job)."""
+import ctypes
 import json
 import os
 import sys
@@ -254,6 +255,207 @@ def check_mismatch():
         raise AssertionError("different models were wrapped without an error")
 
 
+# -- the NCCL engine on a stand-in GPU ---------------------------------------------------------
+# A device that is not host memory and answers the CUDA device's NCCL interface (binding,
+# streams, events, pointers) with fakes: NCCL calls become MPI calls on the addresses they
+# get, and every stream operation is logged. It runs the NCCL engine's code (dispatch,
+# staging, ordering by events, DDP's asynchronous path, profiler spans from events) on
+# machines without a GPU; tests/test_distributed.py's GPU test runs the real one.
+STREAM_LOG = []
+
+
+class _Event:
+    def __init__(self, timing):
+        self.timing = timing
+        self.time = None
+
+    def record(self, stream=None):
+        self.time = time.perf_counter()
+        STREAM_LOG.append(("record", (stream or _CURRENT).name, id(self)))
+
+    @property
+    def done(self):
+        return self.time is not None
+
+
+class _Stream:
+    def __init__(self, name):
+        self.name = name
+        self.ptr = hash(name)
+
+    def wait_event(self, event):
+        assert event.done, "a stream waits for an event never recorded"
+        STREAM_LOG.append(("wait", self.name, id(event)))
+
+    def synchronize(self):
+        STREAM_LOG.append(("synchronize", self.name))
+
+
+_CURRENT = _Stream("current")
+_STREAMS = {}
+
+
+def _host_view(ptr, count, dtype):
+    raw = (ctypes.c_char * (count * np.dtype(dtype).itemsize)).from_address(ptr)
+    return np.frombuffer(raw, dtype=dtype, count=count)
+
+
+class _FakeNccl:
+    available = True
+    NCCL_FLOAT16, NCCL_FLOAT32, NCCL_FLOAT64 = np.float16, np.float32, np.float64
+    NCCL_INT8, NCCL_UINT8, NCCL_INT32, NCCL_INT64 = np.int8, np.uint8, np.int32, np.int64
+    NCCL_SUM, NCCL_MAX, NCCL_MIN = "sum", "max", "min"
+
+    @staticmethod
+    def get_unique_id():
+        return tuple(range(128))
+
+    class NcclCommunicator:
+        def __init__(self, size, uid, rank):
+            from mpi4py import MPI
+            self.MPI = MPI
+            self.comm = MPI.COMM_WORLD
+            assert (size, rank) == (self.comm.Get_size(), self.comm.Get_rank())
+            assert uid == tuple(range(128))
+
+        def _log(self, what, stream):
+            STREAM_LOG.append((what, _STREAMS[stream].name))
+
+        def allReduce(self, send, recv, count, dtype, op, stream):
+            self._log("allReduce", stream)
+            ops = {"sum": self.MPI.SUM, "max": self.MPI.MAX, "min": self.MPI.MIN}
+            out = _host_view(recv, count, dtype)
+            source = self.MPI.IN_PLACE if send == recv else _host_view(send, count, dtype)
+            self.comm.Allreduce(source, out, op=ops[op])
+
+        def bcast(self, buf, count, dtype, root, stream):
+            self._log("bcast", stream)
+            self.comm.Bcast(_host_view(buf, count, dtype), root=root)
+
+        def allGather(self, send, recv, count, dtype, stream):
+            self._log("allGather", stream)
+            self.comm.Allgather(_host_view(send, count, dtype),
+                                _host_view(recv, count * self.comm.Get_size(), dtype))
+
+        def abort(self):
+            pass
+
+        def destroy(self):
+            STREAM_LOG.append(("destroy",))
+
+
+class StandInGPU(gg._device.CPUDevice):
+    """Not host memory (as a GPU), with NCCL; its arrays are NumPy arrays."""
+    is_host = False
+    collective_backend = "nccl"
+
+    def for_local_rank(self, local_rank):
+        return self
+
+    def nccl(self):
+        return _FakeNccl
+
+    def new_stream(self):
+        stream = _Stream(f"comm{len(_STREAMS)}")
+        _STREAMS[stream.ptr] = stream
+        return stream
+
+    def current_stream(self):
+        return _CURRENT
+
+    def new_event(self, timing=False):
+        return _Event(timing)
+
+    @staticmethod
+    def pointer(arr):
+        assert arr.flags.c_contiguous
+        return arr.ctypes.data
+
+    def to_host(self, arr):
+        return arr.copy()
+
+    def elapsed(self, start, stop):
+        if isinstance(start, _Event):
+            assert start.timing and stop.timing, "elapsed needs events made for timing"
+            return stop.time - start.time
+        return stop - start
+
+
+def check_nccl_standin():
+    """The NCCL engine's collectives, stream ordering, host arrays through MPI within an
+    NCCL group, errors, and DDP's asynchronous path, on the stand-in GPU."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    dist.destroy_process_group()
+    gpu, other = StandInGPU(5), StandInGPU(6)
+    saved_default = gg._device._default
+    gg._device._default = gpu
+    try:
+        dist.init_process_group()
+        assert dist.get_backend() == "nccl" and dist.get_device() is gpu
+        for dtype in (np.float32, np.float64):
+            base = np.arange(6, dtype=dtype).reshape(2, 3) + 0.5
+            for op, want in (("sum", 2 * base + 1), ("avg", base + 0.5), ("max", base + 1),
+                             ("min", base)):
+                t = gg.tensor(base + rank, device=gpu)
+                STREAM_LOG.clear()
+                dist.all_reduce(t, op=op)
+                np.testing.assert_allclose(t.numpy(), want)
+            # the reduction waits for the current stream's work, runs on the stream of
+            # its own, and the current stream waits for it: nothing blocks the host
+            kinds = [(e[0], e[1]) for e in STREAM_LOG]
+            assert kinds == [("record", "current"), ("wait", "comm0"), ("allReduce", "comm0"),
+                             ("record", "comm0"), ("wait", "current")], STREAM_LOG
+            assert STREAM_LOG[0][2] == STREAM_LOG[1][2] and STREAM_LOG[3][2] == STREAM_LOG[4][2]
+            wide = gg.tensor(np.stack([base + rank, base]).transpose(1, 0, 2).copy(), device=gpu)
+            dist.all_reduce(wide[:, 0])                        # a strided view, in place
+            np.testing.assert_allclose(wide.numpy()[:, 0], 2 * base + 1)
+            np.testing.assert_allclose(wide.numpy()[:, 1], base)
+            t = gg.tensor(base * (rank + 1), device=gpu)
+            dist.broadcast(t, src=1)
+            np.testing.assert_array_equal(t.numpy(), base * 2)
+            outs = [gg.zeros(2, 3, dtype=dtype, device=gpu) for _ in range(world)]
+            dist.all_gather(outs, gg.tensor(base + 10 * rank, device=gpu))
+            for r, o in enumerate(outs):
+                np.testing.assert_array_equal(o.numpy(), base + 10 * r)
+        host = gg.tensor([float(rank + 1)], device="cpu")
+        STREAM_LOG.clear()
+        dist.all_reduce(host)                       # host memory: MPI, no stream involved
+        assert host.item() == 3.0 and not STREAM_LOG, STREAM_LOG
+        for bad, error, words in (
+                (lambda: dist.all_reduce(gg.ones(2, device=other)), ValueError, "works on"),
+                (lambda: dist.all_reduce(gg.tensor(np.ones(2, np.int16), device=gpu)),
+                 TypeError, "no type for dtype int16")):
+            try:
+                bad()
+            except error as err:
+                assert words in str(err), err
+            else:
+                raise AssertionError(f"no {error.__name__} ({words})")
+        # DDP through the asynchronous NCCL path: grads as one process's, spans timed by
+        # events
+        model = _model([12, 16, 8, 5], np.float32).to(gpu)
+        ddp = gg.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=1e-4)
+        ref = _reference_copy(model).to(gpu)
+        x, y = _global_batch(10, 12, 5, np.float32)
+        with gg.profiler.profile() as prof:
+            F.cross_entropy(ddp(gg.tensor(x[rank::world], device=gpu)),
+                            gg.tensor(y[rank::world], device=gpu)).backward()
+        F.cross_entropy(ref(gg.tensor(x, device=gpu)), gg.tensor(y, device=gpu)).backward()
+        for p, q in zip(model.parameters(), ref.parameters()):
+            assert p.grad.device is gpu
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=2e-5, atol=1e-7)
+        comm = [e for e in prof.events if e.phase == "communication"]
+        assert len(comm) == len(ddp.bucket_sizes) > 1 and all(e.duration > 0 for e in comm)
+        STREAM_LOG.clear()
+        dist.destroy_process_group()
+        assert ("synchronize", "comm0") in STREAM_LOG and ("destroy",) in STREAM_LOG
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        gg._device._default = saved_default
+        dist.init_process_group(backend="mpi")
+
+
 def crash():
     """Rank 1 fails while rank 0 waits in a collective: the job must end, non-zero."""
     if dist.get_rank() == 1:
@@ -299,7 +501,8 @@ def nccl_single():
 CHECKS = {"collectives": check_collectives, "ddp_grads": check_ddp_grads,
           "unused_no_sync": check_unused_and_no_sync, "training": check_training,
           "overlap": check_overlap,
-          "bootstrap": check_bootstrap, "mismatch": check_mismatch}
+          "bootstrap": check_bootstrap, "mismatch": check_mismatch,
+          "nccl_standin": check_nccl_standin}
 
 
 def main(modes):

@@ -284,7 +284,7 @@ def test_loader_takes_a_sampler_and_a_shard():
 
 # -- 2-rank MPI jobs ----------------------------------------------------------------------------
 CHECKS = ["collectives", "ddp_grads", "unused_no_sync", "training", "overlap", "bootstrap",
-          "mismatch"]
+          "mismatch", "nccl_standin"]
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +300,7 @@ def test_two_ranks(worker_job, check):
     """collectives on float32/float64; DDP gradients on 2 ranks equal one process's on
     the whole batch; unused parameters and no_sync; 20 steps of SGD and Adam equal one
     process; all-reduces start before backward ends; the NCCL id exchange; mismatched
-    models are refused on every rank."""
+    models are refused on every rank; the NCCL engine on a stand-in GPU."""
     result, _ = worker_job
     output = result.stdout + result.stderr
     for rank in range(RANKS):

@@ -77,9 +77,38 @@ def worker(mode, steps, warmup):
     elapsed = time.perf_counter() - start
     if dist:
         elapsed = float(dist._host_all_reduce(np.array([elapsed]), op="max")[0])
+    result = {"mode": mode, "world": world, "step_ms": elapsed / steps * 1e3,
+              "samples_per_s": BATCH * world * steps / elapsed}
+    if mode == "ddp":
+        result["overlap"] = overlap(forward, x, y, dist)
     if rank == 0:
-        print(json.dumps({"mode": mode, "world": world, "step_ms": elapsed / steps * 1e3,
-                          "samples_per_s": BATCH * world * steps / elapsed}), flush=True)
+        print(json.dumps(result), flush=True)
+
+
+def overlap(ddp, x, y, dist):
+    """Where the all-reduces of one backward fall, from the profiler (ms from the start of
+    backward's first op, the median over 5 steps): the first one's start, the end of
+    backward's last op, and when the last all-reduce completed."""
+    import numpy as np
+
+    import gpugrad as gg
+    import gpugrad.nn.functional as F
+    rows = []
+    for _ in range(5):
+        loss = F.cross_entropy(ddp(x), y)
+        ddp.module.zero_grad()
+        dist.barrier()
+        with gg.profiler.profile() as prof:
+            loss.backward()
+        comm = [e for e in prof.events if e.phase == "communication"]
+        back = [e for e in prof.events if e.phase == "backward"]
+        t0 = min(e.start for e in back)
+        rows.append((min(e.start for e in comm) - t0,
+                     max(e.start + e.duration for e in back) - t0,
+                     max(e.start + e.duration for e in comm) - t0))
+    first, back_end, comm_end = (float(v) * 1e3 for v in np.median(rows, axis=0))
+    return {"first_all_reduce_ms": first, "backward_end_ms": back_end,
+            "last_all_reduce_end_ms": comm_end, "buckets_bytes": ddp.bucket_sizes}
 
 
 def _mpiexec():
@@ -129,6 +158,11 @@ def main():
     print(f"{'run':10s} {'ms/step':>8s} {'samples/s':>10s}")
     for name, r in best.items():
         print(f"{name:10s} {r['step_ms']:8.2f} {r['samples_per_s']:10,.0f}")
+    ov = best["ddp x2"]["overlap"]
+    print(f"ddp x2, one backward (rank 0, median of 5; ms from its first op): first "
+          f"all-reduce starts {ov['first_all_reduce_ms']:.2f}, backward's last op ends "
+          f"{ov['backward_end_ms']:.2f}, last all-reduce done {ov['last_all_reduce_end_ms']:.2f}"
+          f"; buckets {[round(b / 2**20, 2) for b in ov['buckets_bytes']]} MiB")
     one = best["ddp x1"]["samples_per_s"]
     for name in ("ddp x2", "block x2", "plain x2"):
         print(f"weak-scaling efficiency {name}: {best[name]['samples_per_s'] / (2 * one):.3f}"

@@ -9,7 +9,8 @@ Runs, interleaved over several rounds (best of each kept):
   ddp x2     mpiexec -n 2, DistributedDataParallel (bucketed all-reduce overlapping backward)
   block x2   mpiexec -n 2, one blocking all-reduce of all gradients after backward
   plain x2   two ordinary processes side by side, no communication: what 2 cores give
-and prints samples/s and the weak-scaling efficiency, samples/s(x2) / (2 * samples/s(x1)).
+and prints samples/s, the weak-scaling efficiency, samples/s(x2) / (2 * samples/s(x1)), and
+for ddp x2 where one backward's all-reduces fall (from the profiler).
 """
 from __future__ import annotations
 

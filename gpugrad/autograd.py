@@ -4,13 +4,7 @@ The engine itself lives in ``gpugrad._autograd`` (modes, graph, backward schedul
 forward mode); this module is its public face, as ``torch.autograd`` is PyTorch's.
 """
 
-from ._autograd.backward import (
-    RemovableHandle,
-    backward,
-    grad,
-    queue_callback,
-    register_post_accumulate_grad_hook,
-)
+from ._autograd.backward import backward, grad, queue_callback, register_post_accumulate_grad_hook
 from ._autograd.mode import (
     enable_grad,
     inference_mode,
@@ -19,6 +13,5 @@ from ._autograd.mode import (
     set_grad_enabled,
 )
 
-__all__ = ["RemovableHandle", "backward", "enable_grad", "grad", "inference_mode",
-           "is_grad_enabled", "no_grad", "queue_callback", "register_post_accumulate_grad_hook",
-           "set_grad_enabled"]
+__all__ = ["backward", "enable_grad", "grad", "inference_mode", "is_grad_enabled", "no_grad",
+           "queue_callback", "register_post_accumulate_grad_hook", "set_grad_enabled"]

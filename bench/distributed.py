@@ -57,8 +57,8 @@ def worker(mode, steps, warmup):
         dist.all_reduce(wrap(flat, cpu), op="sum")     # in place on flat
         offset = 0
         for p in params:
-            p._grad._data[...] = flat[offset:offset + p.size].reshape(p.shape)
-            offset += p.size
+            p._grad._data[...] = flat[offset:offset + p.numel()].reshape(p.shape)
+            offset += p.numel()
 
     def step():
         loss = F.cross_entropy(forward(x), y)

@@ -172,6 +172,15 @@ def check_unused_and_no_sync():
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-10)
     assert not np.allclose(local[0], next(model.parameters()).grad.numpy())
+    # a module cast after wrapping no longer fits its buckets: an error on every rank, not
+    # gradients squeezed into the old dtype
+    model.to(np.float32)
+    try:
+        F.cross_entropy(ddp(gg.tensor(x[mine].astype(np.float32))), gg.tensor(y[mine])).backward()
+    except RuntimeError as err:
+        assert "float32" in str(err) and "before wrapping" in str(err), err
+    else:
+        raise AssertionError("a module cast after wrapping went unnoticed")
 
 
 def check_training():

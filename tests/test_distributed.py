@@ -69,7 +69,7 @@ def test_post_accumulate_hook_sees_the_accumulated_grad_and_can_be_removed():
     handle.remove()
     F.cross_entropy(model(x), y).backward()
     assert len(calls) == 2
-    assert not w._node.hooks
+    assert not w._node.retained.post_accumulate
     # autograd.grad accumulates nothing, so it runs no hook
     w.register_post_accumulate_grad_hook(lambda t: calls.append("grad"))
     gg.autograd.grad(F.cross_entropy(model(x), y), [w])
@@ -108,6 +108,19 @@ def test_hooks_stay_when_the_data_of_a_leaf_is_replaced():
     w.data = w.numpy().astype(np.float64)
     (w * w).sum().backward()
     assert calls == [np.float64]
+
+
+def test_hooks_stay_when_a_module_is_moved_or_cast():
+    """Module.to keeps the Parameter objects and gives them new gradient sinks; the hooks
+    registered on them go along (a DDP wrapper then notices the cast instead of being
+    silently bypassed)."""
+    layer = gg.nn.Linear(3, 2)
+    calls = []
+    layer.weight.register_post_accumulate_grad_hook(lambda t: calls.append(t.dtype))
+    layer.weight.register_hook(lambda g: calls.append("grad hook"))
+    layer.to(gg.float64)
+    layer(gg.randn(4, 3, dtype=gg.float64)).sum().backward()
+    assert calls == ["grad hook", np.float64]
 
 
 def test_a_backward_inside_a_hook_keeps_its_callbacks_apart():
@@ -206,6 +219,15 @@ def test_without_a_process_group_the_errors_say_what_to_do():
         dist.init_process_group(backend="gloo")
     with pytest.raises(RuntimeError, match="num_replicas and rank"):
         gg.data.DistributedSampler(10)
+
+
+def test_compiled_and_distributed_training_are_refused_together():
+    """A compiled step replays kernels only: DDP's all-reduces would not run."""
+    from gpugrad import training
+    with pytest.raises(ValueError, match="cannot be combined yet"):
+        training.train(epochs=1, compiled=True, distributed=True, progress=False,
+                       log=lambda msg: None, device="cpu")
+    assert not dist.is_initialized()
 
 
 # -- the sampler --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ class _Bucket:
         n = 0
         for p in params:
             self.offsets.append(n)
-            n += p.size
+            n += p.numel()
         self.numel = n
         self.dtype = params[0].dtype
         self.device = params[0].device
@@ -81,7 +81,7 @@ class DistributedDataParallel(modules.Module):
         self._params = [p for _, p in named]
         self._world = dist.get_world_size()
         self._buckets, self._slots = _make_buckets(self._params, int(bucket_cap_mb * 2**20))
-        self._buffers = [None] * len(self._buckets)
+        self._bucket_arrays = [None] * len(self._buckets)
         self._sync = True
         self._round = None
         me = weakref.ref(self)
@@ -91,10 +91,10 @@ class DistributedDataParallel(modules.Module):
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
-    def to(self, device):
-        raise RuntimeError("DistributedDataParallel: move the module to its device before "
-                           "wrapping it (moving makes new parameters, which the gradient "
-                           "buckets and hooks would not know)")
+    def to(self, *args, **kwargs):
+        raise RuntimeError("DistributedDataParallel: move or cast the module before wrapping "
+                           "it (the gradient buckets are laid out for its parameters' devices "
+                           "and dtypes)")
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -122,6 +122,12 @@ class DistributedDataParallel(modules.Module):
             autograd.queue_callback(self._finish_round)
         b, offset = self._slots[index]
         p = self._params[index]
+        bucket = self._buckets[b]
+        if p._data.dtype != bucket.dtype or p.device is not bucket.device:
+            raise RuntimeError(
+                f"DistributedDataParallel: parameter '{self._names[index]}' is now "
+                f"{p.dtype} on {p.device}, but was {bucket.dtype} on {bucket.device} when the "
+                "module was wrapped: move or cast the module before wrapping it")
         if state.arrived[index]:
             if state.works[b] is not None:
                 raise RuntimeError(
@@ -134,7 +140,8 @@ class DistributedDataParallel(modules.Module):
         buf = state.buffer(b)
         xp = p.device.xp
         with p.device.context():
-            xp.multiply(p._grad._data.reshape(-1), self._scale(p), out=buf[offset:offset + p.size])
+            xp.multiply(p._grad._data.reshape(-1), self._scale(p),
+                        out=buf[offset:offset + p.numel()])
         if state.pending[b] == 0:
             state.launch_ready()
         state.poll()
@@ -145,11 +152,11 @@ class DistributedDataParallel(modules.Module):
     def _bucket_buffer(self, b):
         """Bucket b's flat buffer, made once and reused by every pass (a fresh one each
         pass costs page faults worth a fifth of the copy into it)."""
-        buf = self._buffers[b]
+        buf = self._bucket_arrays[b]
         if buf is None:
             bucket = self._buckets[b]
             dev = bucket.device
-            buf = self._buffers[b] = dev.allocate(dev.xp.empty, (bucket.numel,), bucket.dtype)
+            buf = self._bucket_arrays[b] = dev.allocate(dev.xp.empty, (bucket.numel,), bucket.dtype)
         return buf
 
     def _finish_round(self):
@@ -164,7 +171,7 @@ class DistributedDataParallel(modules.Module):
         for bucket, buf in zip(self._buckets, state.buffers):
             dev = bucket.device
             for p, offset in zip(bucket.params, bucket.offsets):
-                p._grad = _tensor.wrap(buf[offset:offset + p.size].reshape(p.shape), dev)
+                p._grad = _tensor.wrap(buf[offset:offset + p.numel()].reshape(p.shape), dev)
 
 
 def _hook(ddp_ref, index):
@@ -216,7 +223,7 @@ class _Round:
             if not arrived:
                 b, offset = ddp._slots[index]
                 p = ddp._params[index]
-                self.buffer(b)[offset:offset + p.size] = 0
+                self.buffer(b)[offset:offset + p.numel()] = 0
                 self.arrived[index] = True
                 self.pending[b] -= 1
 
@@ -232,7 +239,7 @@ def _make_buckets(params, cap_bytes):
             buckets.append(_Bucket(current))
             current, size = [], 0
         current.append(p)
-        size += p.size * p.dtype.itemsize
+        size += p.numel() * p.dtype.itemsize
         if size >= limit:
             buckets.append(_Bucket(current))
             current, size, limit = [], 0, cap_bytes

@@ -24,7 +24,8 @@ step() {  # step NAME TIMEOUT COMMAND...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 $py -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'torch', torch.__version__)"
 step info 60 $py -m gpugrad info
-step gpu_tests 150 $py -m pytest -q -m gpu tests/test_kernels.py tests/test_gpu.py -p no:cacheprovider
+step gpu_tests 150 $py -m pytest -q -m gpu tests/test_kernels.py tests/test_gpu.py \
+    tests/test_distributed.py -p no:cacheprovider
 step op_suite_cuda 150 env GPUGRAD_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider \
     tests/test_ops.py tests/test_autograd.py tests/test_nn_optim.py tests/test_memory.py
 step kernels 120 $py bench/kernels.py --sizes 1,16,64,256 --json "$out/kernels.json"

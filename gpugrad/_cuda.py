@@ -258,6 +258,47 @@ class CUDADevice(_device.Device):
                 f"{a.shape} {a.dtype} @ {b.shape} {b.dtype}")
         return self._blas.gemm(a, b, out)
 
+    # -- between processes: what gpugrad.distributed's NCCL engine needs ---------------------
+    collective_backend = "nccl"
+
+    def for_local_rank(self, local_rank):
+        """One GPU per process: local rank modulo the GPUs of the host."""
+        count = self.xp.cuda.runtime.getDeviceCount()
+        return _device.device(f"cuda:{local_rank % count}")
+
+    def nccl(self):
+        """CuPy's NCCL binding (``cupy.cuda.nccl``), with NCCL loadable."""
+        try:
+            from cupy.cuda import nccl
+        except ImportError as err:
+            raise RuntimeError(f"the nccl backend needs CuPy's NCCL binding ({err}): install "
+                               "the gpu extra (pip install 'gpugrad[gpu]', which brings the "
+                               "nvidia-nccl-cu13 wheel)") from None
+        if not getattr(nccl, "available", False):
+            raise RuntimeError("CuPy's NCCL binding is present but NCCL is not loadable: "
+                               "install the nvidia-nccl-cu13 wheel (pip install "
+                               "'gpugrad[gpu]')")
+        return nccl
+
+    def new_stream(self):
+        """A stream of its own that does not wait on the legacy default stream."""
+        with self._cuda_device:
+            return self.xp.cuda.Stream(non_blocking=True)
+
+    def current_stream(self):
+        with self._cuda_device:
+            return self.xp.cuda.get_current_stream()
+
+    def new_event(self, timing=False):
+        """An unrecorded CUDA event (``timing``: one that ``elapsed`` can read)."""
+        with self._cuda_device:
+            return self.xp.cuda.Event(disable_timing=not timing)
+
+    @staticmethod
+    def pointer(arr):
+        """The device address of an array's first element."""
+        return arr.data.ptr
+
 
 
 

@@ -187,6 +187,20 @@ class Device:
     def synchronize(self):
         pass
 
+    # -- between processes (gpugrad.distributed) --------------------------------------------
+    # the engine init_process_group(backend=None) picks for a process computing here
+    collective_backend = "mpi"
+
+    def for_local_rank(self, local_rank):
+        """The device of this kind that process ``local_rank`` of a host computes on: one
+        each where the host has several (GPUs), this one where all share it (its memory)."""
+        return self
+
+    def nccl(self):
+        """CuPy's NCCL binding, for arrays of this device; only a CUDA device has one."""
+        raise RuntimeError(f"the nccl backend needs a CUDA device, and {self} is not one "
+                           "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu): use backend='mpi'")
+
     # -- random numbers ---------------------------------------------------------------------
     @property
     def generator(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _device, _methods_ops, ops
-from ._autograd.backward import backward
+from ._autograd.backward import backward, register_post_accumulate_grad_hook
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
 from ._tensor import Tensor, bump_version, wrap
@@ -361,6 +361,7 @@ def _install():
     T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
     T.backward = _backward
     _methods_ops.install(T)          # PyTorch's op set: maths, reductions, movement
+    T.register_post_accumulate_grad_hook = register_post_accumulate_grad_hook
 
 
 _install()

@@ -4,7 +4,7 @@ The engine itself lives in ``gpugrad._autograd`` (modes, graph, backward schedul
 forward mode); this module is its public face, as ``torch.autograd`` is PyTorch's.
 """
 
-from ._autograd.backward import backward, grad
+from ._autograd.backward import backward, grad, queue_callback, register_post_accumulate_grad_hook
 from ._autograd.mode import (
     enable_grad,
     inference_mode,
@@ -14,4 +14,4 @@ from ._autograd.mode import (
 )
 
 __all__ = ["backward", "enable_grad", "grad", "inference_mode", "is_grad_enabled", "no_grad",
-           "set_grad_enabled"]
+           "queue_callback", "register_post_accumulate_grad_hook", "set_grad_enabled"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 
 from .. import _device, ops
-from .._tensor import Tensor, last_write, next_tick, wrap
+from .._tensor import RemovableHandle, Tensor, last_write, next_tick, wrap
 from . import graph
 from .mode import set_grad_enabled, state
 
@@ -226,6 +226,13 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
     tensor._grad = g if tensor._grad is None else tensor._grad + g
     if tensor._node is node:
         tensor._node = node.renewed(tensor)    # the next graph's sink
+    if node.retained is not None and node.retained.post_accumulate:
+        _run_post_accumulate_hooks(node.retained, tensor)
+
+
+def _run_post_accumulate_hooks(record, tensor):
+    for hook in tuple(record.post_accumulate.values()):
+        hook(tensor)
 
 
 def _run_tensor_hooks(node, g, create_graph, arrays):
@@ -265,7 +272,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         retain_graph = create_graph
     seeds = seed_gradients(outputs, list(grad_tensors), create_graph)
     if inputs is None:
-        run_backward(seeds, retain_graph, create_graph)
+        _run_with_callbacks(seeds, retain_graph, create_graph)
         return
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if not inputs:
@@ -278,21 +285,26 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             raise RuntimeError(f"backward: inputs[{i}] does not require grad")
         if not any(x is u for u in unique):
             unique.append(x)
-    captured = run_backward(seeds, retain_graph, create_graph,
-                            targets={x._node for x in unique})
-    handed = set()
-    for x in unique:
-        g = captured.get(x._node)
-        if g is None:
-            continue
-        if not isinstance(g, Tensor):
-            if id(g) in handed:
-                g = g.copy()
-            handed.add(id(g))
-            g = wrap(g, x.device)
-        elif not create_graph:
-            g = g.detach()
-        x._grad = g if x._grad is None else x._grad + g
+
+    def accumulate(captured):
+        handed = set()
+        for x in unique:
+            g = captured.get(x._node)
+            if g is None:
+                continue
+            if not isinstance(g, Tensor):
+                if id(g) in handed:
+                    g = g.copy()
+                handed.add(id(g))
+                g = wrap(g, x.device)
+            elif not create_graph:
+                g = g.detach()
+            x._grad = g if x._grad is None else x._grad + g
+            record = x._node.retained
+            if record is not None and record.post_accumulate and x._node.leaf is not None:
+                _run_post_accumulate_hooks(record, x)     # inside the pass, as in PyTorch
+    _run_with_callbacks(seeds, retain_graph, create_graph, {x._node for x in unique},
+                        accumulate)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -318,7 +330,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     seeds = seed_gradients(outputs, grad_outputs, create_graph)
     keys = [x._node for x in inputs]
-    grads = run_backward(seeds, retain_graph, create_graph, targets=set(keys))
+    grads = _run_with_callbacks(seeds, retain_graph, create_graph, set(keys))
     result = []
     for i, (x, key) in enumerate(zip(inputs, keys)):
         g = grads.get(key)
@@ -340,3 +352,60 @@ def _cut(t):
     out = t.detach()
     out._tangents = dict(t._tangents) if t._tangents else None   # its own: never shared
     return out
+
+
+# -- hooks of the engine: after a leaf's accumulation, and at the end of a pass ----------------
+def register_post_accumulate_grad_hook(tensor, hook):
+    """Call ``hook(tensor)`` each time backward has accumulated the gradient of the leaf
+    ``tensor`` into its ``.grad`` (PyTorch's ``Tensor.register_post_accumulate_grad_hook``);
+    returns a handle whose ``remove()`` takes it off. The hook runs as soon as the gradient
+    is complete, right after the leaf's last consumer in backward, not at the end of the
+    pass (what overlapping communication with backward rests on). ``autograd.grad``
+    accumulates nothing and runs no such hook."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"register_post_accumulate_grad_hook: expected a Tensor, got "
+                        f"{type(tensor).__name__}")
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                        f"{type(hook).__name__}")
+    node = tensor._node
+    if node is None:
+        raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+    if node.leaf is None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                           "tensors (their gradient is never accumulated into .grad)")
+    record = tensor._hooks()       # carried to the sinks that replace this one
+    handle = RemovableHandle(record)
+    record.post_accumulate[handle.id] = hook
+    return handle
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass now running has finished, before
+    ``backward`` returns (PyTorch's ``Variable._execution_engine.queue_callback``); only
+    from inside a pass (a hook). A pass that raises runs none of its callbacks."""
+    queued = state.final_callbacks
+    if queued is None:
+        raise RuntimeError("queue_callback: final callbacks can only be queued during a "
+                           "backward pass (from a hook)")
+    queued.append(callback)
+
+
+def _run_with_callbacks(seeds, retain_graph, create_graph, targets=None, then=None):
+    """run_backward, ``then(its result)`` if given, then the callbacks that hooks queued
+    (a pass of its own per nesting level: a backward inside a hook keeps its callbacks
+    apart from the outer pass's)."""
+    st = state
+    outer = st.final_callbacks
+    queued = st.final_callbacks = []
+    try:
+        result = run_backward(seeds, retain_graph, create_graph, targets)
+        if then is not None:
+            then(result)
+        i = 0
+        while i < len(queued):     # a callback may queue another
+            queued[i]()
+            i += 1
+    finally:
+        st.final_callbacks = outer
+    return result

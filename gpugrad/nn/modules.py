@@ -330,7 +330,8 @@ def _move_in_place(p, dev, dtype):
     if p._grad is not None:
         p._grad = p._grad.to(target_dev).to(p._data.dtype).detach()
     if p._node is not None:
-        p._node = LeafNode(p)     # its gradient sink knew the old device and dtype
+        # its gradient sink knew the old device and dtype; the hooks stay (as PyTorch's)
+        p._node = LeafNode(p, p._node.retained)
     bump_version(p._ver)
 
 

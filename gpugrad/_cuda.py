@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import _device
+from . import _device, _dtypes
 from .kernels import cuda as cuda_kernels
 from .kernels import reference
 
@@ -130,7 +130,8 @@ class CUDADevice(_device.Device):
                 modules[source] = cupy.RawModule(code=cuda_kernels.read_source(source),
                                                  options=("-std=c++17",))
             return modules[source]
-        self.kernels = cuda_kernels.CudaKernels(cupy, load, int(sms) * 16, self.context)
+        self.kernels = cuda_kernels.CudaKernels(cupy, load, int(sms) * 16, self.context,
+                                                gemm_ex=gemm_ex)
 
     def __str__(self):
         return f"cuda:{self.index}"
@@ -190,6 +191,43 @@ class CUDADevice(_device.Device):
             return CupyGenerator(self.xp.random.RandomState(seed))
 
 
+    def dlpack_device(self):
+        return (_DLPACK_CUDA, self.index)
+
+    def from_dlpack(self, obj):
+        with self._cuda_device:
+            return self.xp.from_dlpack(obj)
+
+
+_DLPACK_CUDA = 2
+# cudaDataType codes (library_types.h) and cuBLAS constants (cublas_api.h)
+_CUDA_DTYPE = {np.dtype(np.float16): 2}
+if _dtypes.bfloat16 is not None:
+    _CUDA_DTYPE[_dtypes.bfloat16] = 14       # CUDA_R_16BF
+_CUBLAS_COMPUTE_32F = 68
+_CUBLAS_GEMM_DEFAULT = -1
+_ONE = np.ones((), dtype=np.float32)
+_ZERO = np.zeros((), dtype=np.float32)
+
+
+def gemm_ex(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
+    """C = op(A) op(B) in cuBLAS's column-major terms, A, B and C of one dtype (float16 or
+    bfloat16), the products accumulated in float32 (compute type 32F): cublasGemmEx on
+    the current stream. The kernel table decides the layouts (kernels/cuda.py)."""
+    cupy = import_cupy()
+    from cupy.cuda import cublas
+    from cupy.cuda import device as cuda_device
+    handle = cuda_device.get_cublas_handle()
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)
+    code = _CUDA_DTYPE[a.dtype]
+    mode = cublas.getPointerMode(handle)
+    cublas.setPointerMode(handle, 0)     # alpha and beta are host scalars
+    try:
+        cublas.gemmEx(handle, int(trans_a), int(trans_b), m, n, k, _ONE.ctypes.data,
+                      a.data.ptr, code, lda, b.data.ptr, code, ldb, _ZERO.ctypes.data,
+                      c.data.ptr, code, ldc, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+    finally:
+        cublas.setPointerMode(handle, mode)
 
 
 def availability():

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from . import _device, data, nn, optim
+from . import _device, _dtypes, data, nn, optim
+from . import amp as amp_
 from ._autograd.mode import no_grad
 from .nn import functional as F
 from .serialization import save
@@ -16,6 +17,8 @@ OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD}
 # SGD (momentum 0.9) needs a larger step than Adam's normalised one: measured in
 # bench/RESULTS.md, "Default learning rates of gpugrad train"
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
+# --amp: the dtype matmuls run in under autocast (fp16 also scales the loss)
+AMP_DTYPES = {None: None, "bf16": _dtypes.bfloat16, "fp16": np.dtype(np.float16)}
 
 
 def _progress(iterable, total, desc, enabled):
@@ -40,7 +43,9 @@ def evaluate(model, split, device, batch_size=1000):
     return correct / len(split)
 
 
-def _check_arguments(hidden, epochs, batch_size, lr, optimizer):
+def _check_arguments(hidden, epochs, batch_size, lr, optimizer, amp=None):
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"unknown amp mode '{amp}': expected bf16 or fp16 (or None)")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{optimizer}': expected one of "
                          f"{', '.join(OPTIMIZERS)}")
@@ -54,11 +59,13 @@ def _check_arguments(hidden, epochs, batch_size, lr, optimizer):
 
 
 def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam",
-          device=None, data_dir=None, save_path=None, seed=0, progress=True, log=print):
+          device=None, data_dir=None, save_path=None, seed=0, progress=True, log=print,
+          amp=None):
     """Train an MLP on MNIST (the bundled subset unless ``data_dir``); returns a summary.
-    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``)."""
+    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``). ``amp``: None, "bf16" or
+    "fp16" (mixed precision under autocast; fp16 scales the loss with a GradScaler)."""
     from ._device import manual_seed
-    _check_arguments(hidden, epochs, batch_size, lr, optimizer)
+    _check_arguments(hidden, epochs, batch_size, lr, optimizer, amp)
     if lr is None:
         lr = DEFAULT_LR[optimizer]
     dev = _device.device(device) if device is not None else _device.default_device()
@@ -70,6 +77,8 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
     opt_cls = OPTIMIZERS[optimizer]
     opt = opt_cls(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd" \
         else opt_cls(model.parameters(), lr=lr)
+    autocast = amp_.autocast(dtype=AMP_DTYPES[amp] or np.float16, enabled=amp is not None)
+    scaler = amp_.GradScaler(enabled=amp == "fp16")
     loader = data.DataLoader(train_split, batch_size, shuffle=True, seed=seed, device=dev)
     history = []
     train_seconds = 0.0
@@ -79,10 +88,12 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
         losses = []
         seen = 0
         for x, y in _progress(loader, len(loader), f"epoch {epoch}/{epochs}", progress):
-            loss = F.cross_entropy(model(x), y)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             losses.append(loss)
             seen += x.shape[0]
         # one device-to-host transfer per epoch, not per step
@@ -111,5 +122,6 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
         "sizes": sizes,
         "optimizer": optimizer,
         "lr": lr,
+        "amp": amp,
         "history": history,
     }

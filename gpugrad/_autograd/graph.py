@@ -29,6 +29,10 @@ PRIMITIVES: dict = {}
 profiler = None
 # set by the forward-mode module: pushes tangents through an op call
 propagate_tangents = None
+# while a detect_anomaly context is open: called with each node recorded (its source line),
+# and the checker that the backward scheduler hands cotangents to
+on_record = None
+anomaly = None
 
 
 class Op:
@@ -218,7 +222,7 @@ def apply(op, inputs, p=None):
     out._grad = None
     out._tangents = None
     out._ver = inputs[0]._ver if op.view else [0]
-    if parents is not None and data.dtype.kind in "fc":
+    if parents is not None and data.dtype.kind in "fcV":     # V: bfloat16 (ml_dtypes)
         node = _new(Node)
         node.op = op
         node.parents = parents
@@ -242,6 +246,8 @@ def apply(op, inputs, p=None):
         node.retained = None
         node.out_tangents = None
         out._node = node
+        if on_record is not None:
+            on_record(node)
     else:
         out._node = None
     if st.fw_levels:

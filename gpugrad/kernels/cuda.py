@@ -3,7 +3,7 @@
 Each entry has the signature and semantics of its NumPy twin in ``reference.py``. The
 ``.cu`` sources are read as text (their shared header inlined, so that CuPy's on-disk
 cache key covers it) and compiled once per process with ``cupy.RawModule``. Storage
-types other than float32 and float16, and non-contiguous operands where a kernel needs
+types other than float32, float16 and bfloat16, and non-contiguous operands where a kernel needs
 contiguous ones, run the twin, which is written against CuPy as well as NumPy.
 """
 from __future__ import annotations
@@ -14,12 +14,17 @@ import os
 
 import numpy as np
 
+from .. import _dtypes
 from . import reference
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("elementwise", "softmax", "reduce", "optim")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
+if _dtypes.bfloat16 is not None:
+    _SUFFIX[_dtypes.bfloat16] = "bf16"
+# dtype characters of float16 and bfloat16 (ml_dtypes), the operands of lowp_matmul
+_LOW_CHARS = "eE"
 
 
 def read_source(name):
@@ -32,8 +37,13 @@ def read_source(name):
 
 
 def _address(a):
-    ptr = getattr(a.data, "ptr", None)      # CuPy: a device pointer; NumPy: a memoryview
-    return ptr if ptr is not None else a.ctypes.data
+    if isinstance(a, np.ndarray):      # NumPy (the shim): a.data is a memoryview, which
+        return a.ctypes.data           # cannot describe bfloat16
+    return a.data.ptr
+
+
+def _dense(a):
+    return a.flags.c_contiguous or a.flags.f_contiguous
 
 
 def _aligned(*arrays):
@@ -54,10 +64,13 @@ class CudaKernels:
     ``xp`` is the array module of the operands and ``load(source)`` gives a module
     with ``get_function(name)``: CuPy and cupy.RawModule on a GPU, or NumPy and the CPU
     shim's modules in tests without one. ``max_blocks`` caps grid-stride launches.
+    ``gemm_ex``, given by the CUDA device, runs cuBLAS's GemmEx with float32 accumulation
+    (see ``_cuda.gemm_ex``); without it low-precision products run the twin.
     """
 
-    def __init__(self, xp, load, max_blocks, context=None):
+    def __init__(self, xp, load, max_blocks, context=None, gemm_ex=None):
         self.xp = xp
+        self._gemm_ex = gemm_ex
         self._load = load
         self.max_blocks = max_blocks
         self._context = context or _NoContext
@@ -81,6 +94,31 @@ class CudaKernels:
 
     def _grid(self, work):
         return (max(1, min(self.max_blocks, -(-work // THREADS))),)
+
+    # -- matrix products ------------------------------------------------------------------
+    def matmul(self, a, b, out=None):
+        """a @ b; two float16 or two bfloat16 operands go to ``lowp_matmul``."""
+        if a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+            return self.lowp_matmul(a, b, out=out)
+        return self.xp.matmul(a, b, out=out)
+
+    def lowp_matmul(self, a, b, out=None):
+        """a @ b for two float16 or two bfloat16 arrays, accumulating in float32 and rounding
+        once (the twin's numerics): cuBLAS's GemmEx with compute type 32F for 2-D operands,
+        each C- or F-contiguous (a transposed weight is F-contiguous); the twin otherwise."""
+        if (self._gemm_ex is None or a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype
+                or not (_dense(a) and _dense(b)) or 0 in a.shape or 0 in b.shape
+                or (out is not None and not out.flags.c_contiguous)):
+            return reference.lowp_matmul(a, b, out=out)
+        m, k = a.shape
+        n = b.shape[1]
+        if out is None:
+            out = self.xp.empty((m, n), dtype=a.dtype)
+        # row-major C = A B is column-major C^T = B^T A^T: B is cuBLAS's first operand
+        trans_b, ld_b = (False, n) if b.flags.c_contiguous else (True, k)
+        trans_a, ld_a = (False, k) if a.flags.c_contiguous else (True, m)
+        self._gemm_ex(trans_b, trans_a, n, m, k, b, ld_b, a, ld_a, out, n)
+        return out
 
     # -- elementwise ----------------------------------------------------------------------
     def __getattr__(self, name):

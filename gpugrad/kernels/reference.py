@@ -56,6 +56,26 @@ def _result(value, out):
     return out
 
 
+# -- matrix products -------------------------------------------------------------------------
+# dtype characters of float16 and bfloat16 (ml_dtypes)
+_LOW_CHARS = "eE"
+
+
+def matmul(a, b, out=None):
+    """out = a @ b; two float16 or two bfloat16 operands accumulate in float32"""
+    if a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+        return lowp_matmul(a, b, out=out)
+    return _xp(a).matmul(a, b, out=out)
+
+
+def lowp_matmul(a, b, out=None):
+    """out = a @ b for two float16 or two bfloat16 operands: the products summed in
+    float32 and the result rounded once to the operands' dtype, the rounding points of a
+    cuBLAS GEMM with compute type 32F (NumPy has no fast low-precision GEMM)"""
+    value = _xp(a).matmul(a.astype(np.float32), b.astype(np.float32))
+    return _result(value.astype(a.dtype), out)
+
+
 # -- activations: forward and backward -----------------------------------------------------
 def relu_fwd(x, out=None):
     """out = max(x, 0)"""

@@ -1,8 +1,9 @@
 """Functional layers and losses, compositions of the primitive ops."""
 import numpy as np
 
-from .. import _tensor, ops
+from .. import _autocast, _tensor, ops
 from .._tensor import Tensor
+from ..ops._amp import to_low as _to_low
 from ..ops._common import shape_str as _shape_str
 
 __all__ = [
@@ -30,7 +31,10 @@ def gelu(x, approximate="none"):
 def linear(x, weight, bias=None, activation="none"):
     """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
     ``activation``: none or a name of the activation table (relu, tanh, sigmoid, gelu
-    (exact), gelu_tanh); bias and activation run as one fused kernel."""
+    (exact), gelu_tanh); bias and activation run as one fused kernel. Under autocast, in
+    its low dtype with float32 accumulation."""
+    if _autocast.active:
+        x, weight, bias = _to_low(x, weight, bias)
     if (bias is not None and activation in ops.LINEAR_ACTS and weight.ndim == 2
             and x.ndim >= 1 and x.shape[-1] == weight.shape[1]
             and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):

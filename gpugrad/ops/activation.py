@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import _autocast
 from .._autograd.graph import Op, apply, register
 from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
+from ._amp import to_low
 from ._common import add_terms, elementwise_cost, prod, shape_str
 from .elementwise import exp
 from .linalg import matmul
@@ -210,7 +212,7 @@ class LinearAct(Op):
             prod(in_shapes[0]) + prod(in_shapes[1]) + prod(out_shape)
 
     def forward(self, dev, p, x, w, b, out=None):
-        y = dev.xp.matmul(x, w.T, out=out)
+        y = dev.kernels.matmul(x, w.T, out=out)     # float32 accumulation for low dtypes
         return dev.kernels.bias_act_fwd(y, b, p.act, out=y)
 
     def _pre_grad(self, g, out, p):
@@ -240,5 +242,8 @@ _LINEAR_PARAMS = {act: LinearAct.Params(act) for act in LINEAR_ACTS}
 
 
 def linear_act(x, w, b, act="none"):
-    """act(x @ w.T + b) as one primitive; act one of LINEAR_ACTS."""
+    """act(x @ w.T + b) as one primitive; act one of LINEAR_ACTS. Under autocast in its
+    low dtype, accumulating in float32."""
+    if _autocast.active:
+        x, w, b = to_low(x, w, b)
     return apply(LinearAct, (x, w, b), _LINEAR_PARAMS[act])

@@ -1,7 +1,9 @@
 """Reductions: sum, mean, max, logsumexp."""
 from __future__ import annotations
 
+from .. import _autocast
 from .._autograd.graph import Linear, Op, apply, primitive
+from ._amp import to_float32
 from ._common import const_like, keepdims_shape, normalize_axes, prod, raw
 from .elementwise import exp
 from .shape import broadcast_to, reshape
@@ -37,16 +39,25 @@ class Sum(Linear):
 
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all), as NumPy."""
+    if _autocast.active:
+        x = to_float32(x)
     axes = normalize_axes(axis, x.ndim)
     return apply(Sum, (x,), Sum.Params(axes, bool(keepdims), x.shape))
 
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis`` (None: all), as NumPy."""
+    if _autocast.active:
+        x = to_float32(x)
     axes = normalize_axes(axis, x.ndim)
     count = prod(x.shape[a] for a in axes)
     total = apply(Sum, (x,), Sum.Params(axes, bool(keepdims), x.shape))
-    return total * (1.0 / count) if count else total * float("nan")
+    scale = 1.0 / count if count else float("nan")
+    if x.dtype.kind == "V":
+        # bfloat16: ml_dtypes makes bfloat16 times a Python float a float32; a typed
+        # scalar keeps the dtype
+        scale = x.dtype.type(scale)
+    return total * scale
 
 
 @primitive
@@ -122,5 +133,7 @@ def _softmax_weights(x, out, p):
 
 
 def logsumexp(x, axis=None, keepdims=False):
+    if _autocast.active:
+        x = to_float32(x)
     axes = normalize_axes(axis, x.ndim)
     return apply(LogSumExp, (x,), LogSumExp.Params(axes, bool(keepdims), x.shape))

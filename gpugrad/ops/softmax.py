@@ -2,8 +2,10 @@
 primitive of its own, so that one fused kernel serves it (``<op>_fwd``/``<op>_bwd``)."""
 from __future__ import annotations
 
+from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
+from ._amp import to_float32
 from ._common import add_terms, const_like, normalize_axes, prod, raw, shape_str, xp_of
 from .elementwise import exp
 from .reduce import sum
@@ -55,6 +57,8 @@ def _one_axis(axis, ndim, what):
 
 
 def softmax(x, axis=-1):
+    if _autocast.active:
+        x = to_float32(x)
     return apply(Softmax, (x,), Softmax.Params(_one_axis(axis, x.ndim, "softmax")))
 
 
@@ -111,6 +115,8 @@ class LogSoftmax(Op):
 
 
 def log_softmax(x, axis=-1):
+    if _autocast.active:
+        x = to_float32(x)
     return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(axis, x.ndim, "log_softmax")))
 
 
@@ -217,7 +223,10 @@ def softmax_xent_grad(z, labels, g, scale):
 
 
 def softmax_cross_entropy(logits, labels, reduction="mean"):
-    """Cross-entropy of softmax(logits) against integer class labels, per row."""
+    """Cross-entropy of softmax(logits) against integer class labels, per row; in float32
+    under autocast."""
+    if _autocast.active:
+        logits = to_float32(logits)
     if not isinstance(labels, Tensor):
         labels = wrap(logits.device.asarray(labels), logits.device)
     if logits.ndim != 2:

@@ -16,14 +16,13 @@ whose gradients hold an inf or a NaN and then halves the scale; after
 ``growth_interval`` clean steps in a row it doubles the scale. The skip decision and
 the scale update stay on the device: no host synchronisation in ``step``/``update``.
 """
-from __future__ import annotations
-
 import functools
 
 import numpy as np
 
 from . import _autocast, _dtypes
-from ._tensor import Tensor, wrap
+from ._tensor import Tensor
+from ._tensor import wrap as _wrap
 
 __all__ = ["autocast", "GradScaler", "is_autocast_enabled", "get_autocast_dtype"]
 
@@ -166,7 +165,7 @@ class GradScaler:
         self._lazy_init(outputs.device)
         factor = self._scale if outputs.dtype == np.float32 else \
             self._scale.astype(outputs.dtype)
-        return outputs * wrap(factor, outputs.device)
+        return outputs * _wrap(factor, outputs.device)
 
     def _params_with_grads(self, optimizer):
         return [p for p in optimizer.params if p._grad is not None]
@@ -203,7 +202,7 @@ class GradScaler:
                 # the user holds (a seed gradient, a retained grad)
                 data = dev.adopt(g._data * inv.astype(g._data.dtype))
                 found = found | ~xp.isfinite(data).all()
-                p._grad = wrap(data, dev)
+                p._grad = _wrap(data, dev)
         self._found_inf[key] = found
 
     def step(self, optimizer, *args, **kwargs):

@@ -7,12 +7,11 @@ a CuPy array on a GPU), whose own ``__dlpack__`` does the stream hand-off the pr
 asks for (the consumer passes its stream; the producer makes it wait for the pending
 work). A tensor that requires grad exports its data, detached from the graph.
 """
-from __future__ import annotations
-
 import numpy as np
 
 from . import _device
-from ._tensor import Tensor, wrap
+from ._tensor import Tensor
+from ._tensor import wrap as _wrap
 
 __all__ = ["from_dlpack", "to_dlpack"]
 
@@ -88,7 +87,7 @@ def from_dlpack(obj):
     else:
         raise BufferError(f"from_dlpack: DLPack device type {kind} is not supported "
                           "(CPU and CUDA are)")
-    return wrap(dev.adopt(dev.from_dlpack(obj)), dev)
+    return _wrap(dev.adopt(dev.from_dlpack(obj)), dev)
 
 
 def to_dlpack(tensor):

@@ -93,3 +93,40 @@ def test_the_profiler_still_sees_ops_under_detect_anomaly():
         with detect_anomaly():
             gg.exp(x).sum().backward()
     assert any(e.name == "exp" for e in prof.events)
+
+
+def test_a_recorded_backward_is_checked_too(mode):
+    x = gg.tensor([0.0, 2.0], requires_grad=True)
+    with pytest.raises(FloatingPointError, match="backward of op 'log'"):
+        with detect_anomaly():
+            (g,) = gg.autograd.grad(gg.log(x).sum(), x, create_graph=True)
+
+
+def test_the_context_is_per_thread():
+    """Another thread's NaNs pass unchecked, as PyTorch's anomaly mode is thread-local."""
+    import threading
+    results = {}
+
+    def other():
+        y = gg.sqrt(gg.tensor([-1.0]))       # NaN, but this thread has no context open
+        results["other"] = (bool(np.isnan(y.numpy()[0])), gg.autograd.is_anomaly_enabled())
+
+    with detect_anomaly():
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join()
+        assert gg.autograd.is_anomaly_enabled()
+    assert results["other"] == (True, False)
+
+
+def test_the_optimizer_and_the_profiler_api_work_inside():
+    model = gg.nn.Linear(3, 2)
+    opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.numpy().copy()
+    with detect_anomaly():
+        assert gg.profiler.active() is None          # the checker is not a profile
+        model(gg.ones(4, 3)).sum().backward()
+        opt.step()
+        with gg.profiler.profile() as prof:
+            assert gg.profiler.active() is prof
+    assert not np.array_equal(before, model.weight.numpy())

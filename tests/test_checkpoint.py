@@ -151,3 +151,49 @@ def test_mlp_checkpoint_every_matches_the_plain_mlp(every):
         assert np.allclose(e, p.grad.numpy(), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="checkpoint_every"):
         gg.nn.MLP([2, 2], checkpoint_every=0)
+
+
+def test_the_recompute_runs_under_the_forwards_autocast_state():
+    """Backward outside the autocast region: the recompute must still run the region in
+    bfloat16, or its graph would not match the forward's."""
+    gg.manual_seed(5)
+    layer = gg.nn.Linear(8, 8)
+    x = gg.randn(4, 8, requires_grad=True)
+
+    def f(t):
+        return gg.tanh(layer(t))
+
+    with gg.autocast(dtype=gg.bfloat16):
+        y = f(x)
+    y.to(np.float32).sum().backward()
+    expected = [x.grad.numpy().copy(), layer.weight.grad.numpy().copy()]
+    x.grad = None
+    layer.zero_grad()
+    with gg.autocast(dtype=gg.bfloat16):
+        y2 = gg.checkpoint(f, x)
+    assert y2.dtype == gg.bfloat16
+    y2.to(np.float32).sum().backward()
+    assert np.array_equal(expected[0], x.grad.numpy())
+    assert np.array_equal(expected[1], layer.weight.grad.numpy())
+
+
+def test_draws_replay_where_the_generator_state_cannot_be_read(monkeypatch):
+    """A GPU's generator (CuPy's) has no state to read back: the device forks its stream
+    at the region instead (Device.rng_state's default). Forced here on the CPU."""
+    from gpugrad import _device
+    monkeypatch.setattr(_device.CPUDevice, "rng_state", _device.Device.rng_state)
+    monkeypatch.setattr(_device.CPUDevice, "set_rng_state", _device.Device.set_rng_state)
+    gg.manual_seed(0)
+    x = gg.randn(64, 32, requires_grad=True)
+
+    def f(t):
+        return F.dropout(gg.tanh(t), 0.5) * 3.0
+
+    y = gg.checkpoint(f, x)
+    kept = (y.numpy() != 0)
+    gg.rand(50)                     # draws between the forward and the backward
+    y.sum().backward()
+    # tanh' * 3 / (1 - p) where the forward kept the element, 0 elsewhere: the same mask
+    expected = np.where(kept, (1 - np.tanh(x.numpy()) ** 2) * 6.0, 0.0)
+    assert np.allclose(x.grad.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert 0.3 < kept.mean() < 0.7

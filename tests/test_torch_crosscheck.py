@@ -14,6 +14,21 @@ def _t_gelu_tanh(x):
     return TF.gelu(x, approximate="tanh")
 
 
+def _t_checkpoint(fn, *args):
+    from torch.utils.checkpoint import checkpoint
+    return checkpoint(fn, *args, use_reentrant=False)
+
+
+def _t_checkpoint_closure(x, w):
+    h = x * w
+    return _t_checkpoint(lambda t: torch.sin(t) * h, x) + h
+
+
+def _t_checkpoint_pair(x, w):
+    a, b = _t_checkpoint(lambda t: (torch.tanh(t @ w), t * t), x)
+    return a * 2.0 + b.sum()
+
+
 # the same function written with torch, for every case of the op table
 TORCH = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
@@ -57,6 +72,9 @@ TORCH = {
     "bias_relu": lambda x, b: torch.relu(x + b), "bias_tanh": lambda x, b: torch.tanh(x + b),
     "bias_sigmoid": lambda x, b: torch.sigmoid(x + b), "bias_gelu": lambda x, b: TF.gelu(x + b),
     "bias_gelu_tanh": lambda x, b: _t_gelu_tanh(x + b),
+    "checkpoint": lambda x, w: _t_checkpoint(lambda t: torch.tanh(t @ w) * t, x),
+    "checkpoint_closure": _t_checkpoint_closure,
+    "checkpoint_two_outputs": _t_checkpoint_pair,
 }
 
 

@@ -10,19 +10,20 @@ region's gradients are taken through the recomputed graph up to the region's bou
 (``create_graph`` works: the recomputed graph is then kept). Like every rule, the
 region's VJP takes bare arrays when the backward records nothing.
 """
-from __future__ import annotations
+from collections import namedtuple as _namedtuple
 
-from collections import namedtuple
-
-import numpy as np
+import numpy as _np
 
 from .. import _autocast, _device
-from .._autograd import graph
-from .._autograd.backward import run_backward
-from .._autograd.graph import Node, Op
+from .. import ops as _ops
+from .._autograd import graph as _graph
+from .._autograd.backward import run_backward as _run_backward
+from .._autograd.graph import Node as _Node
+from .._autograd.graph import Op as _Op
 from .._autograd.mode import enable_grad, is_grad_enabled
-from .._tensor import Tensor, _new, next_tick, wrap
-from ..ops import cast, getitem, index_add_zeros, reshape
+from .._tensor import Tensor, _new
+from .._tensor import next_tick as _next_tick
+from .._tensor import wrap as _wrap
 
 __all__ = ["checkpoint", "checkpoint_sequential"]
 
@@ -39,13 +40,13 @@ def _set_rng(tokens):
 
 
 # -- the region's nodes ---------------------------------------------------------------------
-class Checkpoint(Op):
+class _Checkpoint(_Op):
     """out = fn(*args), recomputed in backward; the node's parents are the region's
     boundary. Not in the registry: no op call makes it, ``checkpoint`` records it."""
     name = "checkpoint"
     params = ("fn", "kwargs", "rng", "autocast", "boundary", "arg_nodes", "arg_devices",
               "layout")
-    Params = namedtuple("CheckpointParams", params)
+    Params = _namedtuple("CheckpointParams", params)
 
     def vjp(self, g, ins, out, p, needs):
         create_graph = is_grad_enabled()
@@ -53,7 +54,7 @@ class Checkpoint(Op):
         for x, node, dev in zip(ins, p.arg_nodes, p.arg_devices):
             if dev is not None and not isinstance(x, Tensor):
                 # a backward that records nothing hands the saved arguments as arrays
-                x = wrap(x, dev)
+                x = _wrap(x, dev)
                 x._node = node
             args.append(x)
         restore = None
@@ -72,32 +73,32 @@ class Checkpoint(Op):
         seeds = []
         for o, c in zip(outs, _unpack(g, outs, p.layout)):
             if c is not None and isinstance(o, Tensor) and o._node is not None:
-                seeds.append((o._node, c if isinstance(c, Tensor) else wrap(c, o.device)))
+                seeds.append((o._node, c if isinstance(c, Tensor) else _wrap(c, o.device)))
         if not seeds:
             return (None,) * len(needs)
         targets = {node for node, need in zip(p.boundary, needs) if need}
-        captured = run_backward(seeds, create_graph, create_graph, targets=targets,
+        captured = _run_backward(seeds, create_graph, create_graph, targets=targets,
                                 stop_at_targets=True)
         return tuple(captured.get(node) if need else None
                      for node, need in zip(p.boundary, needs))
 
 
-class CheckpointOutput(Op):
+class _CheckpointOutput(_Op):
     """Output ``index`` of a region with several: its cotangent placed in a flat slot of
     the region's node, so that the scheduler sums the outputs' cotangents there."""
     name = "checkpoint_output"
     params = ("index", "layout")
-    Params = namedtuple("CheckpointOutputParams", params)
+    Params = _namedtuple("CheckpointOutputParams", params)
 
     def vjp(self, g, ins, out, p, needs):
         offsets, _ = p.layout
         start, stop = offsets[p.index], offsets[p.index + 1]
-        flat = reshape(g, (stop - start,))
-        return (index_add_zeros(flat, (slice(start, stop),), (offsets[-1],), True),)
+        flat = _ops.reshape(g, (stop - start,))
+        return (_ops.index_add_zeros(flat, (slice(start, stop),), (offsets[-1],), True),)
 
 
-Checkpoint = Checkpoint()
-CheckpointOutput = CheckpointOutput()
+_Checkpoint = _Checkpoint()
+_CheckpointOutput = _CheckpointOutput()
 
 
 def _flatten(outputs):
@@ -115,29 +116,29 @@ def _unpack(g, outs, layout):
         if shapes[i] is None:
             pieces.append(None)
             continue
-        piece = reshape(getitem(g, (slice(offsets[i], offsets[i + 1]),), True), shapes[i])
+        piece = _ops.reshape(_ops.getitem(g, (slice(offsets[i], offsets[i + 1]),), True), shapes[i])
         if piece.dtype != o.dtype:
-            piece = cast(piece, o.dtype)
+            piece = _ops.cast(piece, o.dtype)
         pieces.append(piece)
     return pieces
 
 
 def _new_node(op, parents, ins, p, shape, dtype, dev):
-    node = _new(Node)
+    node = _new(_Node)
     node.op = op
     node.parents = parents
     node.ins = ins
     node.out = None
     node.out_ver = None
-    node.seq = next_tick()
+    node.seq = _next_tick()
     node.p = p
     node.shape = shape
     node.dtype = dtype
     node.dev = dev
     node.retained = None
     node.out_tangents = None
-    if graph.on_record is not None:
-        graph.on_record(node)
+    if _graph.on_record is not None:
+        _graph.on_record(node)
     return node
 
 
@@ -187,11 +188,11 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True, **k
     if not is_grad_enabled():
         return function(*args, **kwargs)
     rng = _capture_rng() if preserve_rng_state else None
-    start = next_tick()          # every node the region records comes after this number
+    start = _next_tick()          # every node the region records comes after this number
     outputs = function(*args, **kwargs)
     outs = _flatten(outputs)
     for i, o in enumerate(outs):
-        if not isinstance(o, Tensor) and o is not None and not np.isscalar(o):
+        if not isinstance(o, Tensor) and o is not None and not _np.isscalar(o):
             raise TypeError(f"checkpoint: the function returned a {type(o).__name__} at "
                             f"position {i}; only Tensors (or tuples of them) are supported")
     grad_outs = [o for o in outs if isinstance(o, Tensor) and o._node is not None]
@@ -204,24 +205,24 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True, **k
     arg_devices = tuple(a.device if isinstance(a, Tensor) else None for a in saved)
 
     def params(layout):
-        return Checkpoint.Params(function, kwargs, rng, _autocast.low_dtype(), boundary,
+        return _Checkpoint.Params(function, kwargs, rng, _autocast.low_dtype(), boundary,
                                  arg_nodes, arg_devices, layout)
     if not isinstance(outputs, (tuple, list)):
-        node = _new_node(Checkpoint, boundary, saved, params(None), outputs.shape,
+        node = _new_node(_Checkpoint, boundary, saved, params(None), outputs.shape,
                          outputs.dtype, dev)
         return _attach(outputs, node)
     # several outputs: one region node whose cotangent is the outputs' cotangents packed flat
     wanted = [isinstance(o, Tensor) and o._node is not None for o in outs]
     sizes = [o.size if w else 0 for o, w in zip(outs, wanted)]
-    offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum(sizes)]))
+    offsets = tuple(int(v) for v in _np.concatenate([[0], _np.cumsum(sizes)]))
     shapes = tuple(o.shape if w else None for o, w in zip(outs, wanted))
-    dtype = np.result_type(*[o.dtype for o in grad_outs])
+    dtype = _np.result_type(*[o.dtype for o in grad_outs])
     layout = (offsets, shapes)
-    hub = _new_node(Checkpoint, boundary, saved, params(layout), (offsets[-1],), dtype, dev)
+    hub = _new_node(_Checkpoint, boundary, saved, params(layout), (offsets[-1],), dtype, dev)
     result = []
     for i, (o, w) in enumerate(zip(outs, wanted)):
         if w:
-            node = _new_node(CheckpointOutput, [hub], None, CheckpointOutput.Params(i, layout),
+            node = _new_node(_CheckpointOutput, [hub], None, _CheckpointOutput.Params(i, layout),
                              o.shape, o.dtype, o.device)
             result.append(_attach(o, node))
         else:

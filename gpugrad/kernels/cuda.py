@@ -98,7 +98,7 @@ class CudaKernels:
     # -- matrix products ------------------------------------------------------------------
     def matmul(self, a, b, out=None):
         """a @ b; two float16 or two bfloat16 operands go to ``lowp_matmul``."""
-        if a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+        if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
             return self.lowp_matmul(a, b, out=out)
         return self.xp.matmul(a, b, out=out)
 

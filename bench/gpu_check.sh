@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU check, under 8 minutes, installing nothing: GPU tests, the op suite
 # on the CuPy device, kernel bandwidth, the MLP step against PyTorch on the same card,
-# a short training run; a summary table last. Logs go to $OUT when set.
+# gg.compile's captured step, a short training run; a summary table last. Logs go to $OUT when set.
 set -u
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/gpugrad-gpu-check}"
@@ -30,6 +30,11 @@ step op_suite_cuda 150 env GPUGRAD_DEVICE=cuda $py -m pytest -q -x -p no:cachepr
 step kernels 120 $py bench/kernels.py --sizes 1,16,64,256 --json "$out/kernels.json"
 step mlp_cuda 150 $py bench/mlp_train.py --device cuda --rounds 2 --steps 50 \
     --json "$out/mlp_train_cuda.json"
+# gg.compile: capture (one graph launch per replay, bit-identical to eager), then tiny and
+# medium steps against PyTorch eager and PyTorch's CUDA-graph replay, memory over 10,000 replays
+step compile_tests 120 $py -m pytest -q -p no:cacheprovider tests/test_compile.py
+step compile_cuda 200 $py bench/compile.py --device cuda --rounds 2 --steps 50 \
+    --memory-replays 10000 --json "$out/compile_cuda.json"
 step profile_cuda 90 $py -m gpugrad profile --device cuda --steps 5 --trace "$out/trace.json"
 step train_cuda 90 $py -m gpugrad train --device cuda --epochs 5 --json --no-progress
 # issue 13: bf16/fp16 autocast, GradScaler, detect_anomaly, checkpoint, DLPack on the device;
@@ -49,6 +54,8 @@ grep -E "passed|failed|error" "$out/gpu_tests.log" | tail -1
 grep -E "passed|failed|error" "$out/op_suite_cuda.log" | tail -1
 grep -E "^ +256M" "$out/kernels.log" | head -20
 tail -n 4 "$out/mlp_cuda.log"
+grep -E "passed|failed|error" "$out/compile_tests.log" | tail -1
+grep -E "^(tiny|medium)|graph|pool bytes" "$out/compile_cuda.log"
 head -n 8 "$out/profile_cuda.log"
 tail -n 1 "$out/train_cuda.log" | cut -c1-200
 grep -E "passed|failed|error" "$out/amp_tests.log" | tail -1

@@ -25,6 +25,7 @@ from ._autograd.mode import (
                        no_grad,
                        set_grad_enabled,
 )
+from ._compile import compile
 from ._device import Device, cuda_available, default_device, device, manual_seed
 from ._tensor import Tensor
 from .amp import autocast
@@ -99,8 +100,9 @@ __all__ = [
     # creation
     "arange", "empty", "full", "full_like", "ones", "ones_like", "rand", "randn", "tensor",
     "zeros", "zeros_like",
-    # transforms and checks
-    "jvp", "grad", "hessian", "hvp", "jacobian", "jacobian_plan", "value_and_grad", "vjp",
+    # transforms, compiled steps and checks
+    "compile", "jvp", "grad", "hessian", "hvp", "jacobian", "jacobian_plan", "value_and_grad",
+    "vjp",
     "GradcheckError", "gradcheck",
     # ops
     "abs", "broadcast_to", "clip", "concatenate", "cos", "exp", "log", "log_softmax",

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from . import _device, _dtypes
+from . import _device
+from .kernels import cublas as cublas_codes
 from .kernels import cuda as cuda_kernels
 from .kernels import reference
 
@@ -76,17 +77,25 @@ class CupyGenerator(_device.Generator):
     __slots__ = ()
 
     def normal(self, shape, dtype):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.standard_normal(shape, dtype=_device._sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def uniform(self, shape, dtype):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.random_sample(shape, dtype=_device._sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def integers(self, low, high, shape, dtype=np.int64):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.randint(low, high, size=shape).astype(dtype, copy=False)
 
     def choice(self, values, shape):
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording("a random draw", _device._RANDOM_REFUSED)
         return self._rng.choice(import_cupy().asarray(values), size=shape)
 
 
@@ -104,11 +113,23 @@ def _nvtx_usable(cupy):
     return _nvtx[0]
 
 
+class CapturedGraph:
+    """A captured CUDA graph with what must live as long as it: its stream and the memory
+    pool its buffers came from. Calling it launches the graph on the current stream."""
+
+    def __init__(self, graph, stream, pool, cuda_device):
+        self.graph, self.stream, self.pool, self.cuda_device = graph, stream, pool, cuda_device
+
+    def __call__(self):
+        with self.cuda_device:
+            self.graph.launch()
+
+
 class CUDADevice(_device.Device):
     """One GPU through CuPy."""
 
     type = "cuda"
-    __slots__ = ("xp", "array_type", "_cuda_device")
+    __slots__ = ("xp", "array_type", "_cuda_device", "_blas", "_blas_workspace")
 
     def __init__(self, index):
         super().__init__(index)
@@ -190,6 +211,56 @@ class CUDADevice(_device.Device):
         with self._cuda_device:
             return CupyGenerator(self.xp.random.RandomState(seed))
 
+    # -- CUDA graphs (gg.compile) ---------------------------------------------------------------
+    def capture(self, run):
+        """``run()`` captured as a CUDA graph: on a side stream in relaxed mode, every
+        allocation inside it from a memory pool kept with the graph, and GEMMs through a
+        cuBLAS handle of our own (CuPy refuses cuBLAS calls during capture). Nothing runs
+        now; the returned object launches the graph on the current stream when called."""
+        cp = self.xp
+        with self._cuda_device:
+            blas = self._capture_blas()
+            stream = cp.cuda.Stream(non_blocking=True)
+            pool = cp.cuda.MemoryPool()
+            blas.set_stream(stream.ptr)
+            previous = self._functions.get("matmul")
+            self._functions["matmul"] = self._captured_matmul
+            graph = None
+            try:
+                with stream, cp.cuda.using_allocator(pool.malloc):
+                    stream.begin_capture(mode=cp.cuda.runtime.streamCaptureModeRelaxed)
+                    try:
+                        run()
+                    finally:
+                        graph = stream.end_capture()
+            finally:
+                if previous is None:
+                    self._functions.pop("matmul", None)
+                else:
+                    self._functions["matmul"] = previous
+        return CapturedGraph(graph, stream, pool, self._cuda_device)
+
+    def _capture_blas(self):
+        handle = getattr(self, "_blas", None)
+        if handle is None:
+            from .kernels import cublas
+            with self._cuda_device:
+                # persistent: cuBLAS must not allocate its workspace inside a graph
+                self._blas_workspace = self.xp.empty(cublas.WORKSPACE_BYTES, dtype=np.uint8)
+                handle = cublas.Handle(cublas.load(), 0, self._blas_workspace.data.ptr,
+                                       cublas.WORKSPACE_BYTES)
+            self._blas = handle
+        return handle
+
+    def _captured_matmul(self, a, b, out=None):
+        if (a.ndim != 2 or b.ndim != 2 or out is None or a.dtype != b.dtype
+                or a.dtype != out.dtype or a.dtype not in _CAPTURED_DTYPES):
+            raise NotImplementedError(
+                f"gg.compile captures 2-D float32/float16/bfloat16 GEMMs into a given buffer "
+                f"only, got "
+                f"{a.shape} {a.dtype} @ {b.shape} {b.dtype}")
+        return self._blas.gemm(a, b, out)
+
 
     def dlpack_device(self):
         return (_DLPACK_CUDA, self.index)
@@ -200,32 +271,30 @@ class CUDADevice(_device.Device):
 
 
 _DLPACK_CUDA = 2
-# cudaDataType codes (library_types.h) and cuBLAS constants (cublas_api.h)
-_CUDA_DTYPE = {np.dtype(np.float16): 2}
-if _dtypes.bfloat16 is not None:
-    _CUDA_DTYPE[_dtypes.bfloat16] = 14       # CUDA_R_16BF
-_CUBLAS_COMPUTE_32F = 68
-_CUBLAS_GEMM_DEFAULT = -1
+_CAPTURED_DTYPES = tuple(cublas_codes.DATA_TYPES)
 _ONE = np.ones((), dtype=np.float32)
 _ZERO = np.zeros((), dtype=np.float32)
 
 
-def gemm_ex(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
-    """C = op(A) op(B) in cuBLAS's column-major terms, A, B and C of one dtype (float16 or
-    bfloat16), the products accumulated in float32 (compute type 32F): cublasGemmEx on
-    the current stream. The kernel table decides the layouts (kernels/cuda.py)."""
+def gemm_ex(args, a, b, out):
+    """out = a @ b for float16 or bfloat16 arrays, the products accumulated in float32
+    (compute type 32F): cublasGemmEx through CuPy's handle on the current stream (outside
+    capture; a captured graph uses gpugrad's own handle). ``args`` are GemmEx's
+    (transa, transb, m, n, k, lda, ldb, ldc) from ``kernels/cublas.gemm_arguments``,
+    whose first operand is b."""
     cupy = import_cupy()
     from cupy.cuda import cublas
     from cupy.cuda import device as cuda_device
+    transa, transb, m, n, k, lda, ldb, ldc = args
     handle = cuda_device.get_cublas_handle()
     cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)
-    code = _CUDA_DTYPE[a.dtype]
+    code = cublas_codes.DATA_TYPES[a.dtype]
     mode = cublas.getPointerMode(handle)
     cublas.setPointerMode(handle, 0)     # alpha and beta are host scalars
     try:
-        cublas.gemmEx(handle, int(trans_a), int(trans_b), m, n, k, _ONE.ctypes.data,
-                      a.data.ptr, code, lda, b.data.ptr, code, ldb, _ZERO.ctypes.data,
-                      c.data.ptr, code, ldc, _CUBLAS_COMPUTE_32F, _CUBLAS_GEMM_DEFAULT)
+        cublas.gemmEx(handle, transa, transb, m, n, k, _ONE.ctypes.data, b.data.ptr, code,
+                      lda, a.data.ptr, code, ldb, _ZERO.ctypes.data, out.data.ptr, code, ldc,
+                      cublas_codes.COMPUTE_32F, cublas_codes.GEMM_DEFAULT)
     finally:
         cublas.setPointerMode(handle, mode)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 import weakref
 
@@ -24,6 +25,17 @@ from .kernels import reference
 TRACK_MIN_BYTES = 1024
 _np_generic = np.generic
 _np_asarray = np.asarray
+
+# gg.compile: the thread now recording a step (None when none is). Host reads, random draws
+# and masks made outside the kernels are refused there: a replay would not redo them.
+recording_thread = None
+
+
+def refuse_while_recording(what, why):
+    """Raise if this thread is recording a step for gg.compile (callers check
+    ``recording_thread is not None`` first, so that this costs nothing otherwise)."""
+    if recording_thread == threading.get_ident():
+        raise RuntimeError(f"{what} while gg.compile records a step: {why}")
 
 
 class HostMemory:
@@ -182,11 +194,12 @@ class Device:
     def generator(self):
         """This device's generator, seeded by ``gg.manual_seed`` (or from entropy)."""
         if self._generator is None:
-            self._generator = self.new_generator(_seed)
+            self.seed(_seed)
         return self._generator
 
     def seed(self, seed):
         self._generator = self.new_generator(seed)
+        self._generator.philox = PhiloxStream(seed)
         self._forks = None
 
     def new_generator(self, seed):
@@ -194,20 +207,30 @@ class Device:
         raise NotImplementedError
 
     def rng_state(self):
-        """A token from which ``set_rng_state`` puts this device's random stream back to
-        this point (gradient checkpointing replays a region's draws with it).
+        """A token from which ``set_rng_state`` puts this device's random streams back to
+        this point (gradient checkpointing replays a region's draws with it): the Philox
+        stream's counter (dropout) and the array module's generator.
 
-        Here, for generators whose state cannot be read back (CuPy's), the stream is
-        forked: it goes on from a fresh generator whose seed is the token, drawn on the
+        Here, for generators whose state cannot be read back (CuPy's), the latter is
+        forked: it goes on from a fresh generator whose seed is in the token, drawn on the
         host from a sequence that ``gg.manual_seed`` seeds (no device synchronisation)."""
         if self._forks is None:
             self._forks = np.random.default_rng(None if _seed is None else [_seed, 1])
-        token = int(self._forks.integers(2 ** 31 - 1))
-        self._generator = self.new_generator(token)
-        return token
+        fork = int(self._forks.integers(2 ** 31 - 1))
+        self._set_generator(self.new_generator(fork))
+        philox = self._generator.philox
+        return fork, philox.seed, philox.offset
 
     def set_rng_state(self, token):
-        self._generator = self.new_generator(token)
+        fork, seed, offset = token
+        self._set_generator(self.new_generator(fork))
+        self._generator.philox.seed, self._generator.philox.offset = seed, offset
+
+    def _set_generator(self, generator):
+        """A new array-module generator; the Philox stream object stays (a compiled step
+        may hold it)."""
+        generator.philox = self.generator.philox
+        self._generator = generator
 
     # -- DLPack -----------------------------------------------------------------------------
     def dlpack_device(self):
@@ -219,26 +242,59 @@ class Device:
         raise NotImplementedError
 
 
+class PhiloxStream:
+    """The counter-based stream of a device (dropout): a key and the next counter; a
+    draw is a pure function of (seed, offset, element), so it can be replayed."""
+
+    __slots__ = ("seed", "offset")
+
+    def __init__(self, seed=None):
+        self.seed = int(seed) % 2**64 if seed is not None else \
+            int.from_bytes(os.urandom(8), "little")
+        self.offset = 0
+
+    def take(self, count=1):
+        """The next ``count`` counter values (their first)."""
+        first = self.offset
+        self.offset += count
+        return first
+
+
+_RANDOM_REFUSED = ("the numbers would be drawn once and frozen into every replay; draw them "
+                   "outside the step and pass them in (dropout is fine: it replays with a "
+                   "new mask each time)")
+
+
 class Generator:
     """Random numbers for one device: ``normal``, ``uniform`` and ``integers`` in the
-    requested dtype, drawn through the array module's generator."""
+    requested dtype, drawn through the array module's generator; ``philox``, the
+    counter-based stream that dropout draws from."""
 
-    __slots__ = ("_rng",)
+    __slots__ = ("_rng", "philox")
 
     def __init__(self, rng):
         self._rng = rng
+        self.philox = None
 
     def normal(self, shape, dtype):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(
             dtype, copy=False)
 
     def uniform(self, shape, dtype):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
 
     def integers(self, low, high, shape, dtype=np.int64):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.integers(low, high, size=shape).astype(dtype, copy=False)
 
     def choice(self, values, shape):
+        if recording_thread is not None:
+            refuse_while_recording("a random draw", _RANDOM_REFUSED)
         return self._rng.choice(values, size=shape)
 
 
@@ -274,10 +330,15 @@ class CPUDevice(Device):
         return Generator(np.random.default_rng(seed))
 
     def rng_state(self):
-        return self.generator._rng.bit_generator.state     # a fresh dict at each read
+        gen = self.generator
+        # bit_generator.state is a fresh dict at each read
+        return gen._rng.bit_generator.state, gen.philox.seed, gen.philox.offset
 
     def set_rng_state(self, token):
-        self.generator._rng.bit_generator.state = token
+        state, seed, offset = token
+        gen = self.generator
+        gen._rng.bit_generator.state = state
+        gen.philox.seed, gen.philox.offset = seed, offset
 
     def dlpack_device(self):
         return (_DLPACK_CPU, 0)
@@ -300,6 +361,10 @@ _DLPACK_CPU = 1
 # -- the registry ----------------------------------------------------------------------------
 _kinds = {"cpu": CPUDevice}     # device type -> class; _cuda.py adds "cuda"
 _devices: dict = {}
+# array class -> the device whose kernels run on bare arrays of that class, where one device
+# serves them all (every NumPy array: the CPU's kernels are the same on each instance); a
+# GPU's arrays are told apart by their device id instead (array_device)
+ARRAY_HOMES: dict = {}
 _default = None
 _seed = None                     # devices created after manual_seed start from it too
 # what answers cuda_available(): set by _cuda.py (False until it is imported)
@@ -349,6 +414,8 @@ def device(spec="cpu") -> Device:
                 "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu)")
         dev = cls(key[1])
         _devices[key] = dev
+        if key == ("cpu", 0):
+            ARRAY_HOMES[np.ndarray] = dev
     return dev
 
 

@@ -48,6 +48,10 @@ def _compare(ufunc_name):
         other = _operand(other, self)
         if other is NotImplemented:
             return NotImplemented
+        if _device.recording_thread is not None:
+            _device.refuse_while_recording(
+                f"a comparison ({ufunc_name})", "its mask is made outside the kernels, so a "
+                "replay would reuse the recorded one; compare outside the compiled step")
         a = self._data
         b = other._data if isinstance(other, Tensor) else other
         if isinstance(other, Tensor) and other.device is not self.device:

@@ -62,6 +62,15 @@ class _TrackedArray(np.ndarray):
         return result
 
 
+_HOST_READ = ("a recorded step cannot depend on a tensor's value, which changes at every "
+              "replay (and would stall a captured GPU graph); return the tensor from the "
+              "step and read it after the call")
+
+
+def _refuse_host_read(what):
+    _device.refuse_while_recording(f"{what} reads a tensor on the host", _HOST_READ)
+
+
 _NON_LEAF_GRAD = (
     "The .grad attribute of a tensor that is not a leaf is being read: backward does not "
     "fill it, so it stays None. Call .retain_grad() on the non-leaf tensor before backward "
@@ -220,19 +229,27 @@ class Tensor:
     # -- conversions -----------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """A host copy as a NumPy array (detached)."""
+        if _device.recording_thread is not None:
+            _refuse_host_read(".numpy()")
         return np.array(self.device.to_host(self._data))
 
     def __array__(self, dtype=None, copy=None):
+        if _device.recording_thread is not None:
+            _refuse_host_read("np.asarray(tensor)")
         host = self.device.to_host(self._data)
         return host if dtype is None else host.astype(dtype)
 
     def item(self):
+        if _device.recording_thread is not None:
+            _refuse_host_read(".item() (also float(t), int(t), bool(t))")
         if self._data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape "
                              f"{tuple(self.shape)}")
         return self.device.to_host(self._data).item()
 
     def tolist(self):
+        if _device.recording_thread is not None:
+            _refuse_host_read(".tolist()")
         return self.device.to_host(self._data).tolist()
 
     def __float__(self):
@@ -301,19 +318,29 @@ def wrap(arr, dev):
 class LeafNode:
     """The sink of a leaf tensor's gradient (PyTorch's AccumulateGrad): adds what reaches
     it into ``.grad``. It refers to its tensor weakly, so that neither keeps the other
-    alive; it has no parents, so the scheduler reaches it last."""
+    alive; it has no parents.
+
+    Its creation number is taken when an op first consumes the leaf, just before that
+    op's, so the scheduler reaches the sink right after its last consumer in backward (when
+    the gradient is complete, which hooks and overlapped communication rely on), not at the
+    very end. Each backward that accumulates gives the tensor a fresh sink for the next
+    graph; a retained graph keeps the old one."""
 
     __slots__ = ("leaf", "seq", "shape", "dtype", "dev", "hooks", "__weakref__")
     parents = ()
     name = "AccumulateGrad"
 
-    def __init__(self, tensor):
+    def __init__(self, tensor, hooks=None):
         self.leaf = weakref.ref(tensor)
-        self.seq = next_tick()
+        self.seq = 0              # not consumed yet
         self.shape = tensor._data.shape
         self.dtype = tensor._data.dtype
         self.dev = tensor.device
-        self.hooks = None
+        self.hooks = hooks
+
+    def renewed(self, tensor):
+        """A fresh sink for the tensor's next graph, keeping its hooks."""
+        return LeafNode(tensor, self.hooks)
 
     def __repr__(self):
         return "<AccumulateGrad>"

@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from . import _autocast, _dtypes
+from . import _autocast, _device, _dtypes
 from ._tensor import Tensor
 from ._tensor import wrap as _wrap
 
@@ -80,6 +80,16 @@ def is_autocast_enabled():
 def get_autocast_dtype():
     """This thread's autocast dtype, or None outside autocast."""
     return _autocast.low_dtype()
+
+
+_NOT_RECORDED = ("its inf/NaN check, skipped step and scale update run outside the recorded "
+                 "ops, so every replay would repeat the first step's decision; call the scaler "
+                 "outside the compiled step (bfloat16 needs no scaler)")
+
+
+def _refuse_while_recording(what):
+    if _device.recording_thread is not None:
+        _device.refuse_while_recording(f"GradScaler.{what}", _NOT_RECORDED)
 
 
 class GradScaler:
@@ -158,6 +168,7 @@ class GradScaler:
         """outputs times the current scale (a Tensor, or a list/tuple of them)."""
         if not self._enabled:
             return outputs
+        _refuse_while_recording("scale")
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(self.scale(o) for o in outputs)
         if not isinstance(outputs, Tensor):
@@ -175,6 +186,7 @@ class GradScaler:
         note on the device whether any of them holds an inf or a NaN."""
         if not self._enabled:
             return
+        _refuse_while_recording("unscale_")
         key = id(optimizer)
         if key in self._found_inf:
             raise RuntimeError("unscale_() has already been called on this optimizer since "
@@ -210,6 +222,7 @@ class GradScaler:
         held an inf or a NaN."""
         if not self._enabled:
             return optimizer.step(*args, **kwargs)
+        _refuse_while_recording("step")
         if id(optimizer) in self._stepped:
             raise RuntimeError("step() has already been called on this optimizer since the "
                                "last update()")
@@ -243,6 +256,7 @@ class GradScaler:
         grow it after ``growth_interval`` clean steps; on the device."""
         if not self._enabled or self._scale is None:
             return
+        _refuse_while_recording("update")
         dev = self._device
         xp = dev.xp
         with dev.context():

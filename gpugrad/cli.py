@@ -91,7 +91,8 @@ def _cmd_train(args):
         summary = train(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, optimizer=args.optimizer, device=args.device,
                         data_dir=args.data, save_path=args.save, seed=args.seed,
-                        progress=not args.no_progress, log=log, amp=args.amp)
+                        progress=not args.no_progress, log=log, amp=args.amp,
+                        compiled=args.compile)
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -132,12 +133,18 @@ def _cmd_profile(args):
     loader = data.DataLoader(train, args.batch_size, device=dev)
     batches = (batch for _ in itertools.count() for batch in loader)    # epoch after epoch
 
-    def step():
-        x, y = next(batches)
-        loss = F.cross_entropy(model(x), y)
+    def train_step(x, y):
         opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+        return loss
+    if args.compile:
+        from ._compile import compile as compile_step
+        train_step = compile_step(train_step)     # the warm-up records; the profile replays
+
+    def step():
+        train_step(*next(batches))
     # the table's ceilings are calibrated with as many BLAS threads as the steps ran with
     with _blas_threads(args.threads):
         step()                  # warm-up: kernel compilation, first allocations
@@ -146,7 +153,7 @@ def _cmd_profile(args):
             for _ in range(args.steps):
                 step()
         print(f"{args.steps} training steps of MLP {model.sizes}, batch {args.batch_size}, "
-              f"on {dev}")
+              f"on {dev}" + (", compiled (replays of one recording)" if args.compile else ""))
         print(prof.table(sort_by=args.sort_by, top=args.top))
     if args.trace:
         prof.export_chrome_trace(args.trace)
@@ -226,6 +233,9 @@ def build_parser():
                          "(fp16 with a GradScaler; default: off, float32)")
     tr.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--compile", action="store_true",
+                    help="run the training step through gg.compile (recorded once, replayed "
+                    "from a static memory plan)")
     tr.set_defaults(fn=_cmd_train)
 
     pr = sub.add_parser("profile", help="profile a few training steps of the default MLP")
@@ -244,6 +254,8 @@ def build_parser():
     pr.add_argument("--top", type=_positive_int, metavar="N", default=20,
                     help="table rows (default: %(default)s)")
     pr.add_argument("--threads", type=_non_negative_int, metavar="N", default=1, help=threads_help)
+    pr.add_argument("--compile", action="store_true",
+                    help="profile replays of the step compiled with gg.compile")
     pr.add_argument("--trace", type=_output_file, default=None, metavar="PATH",
                     help="write a Chrome trace (default: none)")
     pr.add_argument("--roofline", type=_output_file, default=None, metavar="PATH",

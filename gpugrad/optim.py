@@ -31,8 +31,10 @@ class Optimizer:
             p._grad = None
 
     def step(self):
-        self.step_count += 1
         prof = _graph.profiler
+        if prof is not None and hasattr(prof, "record_step"):
+            prof.record_step(self)   # gg.compile: a replay calls step() again (lr, state live)
+        self.step_count += 1
         for p, state in zip(self.params, self.state):
             if p._grad is None:
                 continue

@@ -12,6 +12,7 @@ import numpy as np
 
 import gpugrad as gg
 import gpugrad.nn.functional as F
+from gpugrad.kernels import reference
 
 
 @dataclass
@@ -239,6 +240,9 @@ OPS = [
     OpCase("checkpoint_two_outputs", _checkpoint_pair,
            lambda x, w: np.tanh(x @ w) * 2.0 + (x * x).sum(),
            lambda rng: (lambda n, k: [(n, k), (k, k)])(*rng.integers(1, 4, size=2))),
+    OpCase("dropout", lambda x: gg.ops.dropout(x, 0.3, seed=11, offset=5),
+           lambda x: np.where(reference.dropout_keep(x.size, 11, 5, 0.3).reshape(x.shape),
+                              x / 0.7, 0.0), unary),
     *_activation_cases(),
 ]
 

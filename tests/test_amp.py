@@ -248,3 +248,45 @@ def test_cli_train_amp_flag():
     assert args.amp == "bf16"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--amp", "fp8"])
+
+
+def _bf16_steps(compiled, steps=3):
+    gg.manual_seed(6)
+    model = gg.nn.MLP([5, 16, 3])
+    opt = gg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = gg.randn(8, 5), gg.tensor(np.arange(8) % 3)
+
+    def step(x, y):
+        opt.zero_grad()
+        with gg.autocast(dtype=gg.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    run = gg.compile(step) if compiled else step
+    losses = [run(x, y).item() for _ in range(steps)]
+    return losses, [p.numpy() for p in model.parameters()]
+
+
+def test_a_compiled_bf16_step_replays_the_eager_one():
+    eager, compiled = _bf16_steps(False), _bf16_steps(True)
+    assert eager[0] == compiled[0]
+    for a, b in zip(eager[1], compiled[1]):
+        assert np.array_equal(a, b)
+
+
+def test_a_gradscaler_inside_a_compiled_step_is_refused():
+    model, opt = _model_and_opt()
+    scaler = gg.amp.GradScaler()
+
+    @gg.compile
+    def step(x):
+        opt.zero_grad()
+        scaler.scale(model(x).sum()).backward()
+        scaler.step(opt)
+        scaler.update()
+    with pytest.raises(RuntimeError, match="GradScaler.scale while gg.compile records"):
+        step(gg.randn(2, 3))
+    from gpugrad.training import train
+    with pytest.raises(ValueError, match="fp16.*GradScaler"):
+        train(amp="fp16", compiled=True, progress=False, log=lambda msg: None)

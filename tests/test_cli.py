@@ -180,3 +180,21 @@ def test_profile_runs_past_the_end_of_an_epoch(capsys):
     assert cli.main(["profile", "--steps", "10", "--batch-size", "512", "--hidden", "8"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("10 training steps") and "adam_update" in out
+
+
+def test_compiled_training_gives_the_eager_loss_curve_bit_for_bit():
+    runs = [training.train(hidden=(32,), epochs=2, batch_size=300, optimizer=opt,
+                           progress=False, log=lambda msg: None, device="cpu", compiled=c)
+            for opt in ("sgd", "adamw") for c in (False, True)]
+    for eager, compiled in (runs[:2], runs[2:]):
+        assert compiled["compiled"] and not eager["compiled"]
+        assert [h["loss"] for h in eager["history"]] == [h["loss"] for h in compiled["history"]]
+        assert eager["test_accuracy"] == compiled["test_accuracy"]
+
+
+def test_profile_of_a_compiled_step_shows_its_replays(capsys):
+    assert cli.main(["profile", "--steps", "3", "--batch-size", "64", "--hidden", "8",
+                     "--compile"]) == 0
+    out = capsys.readouterr().out
+    assert "compiled (replays of one recording)" in out
+    assert "linear" in out and "adam_update" in out and "relu_grad" in out

@@ -198,16 +198,19 @@ def test_every_cuda_kernel_has_a_launcher_and_every_activation_its_kernels():
             assert stem.split("_w")[0].split("_block")[0] in launcher_text, name
 
 
-def _numpy_gemm_ex(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
-    """cublasGemmEx's semantics on NumPy memory: column-major operands read through their
-    leading dimensions, products accumulated in float32, C rounded once."""
+def _numpy_gemm_ex(args, a, b, out):
+    """cublasGemmEx's semantics on NumPy memory (its first operand is b): column-major
+    operands read through their leading dimensions, products accumulated in float32, C
+    rounded once."""
+    transa, transb, m, n, k, lda, ldb, ldc = args
+
     def column_major(arr, rows, cols, ld):
         return np.lib.stride_tricks.as_strided(arr, shape=(rows, cols),
                                                strides=(arr.itemsize, ld * arr.itemsize))
-    op_a = column_major(a, k, m, lda).T if trans_a else column_major(a, m, k, lda)
-    op_b = column_major(b, n, k, ldb).T if trans_b else column_major(b, k, n, ldb)
-    column_major(c, m, n, ldc)[...] = (op_a.astype(np.float32)
-                                       @ op_b.astype(np.float32)).astype(c.dtype)
+    first = column_major(b, k, m, lda).T if transa else column_major(b, m, k, lda)
+    second = column_major(a, n, k, ldb).T if transb else column_major(a, k, n, ldb)
+    column_major(out, m, n, ldc)[...] = (first.astype(np.float32)
+                                         @ second.astype(np.float32)).astype(out.dtype)
 
 
 def _gemm_operands(xp, dtype, layout):
@@ -245,3 +248,35 @@ def test_low_precision_gemm_matches_twin(backend, dtype, layout):
     got = _host(cp, k.lowp_matmul(ad, bd)).astype(np.float64)
     expected = reference.lowp_matmul(a, b).astype(np.float64)
     np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-2)
+
+
+def test_philox_twin_gives_the_known_answers_of_random123():
+    """Philox4x32-10's published test vectors (Random123, kat_vectors)."""
+    zero = reference.philox4x32_10(np.array([0], dtype=np.uint64), 0, 0)[0]
+    ones = reference.philox4x32_10(np.array([2**64 - 1], dtype=np.uint64), 2**64 - 1,
+                                   2**64 - 1)[0]
+    assert [int(w) for w in zero] == [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+    assert [int(w) for w in ones] == [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_dropout_kernels_match_twin_bit_for_bit(backend, n, dtype):
+    k, cp = backend
+    rng = np.random.default_rng(n)
+    x, xd = _rand(cp, rng, (n,), dtype)
+    seed, offset, p = 2**63 + 12345, 2**40 + 7, 0.3
+    expected = reference.dropout(x, seed, offset, p, 1 / (1 - p))
+    out = _poisoned(cp, (n,), dtype)
+    k.dropout(xd, seed, offset, p, 1 / (1 - p), out=out)
+    assert np.array_equal(_host(cp, out), expected)
+    # the captured form: seed and base offset read from device memory, plus a delta
+    state = cp.asarray(np.array([np.uint64(seed).view(np.int64), offset - 3], np.int64))
+    out = _poisoned(cp, (n,), dtype)
+    k.dropout_state(xd, state, 3, p, 1 / (1 - p), out)
+    assert np.array_equal(_host(cp, out), expected)
+    k.philox_advance(state, 5)
+    assert int(_host(cp, state)[1]) == offset + 2
+    if n >= 1000:
+        kept = (_host(cp, out) != 0).mean()
+        assert abs(kept - (1 - p)) < 4 * np.sqrt(p * (1 - p) / n)

@@ -112,3 +112,41 @@ def test_two_device_instances_do_not_mix():
     with pytest.raises(ValueError, match="cpu.*cpu:1|cpu:1.*cpu"):
         a + b
     assert ((a * 2).sum() + 1).item() == 7.0      # the engine is still usable
+
+
+class _Recorder:
+    """Stands in for the profiler: sees every (op, device, params, arrays) that runs."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, op, dev, p, arrays):
+        self.calls.append((op, dev, p, list(arrays)))
+        return dev.run(op, p, arrays)
+
+
+def test_every_forward_writes_into_a_given_buffer(device, monkeypatch):
+    """Each primitive run by the table's cases (forward and backward) is run again with
+    ``out=`` a poisoned buffer: it must return that very buffer, holding the same values."""
+    from gpugrad._autograd import graph
+    seen = set()
+    for case in OPS:
+        arrays, consts = make_inputs(case, np.random.default_rng(1))
+        recorder = _Recorder()
+        monkeypatch.setattr(graph, "profiler", recorder)
+        xs = _tensors(arrays)
+        out = case.fn(*xs, *consts)
+        gg.autograd.grad(out.sum(), xs, allow_unused=True)
+        monkeypatch.setattr(graph, "profiler", None)
+        for op, dev, p, ins in recorder.calls:
+            if op.name in seen:
+                continue
+            seen.add(op.name)
+            expected = dev.run(op, p, ins)
+            buffer = dev.xp.full(expected.shape, np.nan, dtype=expected.dtype) \
+                if expected.dtype.kind == "f" else dev.xp.empty(expected.shape, expected.dtype)
+            result = dev.run(op, p, ins, out=buffer)
+            assert result is buffer, op.name
+            np.testing.assert_array_equal(dev.to_host(buffer), dev.to_host(expected),
+                                          err_msg=op.name)
+    assert len(seen) > 30

@@ -5,6 +5,7 @@ import pytest
 from op_table import OPS, make_inputs
 
 import gpugrad as gg
+from gpugrad.kernels import reference
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -75,6 +76,9 @@ TORCH = {
     "checkpoint": lambda x, w: _t_checkpoint(lambda t: torch.tanh(t @ w) * t, x),
     "checkpoint_closure": _t_checkpoint_closure,
     "checkpoint_two_outputs": _t_checkpoint_pair,
+    # the mask is gpugrad's Philox draw (torch's generator differs); the maths is torch's
+    "dropout": lambda x: x * torch.from_numpy(
+        reference.dropout_keep(x.numel(), 11, 5, 0.3).reshape(tuple(x.shape))) / 0.7,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 
 from .. import _device, ops
-from .._tensor import Tensor, last_write, wrap
+from .._tensor import Tensor, last_write, next_tick, wrap
 from . import graph
 from .mode import set_grad_enabled, state
 
@@ -56,7 +56,10 @@ def seed_gradients(outputs, grad_outputs, create_graph):
                                 f"{out.dtype}")
             if not create_graph:
                 g = g.detach()
-        seeds.append((out._node, g))
+        node = out._node
+        if not node.seq:
+            node.seq = next_tick()     # a leaf seeded directly, never consumed
+        seeds.append((node, g))
     return seeds
 
 
@@ -109,7 +112,9 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
             anomaly.flush()          # the flags the forward queued
         else:
             anomaly = None
-    arrays = not create_graph and not st.fw_levels
+    # gg.compile records a backward pass on tensors, so that every sum and product of a
+    # rule goes through an op and is recorded (on bare arrays NumPy would do them unseen)
+    arrays = not create_graph and not st.fw_levels and st.compiling is None
     grads = {}
     for node, g in seeds:
         value = g._data if arrays else g
@@ -162,7 +167,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                 _check_versions(node)    # something was written since it was saved
             if arrays:
                 if ins is not None:
-                    ins = _arrays_of(ins)
+                    ins = tuple([x._data if isinstance(x, Tensor) else x for x in ins])
                 gs = node.op.vjp(g, ins, node.out, node.p, needs)
             else:
                 out = None if node.out is None else node.saved_output(create_graph)
@@ -206,14 +211,6 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
 _ALL_NEEDED = [(True,) * n for n in range(64)]
 
 
-def _arrays_of(ins):
-    """The saved inputs as arrays (Python scalars as they are)."""
-    if len(ins) == 1:
-        x = ins[0]
-        return (x._data if isinstance(x, Tensor) else x,)
-    return tuple([x._data if isinstance(x, Tensor) else x for x in ins])
-
-
 def _check_versions(node):
     for x in node.ins or ():
         if isinstance(x, Tensor) and x._ver[0] > node.seq:
@@ -232,6 +229,8 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
     tensor = node.leaf()
     if tensor is None:
         return
+    if state.compiling is not None:     # gg.compile: which leaves get gradients, from where
+        state.compiling.accumulate_leaf(tensor)
     if arrays:
         if id(g) in handed:
             g = g.copy()
@@ -242,6 +241,8 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
     elif tensor._grad is None and g._node is None:
         g = g.detach()   # a fresh tensor object: never share one between two leaves
     tensor._grad = g if tensor._grad is None else tensor._grad + g
+    if tensor._node is node:
+        tensor._node = node.renewed(tensor)    # the next graph's sink
 
 
 def _retain(node, g, create_graph, arrays):

@@ -29,6 +29,8 @@ PRIMITIVES: dict = {}
 profiler = None
 # set by the forward-mode module: pushes tangents through an op call
 propagate_tangents = None
+# array class -> the device that runs kernels on such arrays, where one device serves all
+array_homes = _device.ARRAY_HOMES
 # while a detect_anomaly context is open: called with each node recorded (its source line),
 # and the checker that the backward scheduler hands cotangents to
 on_record = None
@@ -113,6 +115,9 @@ class Elementwise(Op):
         ds = self.partials(ins, out, p, needs)
         if len(ds) == 1:
             return (g * ds[0],)
+        if len(ds) == 2:        # the common binary case, without a comprehension's frame
+            da, db = ds
+            return (None if da is None else g * da), (None if db is None else g * db)
         return [None if d is None else g * d for d in ds]
 
     def jvp(self, ts, ins, out, p):
@@ -183,27 +188,34 @@ def _device_mismatch(op, a, b):
 def apply(op, inputs, p=None):
     """Run ``op`` on ``inputs`` (Tensors, Python scalars) and record it when needed.
     Given bare arrays instead of Tensors, it runs the kernel and returns the array."""
-    st = state
-    record = st.grad_enabled
+    home = array_homes.get(inputs[0].__class__)
+    if home is not None and profiler is None:
+        return home.run(op, p, inputs)     # a rule inside a backward that records nothing
+    record = state.grad_enabled
     dev = None
     parents = None
-    arrays = []
-    for i, x in enumerate(inputs):
+    tangents = False
+    arrays = list(inputs)
+    i = 0
+    for x in inputs:
         if x.__class__ is Tensor or isinstance(x, Tensor):
+            if x._tangents is not None:
+                tangents = True
             xdev = x.device
             if dev is None:
                 dev = xdev
             elif xdev is not dev:
                 raise _device_mismatch(op, dev, xdev)
-            arrays.append(x._data)
+            arrays[i] = x._data
             if record:
                 node = x._node
                 if node is not None:
                     if parents is None:
                         parents = [None] * len(inputs)
                     parents[i] = node
-        else:
-            arrays.append(x)
+                    if not node.seq:
+                        node.seq = next_tick()     # a leaf's sink, first consumed here
+        i += 1
     if dev is None:
         return run_on_arrays(op, inputs, p)
     try:
@@ -250,7 +262,7 @@ def apply(op, inputs, p=None):
             on_record(node)
     else:
         out._node = None
-    if st.fw_levels:
+    if tangents and state.fw_levels:
         propagate_tangents(op, inputs, out, p)
     return out
 

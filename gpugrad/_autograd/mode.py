@@ -16,6 +16,8 @@ class _State(threading.local):
     # not propagated (set while the JVP rule of that level runs)
     fw_levels = frozenset()
     fw_limit = float("inf")
+    # the gg.compile recorder while this thread records a step (None otherwise)
+    compiling = None
 
 
 state = _State()

@@ -15,10 +15,10 @@ import os
 import numpy as np
 
 from .. import _dtypes
-from . import reference
+from . import cublas, reference
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("elementwise", "softmax", "reduce", "optim")
+SOURCES = ("elementwise", "softmax", "reduce", "optim", "random")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 if _dtypes.bfloat16 is not None:
@@ -42,10 +42,6 @@ def _address(a):
     return a.data.ptr
 
 
-def _dense(a):
-    return a.flags.c_contiguous or a.flags.f_contiguous
-
-
 def _aligned(*arrays):
     return all(_address(a) % 16 == 0 for a in arrays)
 
@@ -64,8 +60,9 @@ class CudaKernels:
     ``xp`` is the array module of the operands and ``load(source)`` gives a module
     with ``get_function(name)``: CuPy and cupy.RawModule on a GPU, or NumPy and the CPU
     shim's modules in tests without one. ``max_blocks`` caps grid-stride launches.
-    ``gemm_ex``, given by the CUDA device, runs cuBLAS's GemmEx with float32 accumulation
-    (see ``_cuda.gemm_ex``); without it low-precision products run the twin.
+    ``gemm_ex(args, a, b, out)``, given by the CUDA device, runs cuBLAS's GemmEx with
+    float32 accumulation (``_cuda.gemm_ex``); without it low-precision products run the
+    twin.
     """
 
     def __init__(self, xp, load, max_blocks, context=None, gemm_ex=None):
@@ -105,19 +102,20 @@ class CudaKernels:
     def lowp_matmul(self, a, b, out=None):
         """a @ b for two float16 or two bfloat16 arrays, accumulating in float32 and rounding
         once (the twin's numerics): cuBLAS's GemmEx with compute type 32F for 2-D operands,
-        each C- or F-contiguous (a transposed weight is F-contiguous); the twin otherwise."""
+        each row- or column-major (a transposed weight is column-major); the twin
+        otherwise."""
         if (self._gemm_ex is None or a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype
-                or not (_dense(a) and _dense(b)) or 0 in a.shape or 0 in b.shape
+                or 0 in a.shape or 0 in b.shape or a.shape[1] != b.shape[0]
                 or (out is not None and not out.flags.c_contiguous)):
             return reference.lowp_matmul(a, b, out=out)
-        m, k = a.shape
-        n = b.shape[1]
         if out is None:
-            out = self.xp.empty((m, n), dtype=a.dtype)
-        # row-major C = A B is column-major C^T = B^T A^T: B is cuBLAS's first operand
-        trans_b, ld_b = (False, n) if b.flags.c_contiguous else (True, k)
-        trans_a, ld_a = (False, k) if a.flags.c_contiguous else (True, m)
-        self._gemm_ex(trans_b, trans_a, n, m, k, b, ld_b, a, ld_a, out, n)
+            out = self.xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        try:
+            args = cublas.gemm_arguments(a.shape, a.strides, b.shape, b.strides, out.shape,
+                                         out.strides, a.itemsize)
+        except ValueError:             # an operand neither row- nor column-major
+            return reference.lowp_matmul(a, b, out=out)
+        self._gemm_ex(args, a, b, out)
         return out
 
     # -- elementwise ----------------------------------------------------------------------
@@ -314,3 +312,38 @@ class CudaKernels:
             (param, grad, m, v, np.int64(n), np.float32(lr), np.float32(beta1),
              np.float32(beta2), np.float32(eps), np.float32(weight_decay),
              np.float32(step_size), np.float32(inv_sqrt_bias2), np.int32(bool(decoupled))))
+
+    # -- random numbers (random.cu) -------------------------------------------------------------
+    def dropout(self, x, seed, offset, p, scale, out=None):
+        """x * scale where the Philox draw of (seed, offset, element) is kept, else 0."""
+        sfx = _SUFFIX.get(x.dtype)
+        if sfx is None or not x.flags.c_contiguous:
+            return reference.dropout(x, seed, offset, p, scale, out=out)
+        if out is None:
+            out = self.xp.empty_like(x)
+        n = x.size
+        self.function("random", f"dropout_{sfx}")(
+            self._grid(-(-n // 4)), (THREADS,),
+            (x, out, np.int64(n), _signed64(seed), _signed64(offset), np.float32(p),
+             np.float32(scale)))
+        return out
+
+    def dropout_state(self, x, state, delta, p, scale, out):
+        """As ``dropout``, with the seed and base offset read from ``state`` (two int64 on
+        the device, [seed, offset]) plus ``delta``: the form a captured graph runs, so
+        that each replay draws new masks once ``philox_advance`` has moved the offset."""
+        sfx = _SUFFIX[x.dtype]
+        n = x.size
+        self.function("random", f"dropout_state_{sfx}")(
+            self._grid(-(-n // 4)), (THREADS,),
+            (x, out, np.int64(n), state, np.int64(delta), np.float32(p), np.float32(scale)))
+        return out
+
+    def philox_advance(self, state, count):
+        """state[1] += count on the device."""
+        self.function("random", "philox_advance")((1,), (1,), (state, np.int64(count)))
+
+
+def _signed64(value):
+    """A 64-bit counter or key as the int64 of the same bits (how the kernel receives it)."""
+    return np.uint64(value % 2**64).view(np.int64)

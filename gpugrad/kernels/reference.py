@@ -8,6 +8,7 @@ write into a caller-given buffer.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -95,8 +96,11 @@ def tanh_fwd(x, out=None):
 
 
 def tanh_bwd(g, y, out=None):
-    """out = g * (1 - y^2) (y is tanh's output)"""
-    return _result(g * (1 - y * y), out)
+    """out = g * (1 - y^2) (y is tanh's output), as g - (g y) y: three array operations and
+    no Python scalar, which NumPy handles at twice an array's cost"""
+    gy = g * y
+    gy *= y
+    return _xp(g).subtract(g, gy, out=out)
 
 
 def sigmoid_fwd(x, out=None):
@@ -108,8 +112,9 @@ def sigmoid_fwd(x, out=None):
 
 
 def sigmoid_bwd(g, y, out=None):
-    """out = g * y * (1 - y) (y is sigmoid's output)"""
-    return _result(g * y * (1 - y), out)
+    """out = g * y * (1 - y) (y is sigmoid's output), as g y - (g y) y"""
+    gy = g * y
+    return _xp(g).subtract(gy, gy * y, out=out)
 
 
 def gelu_tanh_fwd(x, out=None):
@@ -212,7 +217,21 @@ def softmax_xent_bwd(logits, labels, g, scale, out=None):
 
 # -- optimizer updates, in place on the parameter and its state ------------------------------
 # The CUDA kernels make one pass and no temporaries; the twins use at most one scratch
-# array of the parameter's size, where NumPy cannot fuse the arithmetic.
+# array of the parameter's size, where NumPy cannot fuse the arithmetic. On the host the
+# scratch is kept between calls (one per thread, as large as the largest parameter): a
+# fresh large array every step costs page faults worth a pass over the parameter.
+_host_scratch = threading.local()
+
+
+def _scratch(like):
+    """An uninitialised array of like's shape and dtype, reused across calls (NumPy)."""
+    if type(like) is not np.ndarray:
+        return _xp(like).empty_like(like)
+    nbytes = like.nbytes
+    buf = getattr(_host_scratch, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _host_scratch.buf = np.empty(max(nbytes, 64), dtype=np.uint8)
+    return buf[:nbytes].view(like.dtype).reshape(like.shape)
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step."""
@@ -233,7 +252,7 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             d = d + momentum * buf
         else:
             d = buf
-    step = xp.multiply(d, lr)
+    step = xp.multiply(d, lr, out=_scratch(param))
     param -= step
 
 
@@ -250,7 +269,7 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     m -= grad
     m *= beta1
     m += grad
-    scratch = xp.multiply(grad, grad)
+    scratch = xp.multiply(grad, grad, out=_scratch(param))
     scratch *= 1 - beta2
     v *= beta2
     v += scratch
@@ -262,3 +281,53 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     xp.divide(m, scratch, out=scratch)
     scratch *= lr / bias1
     param -= scratch
+
+
+# -- random numbers: Philox4x32-10, counter-based (kernels/random.cu) --------------------------
+_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
+_PHILOX_W = (np.uint32(0x9E3779B9), np.uint32(0xBB67AE85))
+_LOW32 = np.uint64(0xFFFFFFFF)
+_U32 = np.uint64(32)
+
+
+def philox4x32_10(groups, offset, seed):
+    """The four 32-bit words of Philox4x32-10 for each counter (group, offset) under key
+    ``seed``: an array of shape (len(groups), 4), uint32."""
+    groups = np.asarray(groups, dtype=np.uint64)
+    offset = np.uint64(offset % 2**64)
+    seed = np.uint64(seed % 2**64)
+    c0 = (groups & _LOW32).astype(np.uint64)
+    c1 = (groups >> _U32).astype(np.uint64)
+    c2 = np.full_like(c0, offset & _LOW32)
+    c3 = np.full_like(c0, offset >> _U32)
+    k0, k1 = np.uint32(seed & _LOW32), np.uint32(seed >> _U32)
+    with np.errstate(over="ignore"):
+        for _ in range(10):
+            p0 = _PHILOX_M[0] * c0
+            p1 = _PHILOX_M[1] * c2
+            c0, c1, c2, c3 = ((p1 >> _U32) ^ c1 ^ np.uint64(k0), p1 & _LOW32,
+                              (p0 >> _U32) ^ c3 ^ np.uint64(k1), p0 & _LOW32)
+            k0 = np.uint32(k0 + _PHILOX_W[0])
+            k1 = np.uint32(k1 + _PHILOX_W[1])
+    return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
+
+
+def dropout_keep(n, seed, offset, p):
+    """Element i is kept when (word_i >> 8) / 2^24 >= p, word_i the Philox word i % 4 of
+    counter (i / 4, offset): a boolean array of n elements."""
+    words = philox4x32_10(np.arange(-(-n // 4), dtype=np.uint64), offset, seed).reshape(-1)[:n]
+    uniform = (words >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    return uniform >= np.float32(p)
+
+
+def dropout(x, seed, offset, p, scale, out=None):
+    """out = x * scale where the Philox draw of (seed, offset, element) is kept, else 0"""
+    keep = dropout_keep(x.size, seed, offset, p).reshape(x.shape)
+    xp = _xp(x)
+    if xp is not np:
+        keep = xp.asarray(keep)
+    # float16 and bfloat16 are scaled in float32 and rounded once, as the kernel does
+    work = np.float32 if x.dtype in (np.float16, np.float32) or x.dtype.name == "bfloat16" \
+        else x.dtype.type
+    value = xp.where(keep, x.astype(work, copy=False) * work(scale), work(0))
+    return _result(value.astype(x.dtype, copy=False), out)

@@ -1,7 +1,5 @@
 """Functional layers and losses, compositions of the primitive ops."""
-import numpy as np
-
-from .. import _autocast, _tensor, ops
+from .. import _autocast, ops
 from .._tensor import Tensor
 from ..ops._amp import to_low as _to_low
 from ..ops._common import shape_str as _shape_str
@@ -80,15 +78,13 @@ def mse_loss(input, target, reduction="mean"):
 
 
 def dropout(x, p=0.5, training=True):
-    """Zero each element with probability p and scale the rest by 1/(1-p)."""
+    """Zero each element with probability p and scale the rest by 1/(1-p). The mask is
+    drawn by a counter-based generator (Philox): the backward pass redraws it, and a
+    compiled step draws a new one at every replay."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x * 0.0
-    dev = x.device
-    with dev.context():
-        keep = dev.generator.uniform(x.shape, np.float32) >= p
-        mask = keep.astype(x.dtype) * (1.0 / (1.0 - p))
-    return x * _tensor.wrap(dev.adopt(mask.astype(x.dtype, copy=False)), dev)
+    return ops.dropout(x, p)

@@ -36,6 +36,7 @@ from .elementwise import (
     where,
 )
 from .linalg import matmul
+from .random import dropout
 from .reduce import logsumexp, max, mean, sum
 from .shape import (
     broadcast_to,
@@ -59,8 +60,8 @@ from .softmax import (
 
 __all__ = [
     "ACTIVATIONS", "LINEAR_ACTS", "PRIMITIVES", "abs", "activation", "activation_grad", "add",
-    "bias_act", "broadcast_to", "cast", "clip", "concatenate", "cos", "div", "exp", "gelu",
-    "gelu_tanh", "getitem", "identity", "index_add_zeros", "linear_act", "log",
+    "bias_act", "broadcast_to", "cast", "clip", "concatenate", "cos", "div", "dropout", "exp",
+    "gelu", "gelu_tanh", "getitem", "identity", "index_add_zeros", "linear_act", "log",
     "log_softmax", "log_softmax_grad", "logsumexp", "matmul", "max", "maximum", "mean",
     "minimum", "mul", "neg", "pow", "relu", "reshape", "sigmoid", "sin", "softmax",
     "softmax_cross_entropy", "softmax_grad", "softmax_xent_grad", "sqrt", "stack", "sub",

@@ -21,6 +21,10 @@ def xp_of(x):
 def const_like(arr, like):
     """A freshly computed array as a constant beside ``like``: a tensor on its device if
     ``like`` is a tensor, the array itself if ``like`` is an array."""
+    if _device.recording_thread is not None:
+        _device.refuse_while_recording(
+            "a derivative computed outside the kernels (a sign, mask or weight array)",
+            "a replay would reuse the recorded one; this op's backward cannot be compiled yet")
     if isinstance(like, Tensor):
         return wrap(like.device.adopt(arr), like.device)
     return arr

@@ -212,7 +212,9 @@ class LinearAct(Op):
             prod(in_shapes[0]) + prod(in_shapes[1]) + prod(out_shape)
 
     def forward(self, dev, p, x, w, b, out=None):
-        y = dev.kernels.matmul(x, w.T, out=out)     # float32 accumulation for low dtypes
+        # the device's matmul entry (float32 accumulation for float16/bfloat16): a captured
+        # graph swaps in its own cuBLAS handle there
+        y = dev.function("matmul")(x, w.T, out=out)
         return dev.kernels.bias_act_fwd(y, b, p.act, out=y)
 
     def _pre_grad(self, g, out, p):

@@ -152,11 +152,8 @@ class SumTo(Linear):
         lead = x.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(
             lead + i for i, s in enumerate(shape) if s == 1 and x.shape[lead + i] != 1)
-        if out is not None:
-            return x.sum(axis=axes, keepdims=True, out=out.reshape(
-                tuple(1 if i in axes else s for i, s in enumerate(x.shape)))).reshape(shape)
         summed = x.sum(axis=axes, keepdims=True) if axes else x
-        return summed.reshape(shape)
+        return _into(out, summed.reshape(shape))
 
     def vjp(self, g, ins, out, p, needs):
         return (broadcast_to(g, p.in_shape),)

@@ -1,0 +1,819 @@
+"""``gg.compile``: record a training step once, replay it from a static memory plan.
+
+The first call for an input signature runs the step eagerly with a recorder standing in as
+the profiler (``apply`` hands it every op call) and the backward pass running on tensors,
+so that every kernel launch, the rules' arithmetic included, is seen. The recording is a
+tape of launches over numbered buffers. A liveness plan then places every intermediate
+buffer that dies within the step in one arena; buffers that outlive it (gradients, the
+returned loss) get their own, and parameters, optimizer state and inputs stay where they
+live. Later calls copy the inputs in and run the tape, each launch writing into its planned
+buffer (``out=``). The optimizer's ``step()`` is replayed as a call, so learning rates,
+step counts and state are read where they live at every replay, and a scheduler or
+``load_state_dict`` between calls is seen. Dropout masks are drawn by a counter-based
+generator whose counter advances at every replay.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+import weakref
+
+import numpy as np
+
+from . import _device
+from ._autograd import graph as _graph
+from ._autograd.mode import state as _mode
+from ._tensor import Tensor, wrap
+from .ops.random import Dropout
+
+__all__ = ["compile", "CompiledStep", "Plan"]
+
+DEFAULT_MAX_PLANS = 8
+ALIGN = 64             # bytes: every arena buffer starts on a cache line (and a GPU sector)
+# kernels of the array module that take no ``out=``: their result is copied into the plan
+_NO_OUT = frozenset({"where"})
+
+
+def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
+    """Record ``fn`` (a whole training step: zero_grad, forward, loss, backward,
+    optimizer.step; it returns the loss, a tuple of tensors, or None) once per input
+    signature and replay the recording afterwards.
+
+    >>> import gpugrad as gg
+    >>> model = gg.nn.Linear(4, 2)
+    >>> opt = gg.optim.SGD(model.parameters(), lr=0.1)
+    >>> @gg.compile
+    ... def step(x, y):
+    ...     opt.zero_grad()
+    ...     loss = gg.nn.functional.mse_loss(model(x), y)
+    ...     loss.backward()
+    ...     opt.step()
+    ...     return loss
+    >>> x, y = gg.ones(8, 4), gg.zeros(8, 2)
+    >>> first, second = step(x, y), step(x, y)   # recorded, then replayed
+    >>> step.plan.kernels > 0
+    True
+
+    As with ``jax.jit``, the Python of ``fn`` runs only while recording: a print, a list
+    append or a counter in it happens once, not at every call. What changes between calls
+    must be a tensor argument or live in the model and the optimizer (parameters, learning
+    rate, state), which replays read where they live. Reading a value on the host inside
+    ``fn`` (``.item()``, ``.tolist()``, ``.numpy()``, ``float(t)``, ``bool(t)``), comparisons
+    and random draws other than dropout raise ``RuntimeError`` while recording. A new input
+    signature (shapes, dtypes, devices, the number of arguments, non-tensor values) records
+    anew, up to ``max_plans`` recordings; past that the step warns once and runs eagerly.
+    Returned tensors are fresh at every call and carry no graph.
+    """
+    if fn is None:
+        return functools.partial(compile, max_plans=max_plans)
+    if not callable(fn):
+        raise TypeError(f"gg.compile expects a callable, got {type(fn).__name__}")
+    if not isinstance(max_plans, int) or isinstance(max_plans, bool) or max_plans < 1:
+        raise ValueError(f"gg.compile: max_plans must be a positive integer, got {max_plans!r}")
+    return CompiledStep(fn, max_plans)
+
+
+class CompiledStep:
+    """A step function recorded once per input signature and replayed afterwards."""
+
+    def __init__(self, fn, max_plans):
+        self.fn = fn
+        self.max_plans = max_plans
+        self.plans = {}
+        self.plan = None          # the most recent call's recording (None: it ran eagerly)
+        self._warned = False
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        key = _signature(args, kwargs)
+        plan = self.plans.get(key)
+        if plan is None:
+            if len(self.plans) >= self.max_plans:
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(
+                        f"gg.compile: {len(self.plans)} input signatures recorded already "
+                        f"(max_plans={self.max_plans}); this one and every new one run "
+                        "eagerly", RuntimeWarning, stacklevel=2)
+                self.plan = None
+                return self.fn(*args, **kwargs)
+            plan, result = Plan.record(self.fn, args, kwargs)
+            self.plans[key] = plan
+            self.plan = plan
+            return result
+        self.plan = plan
+        return plan.replay(args, kwargs)
+
+    def __repr__(self):
+        return f"<gg.compile of {getattr(self.fn, '__qualname__', self.fn)}: " \
+               f"{len(self.plans)} recording(s)>"
+
+
+def _signature(args, kwargs):
+    key = []
+    for i, value in enumerate(list(args) + [kwargs[k] for k in sorted(kwargs)]):
+        if isinstance(value, Tensor):
+            key.append((Tensor, value.shape, value.dtype, value.device, value.requires_grad))
+        else:
+            try:
+                hash(value)
+            except TypeError:
+                raise TypeError(
+                    f"gg.compile: argument {i} is a {type(value).__name__}, which is neither a "
+                    "Tensor nor hashable; pass tensors, or values that name a recording "
+                    "(numbers, strings, tuples)") from None
+            key.append((type(value), value))
+    return tuple(sorted(kwargs)), tuple(key)
+
+
+# -- recording ---------------------------------------------------------------------------------
+TEMP, VIEW, EXTERNAL, INPUT = "temp", "view", "external", "input"
+
+
+class _Slot:
+    """One buffer of the recording: made by a recorded launch (temp), a view of another
+    slot, an array from outside the step (external: parameters, constants), or an input."""
+
+    __slots__ = ("kind", "shape", "dtype", "nbytes", "root", "ref", "alive", "producer",
+                 "first", "last", "offset", "placement")
+
+    def __init__(self, kind, arr, root=None, producer=None):
+        self.kind = kind
+        self.shape = tuple(arr.shape)
+        self.dtype = arr.dtype
+        self.nbytes = int(arr.nbytes)
+        self.root = root
+        self.producer = producer
+        self.alive = True
+        self.first = self.last = producer
+        self.offset = None
+        self.placement = None      # "arena", "own" (outlives the step) or None
+
+
+class _Launch:
+    """A recorded kernel launch: op, its parameters, input slots (or literal scalars) and
+    output slot."""
+
+    __slots__ = ("op", "dev", "p", "ins", "out", "phase", "shapes")
+
+    def __init__(self, op, dev, p, ins, out, phase, shapes):
+        self.op, self.dev, self.p, self.ins, self.out = op, dev, p, ins, out
+        self.phase, self.shapes = phase, shapes
+
+
+class _Literal:
+    """A non-array operand (a Python scalar) of a launch, passed as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+class _Recorder:
+    """Stands in for the profiler while the step runs once; ``apply`` hands it every op
+    call and ``Optimizer.step`` announces itself to it."""
+
+    def __init__(self, previous):
+        self.previous = previous
+        self.thread = threading.get_ident()
+        self.slots = []
+        self.slot_of = {}           # id(array) -> slot index, for arrays alive now
+        self.entries = []           # _Launch, or ("grads", {tensor: slot|None}), ("step", opt)
+        self.leaves = {}            # id -> tensor: leaves that backward reached
+        self.optimizers = []
+        self.strong = []            # external arrays, kept so that their ids stay theirs
+        self.live_bytes = 0
+        self.peak_bytes = 0
+
+    # -- what apply and the optimizer call ---------------------------------------------------
+    def run(self, op, dev, p, arrays):
+        if threading.get_ident() != self.thread:
+            return self._launch(op, dev, p, arrays)
+        if op.name == "to_device":
+            raise NotImplementedError(
+                "gg.compile: a step that moves tensors between devices cannot be recorded "
+                "yet; move them before the call")
+        ins = tuple(self._ref(a, op) for a in arrays)
+        self._check_params(op, p)
+        data = self._launch(op, dev, p, arrays)
+        if id(data) in self.slot_of and not op.view:
+            raise RuntimeError(f"gg.compile: op '{op.name}' returned an array it was given; "
+                               "it cannot be replayed into a planned buffer")
+        index = len(self.entries)
+        if op.view:
+            root = ins[0] if isinstance(ins[0], int) else None
+            slot = self._new_slot(VIEW, data, root=root, producer=index)
+        else:
+            slot = self._new_slot(TEMP, data, producer=index)
+        shapes = tuple(tuple(a.shape) if hasattr(a, "shape") else () for a in arrays)
+        self.entries.append(_Launch(op, dev, p, ins, slot,
+                                    "backward" if _mode.in_backward else "forward", shapes))
+        return data
+
+    def kernel(self, name, phase, dev, launch, shapes, dtype, flops=0, nbytes=0):
+        # the fused updates inside an optimizer step that record_step announced: the step
+        # is replayed as a whole, so its kernels run here without being recorded
+        if threading.get_ident() == self.thread and not self.optimizers:
+            raise RuntimeError(f"gg.compile: kernel '{name}' ran outside the ops and outside "
+                               "an optimizer step; it cannot be replayed")
+        if self.previous is not None:
+            return self.previous.kernel(name, phase, dev, launch, shapes, dtype, flops, nbytes)
+        return launch()
+
+    def record_step(self, optimizer):
+        if threading.get_ident() != self.thread:
+            return
+        if optimizer not in self.optimizers:
+            self.optimizers.append(optimizer)
+        self.entries.append(("grads", self._gradient_state()))
+        self.entries.append(("step", optimizer))
+
+    def accumulate_leaf(self, tensor):
+        """Backward is about to add a gradient into ``tensor.grad``."""
+        self.leaves[id(tensor)] = tensor
+        grad = tensor._grad
+        if grad is not None and self._temp_slot(grad._data) is None:
+            raise RuntimeError(
+                f"gg.compile: backward adds into a gradient (shape {tuple(tensor.shape)}) that "
+                "was there before the step; a replay cannot tell it from a fresh one. Call "
+                "optimizer.zero_grad() (or model.zero_grad()) inside the compiled step, "
+                "before backward")
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _launch(self, op, dev, p, arrays):
+        if self.previous is not None:
+            return self.previous.run(op, dev, p, arrays)
+        return dev.run(op, p, arrays)
+
+    def _new_slot(self, kind, arr, root=None, producer=None):
+        index = len(self.slots)
+        slot = _Slot(kind, arr, root=root, producer=producer)
+        self.slots.append(slot)
+        key = id(arr)
+        self.slot_of[key] = index
+        if kind in (TEMP, VIEW):
+            slot.ref = weakref.ref(arr, functools.partial(self._died, key, index))
+            if kind == TEMP:
+                self.live_bytes += slot.nbytes
+                self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        else:
+            slot.ref = arr
+            self.strong.append(arr)
+        return index
+
+    def _died(self, key, index, ref):
+        slot = self.slots[index]
+        slot.alive = False
+        if self.slot_of.get(key) == index:
+            del self.slot_of[key]
+        if slot.kind == TEMP:
+            self.live_bytes -= slot.nbytes
+
+    def _temp_slot(self, arr):
+        index = self.slot_of.get(id(arr))
+        if index is None or self.slots[index].kind == EXTERNAL:
+            return None
+        return index
+
+    def _ref(self, arr, op):
+        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+            return _Literal(arr)
+        index = self.slot_of.get(id(arr))
+        if index is not None:
+            return index
+        base = getattr(arr, "base", None)
+        while base is not None:
+            if id(base) in self.slot_of and self.slots[self.slot_of[id(base)]].kind != EXTERNAL:
+                raise RuntimeError(
+                    f"gg.compile: op '{op.name}' reads an array derived from a recorded result "
+                    "outside the kernels; a replay would not redo that derivation")
+            base = getattr(base, "base", None)
+        return self._new_slot(EXTERNAL, arr)
+
+    def _check_params(self, op, p):
+        if p is None:
+            return
+        for value in _flatten(p):
+            if hasattr(value, "shape") and hasattr(value, "dtype"):
+                # a constant (or an input's buffer, refreshed in place at every replay) is
+                # fine; an array the step computed would be stale at the next replay
+                index = self._ref(value, op)
+                if self.slots[index].kind not in (EXTERNAL, INPUT):
+                    raise RuntimeError(
+                        f"gg.compile: op '{op.name}' takes an array computed in the step as a "
+                        "parameter (an index tensor?); a replay would reuse the recorded one")
+
+    def _gradient_state(self):
+        """{tensor: the slot of its gradient, or None for no gradient} for the leaves
+        reached and the parameters of the optimizers seen; gradients from before the step
+        (not made by it) are left out: a replay leaves them alone."""
+        tensors = list(self.leaves.values())
+        for opt in self.optimizers:
+            tensors.extend(_optimizer_params(opt))
+        state = {}
+        for t in tensors:
+            if t in state:
+                continue
+            if t._grad is None:
+                state[t] = None
+            else:
+                index = self._temp_slot(t._grad._data)
+                if index is not None:
+                    state[t] = index
+        return state
+
+
+def _optimizer_params(opt):
+    groups = getattr(opt, "param_groups", None)
+    if groups and isinstance(groups[0], dict):
+        return [p for g in groups for p in g["params"]]
+    return list(opt.params)
+
+
+def _flatten(value):
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _flatten(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _flatten(v)
+    else:
+        yield value
+
+
+# -- the plan ----------------------------------------------------------------------------------
+class Plan:
+    """One recording and its memory plan; ``replay`` runs it.
+
+    ``kernels``: launches recorded (views excluded); ``arena_bytes``: the arena holding
+    every intermediate that dies within the step; ``lower_bound_bytes``: the most bytes of
+    those intermediates alive at once (no plan can do with less); ``peak_eager_bytes``: the
+    most bytes of the step's arrays alive at once when it ran eagerly; ``own_bytes``: the
+    buffers that outlive the step (gradients, returned values)."""
+
+    def __init__(self):
+        self.launches = []
+        self.kernels = 0
+        self.arena_bytes = 0
+        self.lower_bound_bytes = 0
+        self.peak_eager_bytes = 0
+        self.own_bytes = 0
+        self.replays = 0
+
+    # -- recording ------------------------------------------------------------------------
+    @classmethod
+    def record(cls, fn, args, kwargs):
+        inputs = []            # (position or keyword, static tensor)
+
+        def static(value, where):
+            if not isinstance(value, Tensor):
+                return value
+            if value.requires_grad:
+                raise ValueError(
+                    f"gg.compile: input {where} requires grad; a compiled step takes data "
+                    "(inputs, labels) as arguments, and parameters from the model it closes "
+                    "over")
+            dev = value.device
+            with dev.context():
+                buf = dev.allocate(dev.xp.empty, value.shape, value.dtype)
+                buf[...] = value._data
+            t = wrap(buf, dev)
+            inputs.append((where, t))
+            return t
+        static_args = [static(a, i) for i, a in enumerate(args)]
+        static_kwargs = {k: static(kwargs[k], len(args) + i) for i, k in enumerate(sorted(kwargs))}
+
+        recorder = _Recorder(_graph.profiler)
+        for _, t in inputs:
+            recorder._new_slot(INPUT, t._data)
+        previous_thread = _device.recording_thread
+        _graph.profiler = recorder
+        _mode.compiling = recorder
+        _device.recording_thread = recorder.thread
+        try:
+            result = fn(*static_args, **static_kwargs)
+            recorder.entries.append(("grads", recorder._gradient_state()))
+        finally:
+            _graph.profiler = recorder.previous
+            _mode.compiling = None
+            _device.recording_thread = previous_thread
+        plan = cls()
+        plan._build(recorder, inputs, result)
+        return plan, plan._results(result, fresh=False)
+
+    def _build(self, rec, inputs, result):
+        self.devices = sorted({e.dev for e in rec.entries if isinstance(e, _Launch)}
+                              | {t.device for _, t in inputs}, key=str)
+        self.inputs = inputs
+        self.slots = rec.slots
+        self.optimizers = rec.optimizers
+        self.peak_eager_bytes = rec.peak_bytes
+        self.entries = rec.entries
+        self.kernels = sum(1 for e in rec.entries if isinstance(e, _Launch) and not e.op.view)
+        # what the step returns: {slot: ...} read at the end of every replay
+        self.result_template = _template(result, rec)
+        # the tensors whose .data a replay reads where it lives
+        self.known = {id(t): t for t in rec.leaves.values()}
+        for opt in rec.optimizers:
+            for p in _optimizer_params(opt):
+                self.known[id(p)] = p
+        rec.entries = rec.leaves = rec.optimizers = None
+        self._plan_memory()
+        self._bind()
+
+    def _plan_memory(self):
+        slots = self.slots
+        for i, e in enumerate(self.entries):
+            if isinstance(e, _Launch):
+                for s in e.ins:
+                    if isinstance(s, int):
+                        _touch(slots, s, i)
+            elif e[0] == "grads":
+                for s in e[1].values():
+                    if s is not None:
+                        _touch(slots, s, i + 1)     # the optimizer step after it reads them
+        for s in self.result_slots():
+            _touch(slots, s, len(self.entries))
+        arena = []
+        for slot in slots:
+            if slot.kind != TEMP:
+                continue
+            if slot.alive or slot.last >= len(self.entries):
+                slot.placement = "own"      # outlives the step: a gradient, a result
+                self.own_bytes += slot.nbytes
+            else:
+                slot.placement = "arena"
+                arena.append(slot)
+        self.arena_bytes = _place(arena)
+        self.lower_bound_bytes = _lower_bound(arena, len(self.entries))
+
+    def result_slots(self):
+        return [item.slot for item in _flatten(self.result_template)
+                if isinstance(item, _ResultSlot)]
+
+    # -- binding: arrays for every slot, one call per launch ------------------------------------
+    def _bind(self):
+        slots = self.slots
+        arrays = [None] * len(slots)
+        self._live = []                 # (tensor, array): external arrays read where they live
+        owner_dev = {e.out: e.dev for e in self.entries if isinstance(e, _Launch)}
+        arenas = {}
+        for index, slot in enumerate(slots):
+            dev = owner_dev.get(index)
+            if slot.placement == "arena" and dev not in arenas:
+                with dev.context():
+                    arenas[dev] = dev.allocate(dev.xp.empty, (self.arena_bytes,), np.uint8)
+        self.arena = arenas
+        by_data = {}
+        for t in self.known.values():
+            by_data[id(t._data)] = t
+        input_iter = iter(self.inputs)
+        for index, slot in enumerate(slots):
+            if slot.kind == INPUT:
+                arrays[index] = next(input_iter)[1]._data
+            elif slot.kind == EXTERNAL:
+                arr = slot.ref
+                owner = by_data.get(id(arr))
+                if owner is not None:
+                    self._live.append((owner, arr))
+                arrays[index] = arr
+            elif slot.kind == TEMP:
+                dev = owner_dev[index]
+                if slot.placement == "arena":
+                    arrays[index] = _arena_view(arenas[dev], slot)
+                else:
+                    with dev.context():
+                        arrays[index] = dev.allocate(dev.xp.empty, slot.shape, slot.dtype)
+        calls = []
+        profiled = []
+        bound = []            # (launch, its arrays, its output) or None for host work
+        self._dropout_streams = {}
+        for e in self.entries:
+            if isinstance(e, _Launch):
+                args = [a.value if isinstance(a, _Literal) else arrays[a] for a in e.ins]
+                if e.op.view:
+                    # a view of a planned buffer is planned too: made once, here
+                    arrays[e.out] = e.dev.run(e.op, e.p, args)
+                    continue
+                call = self._launch_call(e, args, arrays[e.out])
+                profiled.append((call, e))
+                bound.append((e, args, arrays[e.out]))
+                calls.append(call)
+                continue
+            bound.append(None)
+            if e[0] == "grads":
+                call = functools.partial(_set_gradients, [
+                    (t, None if s is None else wrap(arrays[s], t.device))
+                    for t, s in e[1].items()])
+                profiled.append((call, None))
+            else:
+                call = e[1].step
+                profiled.append((call, None))
+            calls.append(call)
+        self.calls = calls
+        self.profiled_calls = profiled
+        self.arrays = arrays
+        self.graphs = 0
+        if any(not dev.is_host for dev in self.devices):
+            self.calls = self._captured(calls, bound)
+
+    def _captured(self, calls, bound):
+        """The launches between host work (gradients handed over, an optimizer step) as
+        CUDA graphs, one launch each per replay; launch by launch if capture fails."""
+        items, segment = [], []
+        for call, b in zip(calls, bound):
+            if b is None:
+                if segment:
+                    items.append(segment)
+                    segment = []
+                items.append(call)
+            else:
+                segment.append(b)
+        if segment:
+            items.append(segment)
+        drawing = [i for i, item in enumerate(items) if isinstance(item, list)
+                   and any(b[0].op is Dropout for b in item)]
+        for dev, stream in self._dropout_streams.items():
+            stream.attach(dev)     # before capture: a graph reads its seed and offset there
+        try:
+            result = []
+            for i, item in enumerate(items):
+                if not isinstance(item, list):
+                    result.append(item)
+                    continue
+                dev = item[0][0].dev
+                if any(b[0].dev is not dev for b in item):
+                    raise NotImplementedError("launches on two devices between host steps")
+                advance = drawing and i == drawing[-1]
+                result.append(dev.capture(functools.partial(self._run_captured, item, advance)))
+                self.graphs += 1
+            return result
+        except Exception as err:   # CuPy or the driver refusing: correct, only slower
+            self.graphs = 0
+            warnings.warn(f"gg.compile: the step could not be captured as a CUDA graph "
+                          f"({type(err).__name__}: {err}); replays run launch by launch",
+                          RuntimeWarning, stacklevel=4)
+            for stream in self._dropout_streams.values():
+                stream.state = None
+            return calls
+
+    def _run_captured(self, item, advance):
+        """Inside a capture: every launch of the segment, dropout reading its seed and
+        offset from device memory, and at the end the streams advanced on the device."""
+        for e, args, out in item:
+            dev, op, p = e.dev, e.op, e.p
+            if op is Dropout:
+                stream = self._dropout_streams[dev]
+                dev.kernels.dropout_state(args[0], stream.state, p.offset - stream.first, p.p,
+                                          1.0 / (1.0 - p.p), out)
+            elif op.kernel is not None and op.kernel not in _NO_OUT:
+                dev.function(op.kernel)(*args, out=out)
+            elif op.kernel is not None:
+                _copy_into(dev.function(op.kernel), args, out)
+            else:
+                op.forward(dev, p, *args, out=out)
+        if advance:
+            for dev, stream in self._dropout_streams.items():
+                if stream.state is not None:
+                    dev.kernels.philox_advance(stream.state, stream.last - stream.first + 1)
+
+    def _launch_call(self, e, args, out):
+        dev, op = e.dev, e.op
+        if op is Dropout:
+            stream = self._dropout_streams.setdefault(dev, _ReplayStream())
+            stream.note(e.p.offset)
+            return functools.partial(_dropout_call, dev.kernels.dropout, args[0], out, e.p,
+                                     stream)
+        if op.kernel is not None:
+            fn = dev.function(op.kernel)
+            if op.kernel in _NO_OUT:
+                return functools.partial(_copy_into, fn, args, out)
+            return functools.partial(fn, *args, out=out)
+        return functools.partial(op.forward, dev, e.p, *args, out=out)
+
+    # -- replaying --------------------------------------------------------------------------
+    def replay(self, args, kwargs):
+        for t, arr in self._live:
+            if t._data is not arr:
+                self._rebind()
+                break
+        values = list(args) + [kwargs[k] for k in sorted(kwargs)] if kwargs else args
+        for position, t in self.inputs:
+            t._data[...] = values[position]._data
+        for dev, stream in self._dropout_streams.items():
+            stream.start(dev.generator.philox)
+        prof = _graph.profiler
+        if prof is None:
+            for call in self.calls:
+                call()
+        else:
+            self._replay_profiled(prof)
+        self.replays += 1
+        return self._results(self.result_template, fresh=True)
+
+    def _replay_profiled(self, prof):
+        for call, e in self.profiled_calls:
+            if e is None:
+                call()       # gradients handed over, or an optimizer step (it reports itself)
+                continue
+            out = self.slots[e.out]
+            flops, elements = e.op.cost(e.shapes, out.shape, e.p)
+            prof.kernel(e.op.name, e.phase, e.dev, call, e.shapes, out.dtype, flops,
+                        int(elements) * out.dtype.itemsize)
+
+    def _rebind(self):
+        """A parameter's array was replaced (``p.data = ...``): bind the launches anew."""
+        for t, arr in self._live:
+            if t._data is not arr:
+                if t._data.shape != arr.shape or t._data.dtype != arr.dtype:
+                    raise RuntimeError(
+                        f"gg.compile: a tensor the step reads changed from shape "
+                        f"{tuple(arr.shape)} {arr.dtype} to {tuple(t._data.shape)} "
+                        f"{t._data.dtype} after it was recorded; compile the step again")
+                index = next(i for i, s in enumerate(self.slots)
+                             if s.kind == EXTERNAL and s.ref is arr)
+                self.slots[index].ref = t._data
+        self._bind()
+
+    def _results(self, template, fresh):
+        def build(item):
+            if isinstance(item, _ResultSlot):
+                if not fresh:
+                    return item.tensor
+                arr = self.arrays[item.slot]
+                dev = item.device
+                with dev.context():
+                    return wrap(dev.adopt(arr.copy()), dev)
+            if isinstance(item, tuple):
+                return tuple(build(i) for i in item)
+            if isinstance(item, list):
+                return [build(i) for i in item]
+            return item
+        if not fresh:
+            return _unwrap_first(template)
+        return build(template)
+
+    # -- reports --------------------------------------------------------------------------------
+    def __repr__(self):
+        return f"<gg.compile plan: {self.kernels} kernels, arena {_mib(self.arena_bytes)}>"
+
+    def __str__(self):
+        counts = {}
+        for e in self.entries:
+            if isinstance(e, _Launch) and not e.op.view:
+                counts[e.op.name] = counts.get(e.op.name, 0) + 1
+        steps = sum(1 for e in self.entries if not isinstance(e, _Launch) and e[0] == "step")
+        ratio = self.arena_bytes / self.lower_bound_bytes if self.lower_bound_bytes else 1.0
+        arena = sum(1 for s in self.slots if s.placement == "arena")
+        lines = [
+            f"gg.compile plan: {self.kernels} kernel launches"
+            + (f" and {steps} optimizer step(s)" if steps else "") + " per replay",
+            "  kernels: " + ", ".join(f"{name} x{n}" if n > 1 else name
+                                      for name, n in counts.items()),
+            f"  arena: {_mib(self.arena_bytes)} for {arena} intermediate buffers; liveness "
+            f"lower bound {_mib(self.lower_bound_bytes)} (arena / bound = {ratio:.3f})",
+            f"  outside the arena: {_mib(self.own_bytes)} of gradients and results; "
+            "parameters, optimizer state and inputs where they live",
+            f"  eager peak of the step's arrays: {_mib(self.peak_eager_bytes)}",
+        ]
+        return "\n".join(lines)
+
+
+class _ResultSlot:
+    __slots__ = ("slot", "device", "tensor")
+
+    def __init__(self, slot, device, tensor):
+        self.slot, self.device, self.tensor = slot, device, tensor
+
+
+def _template(result, rec):
+    """The step's result with every tensor made in the step replaced by its slot."""
+    if isinstance(result, Tensor):
+        index = rec._temp_slot(result._data)
+        if index is None:
+            return result        # a parameter or a constant: returned as it is
+        return _ResultSlot(index, result.device, result)
+    if isinstance(result, tuple):
+        return tuple(_template(r, rec) for r in result)
+    if isinstance(result, list):
+        return [_template(r, rec) for r in result]
+    if result is None or isinstance(result, (bool, int, float, str)):
+        return result
+    raise TypeError(f"gg.compile: the step returned a {type(result).__name__}; return a "
+                    "tensor, a tuple or list of tensors, or None")
+
+
+def _unwrap_first(template):
+    if isinstance(template, _ResultSlot):
+        return template.tensor
+    if isinstance(template, tuple):
+        return tuple(_unwrap_first(t) for t in template)
+    if isinstance(template, list):
+        return [_unwrap_first(t) for t in template]
+    return template
+
+
+def _touch(slots, index, at):
+    slot = slots[index]
+    while slot.kind == VIEW and slot.root is not None:
+        slot = slots[slot.root]
+    if slot.kind == TEMP:
+        slot.last = max(slot.last, at)
+
+
+def _aligned(n):
+    return -(-n // ALIGN) * ALIGN
+
+
+def _place(buffers):
+    """Offsets for buffers with live intervals [first, last] in one arena: largest first,
+    each at the lowest offset free of every placed buffer whose interval meets its own.
+    Returns the arena's size."""
+    placed = []
+    top = 0
+    for slot in sorted(buffers, key=lambda s: (-s.nbytes, s.first)):
+        size = _aligned(slot.nbytes)
+        busy = sorted((o.offset, o.offset + _aligned(o.nbytes)) for o in placed
+                      if not (o.last < slot.first or o.first > slot.last))
+        offset = 0
+        for start, end in busy:
+            if offset + size <= start:
+                break
+            offset = max(offset, end)
+        slot.offset = offset
+        placed.append(slot)
+        top = max(top, offset + size)
+    return top
+
+
+def _lower_bound(buffers, length):
+    """The most bytes of the buffers alive at any one launch."""
+    delta = [0] * (length + 2)
+    for s in buffers:
+        delta[s.first] += s.nbytes
+        delta[s.last + 1] -= s.nbytes
+    best = live = 0
+    for d in delta:
+        live += d
+        best = max(best, live)
+    return best
+
+
+def _arena_view(arena, slot):
+    if slot.nbytes == 0:
+        return arena[:0].view(slot.dtype).reshape(slot.shape)
+    raw = arena[slot.offset:slot.offset + slot.nbytes]
+    return raw.view(slot.dtype).reshape(slot.shape)
+
+
+def _set_gradients(pairs):
+    for tensor, grad in pairs:
+        tensor._grad = grad
+
+
+def _copy_into(fn, args, out):
+    out[...] = fn(*args)
+
+
+class _ReplayStream:
+    """Where a replay's dropout draws start: the device stream's counter at the start of
+    the replay, advanced past the draws the recording made. A captured graph reads it
+    from ``state`` (seed and counter on the device), which the graph itself advances; the
+    host writes it only when something else drew in between (an eager step)."""
+
+    __slots__ = ("first", "last", "seed", "base", "state", "mirror", "dev")
+
+    def __init__(self):
+        self.first = self.last = None
+        self.seed = self.base = 0
+        self.state = self.mirror = self.dev = None
+
+    def attach(self, dev):
+        self.dev = dev
+        self.state = dev.allocate(dev.xp.zeros, (2,), np.int64)
+        self.mirror = None
+
+    def note(self, offset):
+        self.first = offset if self.first is None else min(self.first, offset)
+        self.last = offset if self.last is None else max(self.last, offset)
+
+    def start(self, stream):
+        count = self.last - self.first + 1
+        start = stream.take(count)
+        self.seed = stream.seed
+        self.base = start - self.first
+        if self.state is not None:
+            if self.mirror != (self.seed, start):
+                seed = np.uint64(self.seed % 2**64).view(np.int64)
+                self.state[...] = self.dev.asarray(np.array([seed, start], dtype=np.int64))
+            self.mirror = (self.seed, start + count)
+
+
+def _dropout_call(kernel, x, out, p, stream):
+    kernel(x, stream.seed, (stream.base + p.offset) % 2**64, p.p, 1.0 / (1.0 - p.p), out=out)
+
+
+def _mib(n):
+    return f"{n / 2**20:.3f} MiB" if n >= 2**17 else f"{n / 2**10:.1f} KiB"

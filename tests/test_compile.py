@@ -1,0 +1,514 @@
+"""gg.compile: a training step recorded once and replayed from a static memory plan gives
+bit for bit what the eager step gives, step after step, and keeps the contract's promises
+(fresh results, flat memory, live learning rates and state, a bounded cache, dropout with
+a new mask per replay, host reads refused while recording)."""
+import gc
+import warnings
+
+import numpy as np
+import pytest
+
+import gpugrad as gg
+import gpugrad.nn.functional as F
+from gpugrad import _compile
+
+SIZES = [12, 24, 24, 5]
+BATCH = 8
+
+
+def _data(n_batches, seed=0, batch=BATCH, device="cpu"):
+    rng = np.random.default_rng(seed)
+    xs = [gg.tensor(rng.standard_normal((batch, SIZES[0])).astype(np.float32), device=device)
+          for _ in range(n_batches)]
+    ys = [gg.tensor(rng.integers(0, SIZES[-1], batch), device=device) for _ in range(n_batches)]
+    return xs, ys
+
+
+def _setup(make_opt, dropout=0.0, schedule=None, device="cpu"):
+    """A model, its optimizer (and schedule) and an eager step function, all from seed 0."""
+    gg.manual_seed(0)
+    model = gg.nn.MLP(SIZES, dropout=dropout, device=device)
+    opt = make_opt(model.parameters())
+    sched = schedule(opt) if schedule else None
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return model, opt, sched, step
+
+
+def _run(step, sched, xs, ys, seed=7):
+    gg.manual_seed(seed)          # the same dropout stream for both runs
+    losses = []
+    for x, y in zip(xs, ys):
+        losses.append(step(x, y))
+        if sched is not None:
+            sched.step()
+    return [loss.numpy() for loss in losses]
+
+
+def _same_state(a, b):
+    for (name, pa), pb in zip(a[0].named_parameters(), b[0].parameters()):
+        assert np.array_equal(pa.numpy(), pb.numpy()), name
+        assert np.array_equal(pa.grad.numpy(), pb.grad.numpy()), name
+    sa, sb = a[1].state_dict(), b[1].state_dict()
+    assert sa["step_count"] == sb["step_count"]
+    assert sa["defaults"] == sb["defaults"]
+    for ea, eb in zip(sa["state"], sb["state"]):
+        assert set(ea) == set(eb)
+        for k in ea:
+            va, vb = ea[k], eb[k]
+            if isinstance(va, gg.Tensor):
+                assert np.array_equal(va.numpy(), vb.numpy()), k
+            else:
+                assert va == vb, k
+
+
+OPTIMIZERS = {
+    "sgd": lambda ps: gg.optim.SGD(ps, lr=0.1),
+    "sgd_momentum": lambda ps: gg.optim.SGD(ps, lr=0.05, momentum=0.9),
+    "sgd_nesterov_wd": lambda ps: gg.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                               weight_decay=1e-2),
+    "sgd_dampening": lambda ps: gg.optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.3),
+    "adam": lambda ps: gg.optim.Adam(ps, lr=1e-2),
+    "adam_wd": lambda ps: gg.optim.Adam(ps, lr=1e-2, weight_decay=1e-2),
+    "adamw": lambda ps: gg.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_replays_are_bit_identical_to_eager_steps(name, dropout):
+    xs, ys = _data(6)
+    eager = _setup(OPTIMIZERS[name], dropout)
+    compiled = _setup(OPTIMIZERS[name], dropout)
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], None, xs, ys)
+    got = _run(step, None, xs, ys)
+    assert step.plan is not None and step.plan.replays == len(xs) - 1
+    for e, g in zip(expected, got):
+        assert e.tobytes() == g.tobytes()
+    _same_state(eager, compiled)
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adamw"])
+@pytest.mark.parametrize("schedule", [
+    lambda opt: gg.optim.StepLR(opt, step_size=2, gamma=0.5),
+    lambda opt: gg.optim.CosineAnnealingLR(opt, t_max=5)])
+def test_a_schedule_changing_the_learning_rate_is_read_at_every_replay(name, schedule):
+    xs, ys = _data(6)
+    eager = _setup(OPTIMIZERS[name], schedule=schedule)
+    compiled = _setup(OPTIMIZERS[name], schedule=schedule)
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], eager[2], xs, ys)
+    got = _run(step, compiled[2], xs, ys)
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+
+
+def test_a_learning_rate_of_zero_set_between_replays_freezes_the_parameters():
+    """The learning rate is read at replay, not frozen into the recording."""
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd"])
+    step = gg.compile(fn)
+    xs, ys = _data(3)
+    step(xs[0], ys[0])
+    step(xs[1], ys[1])
+    opt.lr = 0.0
+    before = [p.numpy() for p in model.parameters()]
+    step(xs[2], ys[2])
+    assert all(np.array_equal(b, p.numpy()) for b, p in zip(before, model.parameters()))
+
+
+def test_eager_calls_and_load_state_dict_between_replays_are_seen():
+    xs, ys = _data(8)
+    eager = _setup(OPTIMIZERS["adam"])
+    compiled = _setup(OPTIMIZERS["adam"])
+    step = gg.compile(compiled[3])
+    saved = None
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        eager[3](x, y)
+        if i in (3, 4):
+            compiled[3](x, y)          # the plain function, eagerly, between replays
+        else:
+            step(x, y)
+        if i == 5:
+            # both sides go back to a checkpoint taken after step 2 (new state arrays)
+            eager[0].load_state_dict(saved[0])
+            eager[1].load_state_dict(saved[1])
+            compiled[0].load_state_dict(saved[0])
+            compiled[1].load_state_dict(saved[1])
+        if i == 2:
+            saved = ({k: gg.tensor(v.numpy()) for k, v in eager[0].state_dict().items()},
+                     eager[1].state_dict())
+            saved = (saved[0], {**saved[1], "state": [
+                {k: (gg.tensor(v.numpy()) if isinstance(v, gg.Tensor) else v)
+                 for k, v in s.items()} for s in saved[1]["state"]]})
+    _same_state(eager, compiled)
+
+
+def test_results_are_fresh_and_memory_stays_flat_over_replays():
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd_momentum"])
+    step = gg.compile(fn)
+    xs, ys = _data(2, batch=64)
+    first = step(xs[0], ys[0])
+    second = step(xs[1], ys[1])
+    kept = second.numpy().copy()
+    third = step(xs[0], ys[0])
+    assert second.numpy().tobytes() == kept.tobytes()      # not overwritten by the replay
+    assert third._data is not second._data and not third.requires_grad
+    assert first.numpy() != third.numpy()                   # same batch, trained parameters
+    gc.collect()     # garbage other tests left must not be freed inside the measurement
+    mem = gg.memory.stats("cpu")["current_bytes"]
+    for _ in range(20):
+        step(xs[1], ys[1])
+    assert gg.memory.stats("cpu")["current_bytes"] == mem
+
+
+def test_the_plan_places_intermediates_in_one_arena_by_liveness():
+    gg.manual_seed(0)
+    model = gg.nn.MLP([784, 512, 512, 10])
+    opt = gg.optim.SGD(model.parameters(), lr=0.01)
+
+    @gg.compile
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    x = gg.randn(128, 784)
+    y = gg.tensor(np.arange(128) % 10)
+    step(x, y)
+    plan = step.plan
+    assert 0 < plan.lower_bound_bytes <= plan.arena_bytes <= plan.peak_eager_bytes
+    assert plan.arena_bytes <= 1.2 * plan.lower_bound_bytes
+    text = str(plan)
+    for needle in ("linear", "matmul", "softmax_xent", "arena", "lower bound",
+                   f"{plan.kernels} kernel launches"):
+        assert needle in text
+    # buffers alive at the same time never share bytes
+    arena = [s for s in plan.slots if s.placement == "arena"]
+    for a in arena:
+        for b in arena:
+            if a is not b and not (a.last < b.first or b.last < a.first):
+                assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
+    # and the arena really is shared: fewer bytes than the buffers it holds
+    assert plan.arena_bytes < sum(s.nbytes for s in arena)
+
+
+def test_the_placement_packs_disjoint_lifetimes_and_separates_overlapping_ones():
+    def slot(first, last, nbytes):
+        s = _compile._Slot.__new__(_compile._Slot)
+        s.first, s.last, s.nbytes, s.offset = first, last, nbytes, None
+        return s
+    a, b, c = slot(0, 1, 1000), slot(2, 3, 1000), slot(1, 2, 64)
+    size = _compile._place([a, b, c])
+    assert a.offset == b.offset                  # a dies before b is born
+    assert c.offset >= 1024                      # c lives with both
+    assert size == _compile._lower_bound([a, b, c], 4) + 24 == 1088
+
+
+def test_a_new_signature_records_anew_and_the_cache_is_bounded():
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd"])
+    step = gg.compile(fn, max_plans=2)
+    for batch in (4, 8):
+        xs, ys = _data(2, batch=batch)
+        step(xs[0], ys[0])
+        step(xs[1], ys[1])
+    assert len(step.plans) == 2
+    xs, ys = _data(2, batch=3)
+    with pytest.warns(RuntimeWarning, match="max_plans=2"):
+        loss = step(xs[0], ys[0])
+    assert step.plan is None and loss.requires_grad        # ran eagerly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # warned once only
+        step(xs[1], ys[1])
+    assert len(step.plans) == 2
+    xs, ys = _data(1, batch=4)
+    replays = step.plans[next(iter(step.plans))].replays
+    step(xs[0], ys[0])                                        # a known signature replays
+    assert step.plan is step.plans[next(iter(step.plans))]
+    assert step.plan.replays == replays + 1
+
+
+def test_python_side_effects_run_only_while_recording():
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd"])
+    calls = []
+
+    def traced(x, y):
+        calls.append(1)
+        return fn(x, y)
+    step = gg.compile(traced)
+    xs, ys = _data(4)
+    for x, y in zip(xs, ys):
+        step(x, y)
+    assert len(calls) == 1
+
+
+def test_dropout_draws_a_new_mask_at_every_replay():
+    gg.manual_seed(3)
+    p = 0.3
+    w = gg.ones(4000, requires_grad=True)
+    opt = gg.optim.SGD([w], lr=0.0)
+
+    @gg.compile
+    def step(x):
+        opt.zero_grad()
+        out = F.dropout(x * w, p)
+        out.sum().backward()
+        opt.step()
+        return out
+    x = gg.ones(4000)
+    masks = [step(x).numpy() != 0 for _ in range(4)]
+    for m in masks:
+        assert abs(m.mean() - (1 - p)) < 0.03
+    for a, b in zip(masks, masks[1:]):
+        assert (a != b).mean() > 0.2
+    # the gradient uses the replay's own mask
+    assert np.array_equal(w.grad.numpy() != 0, masks[-1])
+
+
+@pytest.mark.parametrize("read", [
+    lambda t: t.item(), lambda t: t.tolist(), lambda t: t.numpy(), lambda t: float(t),
+    lambda t: bool(t), lambda t: np.asarray(t)])
+def test_a_host_read_while_recording_raises_and_leaves_the_engine_usable(read):
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd"])
+
+    def reads(x, y):
+        loss = fn(x, y)
+        read(loss)
+        return loss
+    step = gg.compile(reads)
+    xs, ys = _data(1)
+    with pytest.raises(RuntimeError, match="gg.compile"):
+        step(xs[0], ys[0])
+    assert not step.plans
+    assert read(fn(xs[0], ys[0])) is not None              # eager reads work again
+    assert np.isfinite(gg.compile(fn)(xs[0], ys[0]).item())
+
+
+@pytest.mark.parametrize("body,match", [
+    (lambda x: (x > 0).sum(), "comparison"),
+    (lambda x: (x * gg.randn(*x.shape)).sum(), "random draw"),
+    (lambda x: gg.abs(x).sum(), "derivative computed outside the kernels"),
+])
+def test_what_a_replay_could_not_redo_is_refused_while_recording(body, match):
+    w = gg.ones(SIZES[0], requires_grad=True)
+    opt = gg.optim.SGD([w], lr=0.1)
+
+    def fn(x):
+        opt.zero_grad()
+        loss = body(x * w)
+        loss.backward()
+        opt.step()
+        return loss
+    with pytest.raises(RuntimeError, match=match):
+        gg.compile(fn)(gg.randn(3, SIZES[0]))
+    assert (w * 2).sum().item() == 2 * SIZES[0]
+
+
+def test_gradients_carried_in_from_before_the_step_are_refused():
+    model, opt, _, _ = _setup(OPTIMIZERS["sgd"])
+
+    def no_zero_grad(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    xs, ys = _data(2)
+    no_zero_grad(xs[0], ys[0])          # leaves gradients behind
+    with pytest.raises(RuntimeError, match="zero_grad"):
+        gg.compile(no_zero_grad)(xs[1], ys[1])
+
+
+def test_inputs_that_require_grad_and_unhashable_arguments_are_refused():
+    step = gg.compile(lambda x, *rest: x.sum())
+    with pytest.raises(ValueError, match="requires grad"):
+        step(gg.ones(3, requires_grad=True))
+    with pytest.raises(TypeError, match="hashable"):
+        step(gg.ones(3), [1, 2])
+    with pytest.raises(TypeError, match="callable"):
+        gg.compile(3)
+    with pytest.raises(ValueError, match="max_plans"):
+        gg.compile(lambda: None, max_plans=0)
+
+
+def test_a_step_with_two_losses_and_a_tuple_result():
+    """Gradients from two backward passes add up inside the step; tuples come back."""
+    xs, ys = _data(4)
+    results = []
+    for compiled in (False, True):
+        model, opt, _, _ = _setup(OPTIMIZERS["sgd_momentum"])
+
+        def fn(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            out = model(x)
+            a = F.cross_entropy(out, y)
+            b = F.mse_loss(out, gg.zeros(*out.shape))
+            a.backward(retain_graph=True)
+            b.backward()
+            opt.step()
+            return a, b, None
+        step = gg.compile(fn) if compiled else fn
+        gg.manual_seed(1)
+        results.append([tuple(r.numpy() if r is not None else None for r in step(x, y))
+                        for x, y in zip(xs, ys)])
+        results.append([p.numpy() for p in model.parameters()])
+    assert str(results[0]) == str(results[2])
+    assert all(np.array_equal(a, b) for a, b in zip(results[1], results[3]))
+
+
+def test_a_replaced_parameter_array_is_read_where_it_lives():
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd"])
+    step = gg.compile(fn)
+    xs, ys = _data(3)
+    step(xs[0], ys[0])
+    step(xs[1], ys[1])
+    w = model[0].weight
+    w.data = np.zeros(tuple(w.shape), np.float32)       # a new array behind the parameter
+    eager = _setup(OPTIMIZERS["sgd"])
+    for p, q in zip(eager[0].parameters(), model.parameters()):
+        p.data[...] = q.numpy()
+    expected = eager[3](xs[2], ys[2]).numpy()
+    assert step(xs[2], ys[2]).numpy().tobytes() == expected.tobytes()
+
+
+def test_a_second_device_instance():
+    xs, ys = _data(4, device="cpu:1")
+    eager = _setup(OPTIMIZERS["adam"], device="cpu:1")
+    compiled = _setup(OPTIMIZERS["adam"], device="cpu:1")
+    step = gg.compile(compiled[3])
+    assert [e.tobytes() for e in _run(eager[3], None, xs, ys)] == \
+        [g.tobytes() for g in _run(step, None, xs, ys)]
+    assert next(compiled[0].parameters()).device == "cpu:1"
+
+
+def test_a_profile_shows_a_replay_as_its_kernels():
+    model, opt, _, fn = _setup(OPTIMIZERS["sgd"])
+    step = gg.compile(fn)
+    xs, ys = _data(2)
+    step(xs[0], ys[0])
+    with gg.profiler.profile() as prof:
+        step(xs[1], ys[1])
+    names = [e.name for e in prof.events]
+    assert names.count("linear") == 3 and "sgd_update" in names
+    assert {e.phase for e in prof.events} == {"forward", "backward", "optimizer"}
+
+
+# -- the capture path, on a stand-in device ---------------------------------------------------
+class _GraphDevice(_compile._device.CPUDevice):
+    """A CPU device that captures like a GPU: ``capture(run)`` runs nothing and returns a
+    launcher, and dropout inside a capture must use the device-state kernels of random.cu
+    (run through the CPU shim), since host scalars would be frozen into a real graph."""
+
+    is_host = False
+    __slots__ = ("captures", "launches")
+
+    def __init__(self, table):
+        super().__init__(7)
+        kernels = type("Kernels", (), {})()
+        for name in dir(_compile._device.reference):
+            if not name.startswith("_"):
+                setattr(kernels, name, getattr(_compile._device.reference, name))
+        for name in ("dropout", "dropout_state", "philox_advance"):
+            setattr(kernels, name, getattr(table, name))
+        self.kernels = kernels
+        self.captures = 0
+        self.launches = 0
+
+    def capture(self, run):
+        self.captures += 1
+
+        def launch():
+            self.launches += 1
+            run()
+        return launch
+
+
+@pytest.fixture(scope="module")
+def graph_device():
+    from gpugrad.kernels import shim
+    if not shim.available():
+        pytest.skip("no g++ for the CPU shim")
+    dev = _GraphDevice(shim.kernel_table(max_blocks=4))
+    _compile._device._devices[("graph", 7)] = dev      # so that gg.manual_seed reaches it
+    yield dev
+    del _compile._device._devices[("graph", 7)]
+
+
+def test_a_captured_step_launches_one_graph_and_draws_dropout_from_device_state(graph_device):
+    dev = graph_device
+    xs, ys = _data(6)
+    xs = [x.to(dev) for x in xs]
+    ys = [y.to(dev) for y in ys]
+    eager = _setup(OPTIMIZERS["sgd_momentum"], dropout=0.3, device=dev)
+    compiled = _setup(OPTIMIZERS["sgd_momentum"], dropout=0.3, device=dev)
+    step = gg.compile(compiled[3])
+    gg.manual_seed(9)
+    expected = [eager[3](x, y).numpy() for x, y in zip(xs, ys)]
+    gg.manual_seed(9)
+    got = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if i == 3:
+            got.append(compiled[3](x, y).numpy())      # an eager step moves the stream
+        else:
+            got.append(step(x, y).numpy())
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    plan = step.plan
+    assert plan.graphs == 1 and dev.captures == 1       # forward and backward: one graph
+    assert dev.launches == len(xs) - 2                   # one launch per replay
+    stream = plan._dropout_streams[dev]
+    assert int(stream.state[1]) == dev.generator.philox.offset   # advanced on the device
+
+
+@pytest.mark.parametrize("m,k,n", [(5, 3, 4), (1, 7, 2), (6, 1, 3), (4, 4, 1), (128, 64, 10)])
+def test_the_cublas_call_of_a_captured_gemm_computes_a_at_b_in_every_layout(m, k, n):
+    """The arguments given to cublasGemmEx, run through a column-major emulation of it:
+    row-major operands and transposed views (a Linear layer's w.T) alike."""
+    from gpugrad.kernels import cublas
+    rng = np.random.default_rng(m * k * n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    for left in (a, np.ascontiguousarray(a.T).T):
+        for right in (b, np.ascontiguousarray(b.T).T):
+            out = np.empty((m, n), np.float32)
+            args = cublas.gemm_arguments(left.shape, left.strides, right.shape, right.strides,
+                                         out.shape, out.strides, 4)
+            np.testing.assert_allclose(cublas.emulate_gemm(args, left, right), a @ b,
+                                       rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        cublas.gemm_arguments((2, 3), (12, 4), (2, 3), (12, 4), (2, 3), (12, 4), 4)
+
+
+def test_the_cublas_library_loads_and_its_entry_points_resolve():
+    from gpugrad.kernels import cublas
+    if not cublas.library_candidates():
+        pytest.skip("no libcublas here (CuPy's CUDA libraries or nvidia-cublas)")
+    lib = cublas.load()
+    for name in cublas.SYMBOLS:
+        assert getattr(lib, name).restype is not None, name
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_a_replay_is_one_graph_launch_and_bit_identical_to_eager():
+    if not gg.cuda_available():
+        pytest.skip("needs a CUDA device")
+    xs, ys = _data(5, device="cuda")
+    eager = _setup(OPTIMIZERS["adam"], dropout=0.2, device="cuda")
+    compiled = _setup(OPTIMIZERS["adam"], dropout=0.2, device="cuda")
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], None, xs, ys)
+    got = _run(step, None, xs, ys)
+    assert step.plan.graphs == 1
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    dev = gg.device("cuda")
+    mem = gg.memory.stats(dev)["current_bytes"]
+    for _ in range(200):
+        step(xs[0], ys[0])
+    dev.synchronize()
+    assert gg.memory.stats(dev)["current_bytes"] <= mem + 4096

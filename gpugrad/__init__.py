@@ -27,7 +27,7 @@ from ._autograd.mode import (
 )
 from ._compile import compile
 from ._device import Device, cuda_available, default_device, device, manual_seed
-from ._tensor import Tensor
+from ._tensor import Size, Tensor
 from .amp import autocast
 from .creation import (
                        arange,
@@ -59,7 +59,9 @@ from .ops import (
                        max,
                        maximum,
                        mean,
+                       min,
                        minimum,
+                       permute,
                        relu,
                        reshape,
                        sigmoid,
@@ -92,7 +94,7 @@ __all__ = [
     "viz",
     # devices, grad modes, the tensor
     "Device", "cuda_available", "default_device", "device", "manual_seed",
-    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Tensor",
+    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Size", "Tensor",
     # dtypes
     "float16", "float32", "float64", "int32", "int64", "bool_",
     # mixed precision, checkpointing, interchange
@@ -106,8 +108,8 @@ __all__ = [
     "GradcheckError", "gradcheck",
     # ops
     "abs", "broadcast_to", "clip", "concatenate", "cos", "exp", "log", "log_softmax",
-    "logsumexp", "matmul", "max", "maximum", "mean", "minimum", "relu", "reshape", "sigmoid",
-    "sin", "softmax", "sqrt", "stack", "sum", "tanh", "transpose", "where",
+    "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "permute", "relu",
+    "reshape", "sigmoid", "sin", "softmax", "sqrt", "stack", "sum", "tanh", "transpose", "where",
     # files
     "load", "save",
 ]

@@ -7,8 +7,11 @@ import numpy as np
 from . import _device, ops
 from ._autograd.backward import backward
 from ._autograd.graph import apply
-from ._tensor import Tensor, wrap
-from .ops.elementwise import Add, Div, Mul, Pow, Sub
+from ._autograd.mode import no_grad, state
+from ._tensor import Tensor, bump_version, wrap
+from .ops._common import kind_rank, shape_str
+from .ops.elementwise import Add, Div, Mul, Pow, Sub, cast, promote, to_float, where
+from .ops.shape import flat_positions, index_put, index_steps, view_positions
 
 _SCALARS = (int, float, bool, np.number, np.bool_)
 _FAST_SCALARS = frozenset((int, float))
@@ -24,22 +27,51 @@ def _operand(value, like):
     return NotImplemented
 
 
-def _binary(op):
+def _binary(op, true_division=False):
     """The operator and its reflection, calling ``apply`` directly: they are the
-    busiest entry points of the engine."""
-    def forward(self, other):
-        if other.__class__ is not Tensor and other.__class__ not in _FAST_SCALARS:
+    busiest entry points of the engine. Operands are promoted as PyTorch does; the common
+    cases (same dtype, a Python scalar) cost one dtype test."""
+    def prepare(self, other):
+        cls = other.__class__
+        if cls is Tensor:
+            if other._data.dtype is not self._data.dtype:
+                return promote(self, other)
+        elif cls is float:
+            kind = self._data.dtype.kind
+            if kind not in "fc":
+                if kind == "V":      # bfloat16: a typed scalar, or ml_dtypes gives float32
+                    other = self._data.dtype.type(other)
+                else:
+                    self = to_float(self)
+        elif cls is not int:
             other = _operand(other, self)
             if other is NotImplemented:
-                return NotImplemented
-        return apply(op, (self, other))
+                return None, None
+            return promote(self, other)
+        return self, other
+
+    if true_division:
+        def prepare_div(self, other):
+            self, other = prepare(self, other)
+            if self is not None and self._data.dtype.kind not in "fcV":
+                self = to_float(self)    # integers divide into the default float
+                if isinstance(other, Tensor):
+                    other = to_float(other)
+            return self, other
+    else:
+        prepare_div = prepare
+
+    def forward(self, other):
+        a, b = prepare_div(self, other)
+        if a is None:
+            return NotImplemented
+        return apply(op, (a, b))
 
     def reflected(self, other):
-        if other.__class__ is not Tensor and other.__class__ not in _FAST_SCALARS:
-            other = _operand(other, self)
-            if other is NotImplemented:
-                return NotImplemented
-        return apply(op, (other, self))
+        a, b = prepare_div(self, other)
+        if a is None:
+            return NotImplemented
+        return apply(op, (b, a))
     return forward, reflected
 
 
@@ -87,9 +119,189 @@ def _to(self, target, dtype=None):
     return out
 
 
-def _backward(self, gradient=None, retain_graph=None, create_graph=False):
-    """Accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
-    backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+def _backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (or only into ``inputs``)."""
+    backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph,
+             inputs=inputs)
+
+
+# -- in-place ops ---------------------------------------------------------------------------------
+_LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
+_VIEW_LEAF_INPLACE = ("a view of a leaf Variable that requires grad is being used in an "
+                      "in-place operation.")
+
+
+def _differentiable(x):
+    return isinstance(x, Tensor) and (x._node is not None or bool(x._tangents))
+
+
+def _alias(t, copy):
+    """Another tensor object for t's current value and graph (its own array when ``copy``:
+    the value before an in-place write, kept for a backward that needs it)."""
+    out = wrap(t._data.copy() if copy else t._data, t.device)
+    out._node = t._node
+    out._tangents = t._tangents
+    if not copy:
+        out._ver = t._ver
+    return out
+
+
+def _root(t):
+    base = getattr(t, "_base", None)
+    while base is not None:
+        t = base
+        base = getattr(t, "_base", None)
+    return t
+
+
+def _conform_result(self, new, cast_any):
+    if new.shape != self.shape:
+        raise RuntimeError(f"output with shape {shape_str(self.shape)} doesn't match the "
+                           f"broadcast shape {shape_str(new.shape)}")
+    if new.dtype != self.dtype:
+        if not cast_any and kind_rank(new.dtype) > kind_rank(self.dtype):
+            raise RuntimeError(f"result type {new.dtype} can't be cast to the desired output "
+                               f"type {self.dtype} (an in-place op keeps the tensor's dtype)")
+        new = cast(new, self.dtype)
+    return new
+
+
+def _adopt_graph(t, new):
+    """t now holds new's value: it takes new's place in the graph. A retained gradient
+    moves with it; hooks stay with the value they were registered on (as PyTorch)."""
+    old = t._node
+    t._node = new._node
+    t._tangents = new._tangents
+    if old is not None and old.retained is not None and old.retained.retain \
+            and old.retained.tensor() is t:
+        old.retained.retain = False
+        if t._node is not None and t._node.leaf is None:
+            t._hooks().retain = True
+
+
+def _inplace(self, compute, value=None, linear=False, cast_any=False):
+    """Replace self's values by ``compute(self, value)`` in place, keeping the object, its
+    storage (views see the write) and bumping its version counter. Recorded when grad
+    mode is on and something requires grad: then self (and, written through a view, its
+    base) takes the result's place in the graph."""
+    node = self._node
+    if not (state.grad_enabled and (node is not None or _differentiable(value))
+            or self._tangents or _differentiable(value) and value._tangents):
+        with no_grad():
+            new = _conform_result(self, compute(self, value), cast_any)
+        self._data[...] = new._data
+        bump_version(self._ver)
+        return self
+    if node is not None and node.leaf is not None:
+        raise RuntimeError(_LEAF_INPLACE)
+    root = _root(self)
+    if root is not self and root._node is not None and root._node.leaf is not None:
+        raise RuntimeError(_VIEW_LEAF_INPLACE)
+    # the value before the write, as a tensor of its own: a rule that saved it stays right
+    src = _alias(self, copy=not linear)
+    new = _conform_result(self, compute(src, src if value is self else value), cast_any)
+    if root is self:
+        self._data[...] = new._data
+        _adopt_graph(self, new)
+    else:
+        _write_through_view(root, self, new)
+    bump_version(self._ver)
+    return self
+
+
+def _write_through_view(root, view, new):
+    """An in-place write to a view, recorded: the base becomes its old value with the
+    view's elements replaced (gradients reach both), and every tensor on the chain from
+    the view to the base is re-derived from the new base."""
+    positions = view_positions(root._data, view._data)
+    xp = root.device.xp
+    if int(xp.unique(positions).size) != positions.size:
+        raise RuntimeError("unsupported operation: more than one element of the written-to "
+                           "tensor refers to a single memory location (an expanded view); "
+                           "clone it before writing in place")
+    new_root = index_put(_alias(root, copy=False), positions, new)
+    root._data[...] = new_root._data
+    flat = new_root.reshape(-1)
+    t = view
+    while t is not root:
+        _adopt_graph(t, ops.getitem(flat, view_positions(root._data, t._data), False))
+        t = t._base
+    _adopt_graph(root, new_root)
+
+
+def _fill(s, v):
+    """v broadcast to s's shape, as a function of both (gradient zero to s)."""
+    keep = wrap(s.device.allocate(s.device.xp.zeros, s.shape, bool), s.device)
+    if isinstance(v, Tensor) and v.device is not s.device:
+        v = ops.to_device(v, s.device)
+    return where(keep, s, v)
+
+
+def _setitem(self, index, value):
+    """self[index] = value, in place, with PyTorch's indexing rules."""
+    dev = self.device
+    if isinstance(value, Tensor) and value.device is not dev:
+        if value.ndim:
+            raise ValueError(f"setitem: value on device {value.device} written into a tensor "
+                             f"on device {dev}")
+        value = value.item()
+    steps = index_steps(index, dev)
+    if state.grad_enabled and (self._node is not None or _differentiable(value)) \
+            or self._tangents or _differentiable(value):
+        positions = flat_positions(self.shape, steps, dev)
+        _inplace(self, lambda s, v: index_put(s, positions, v), value, linear=True,
+                 cast_any=True)
+        return
+    target = self._data
+    for step, _ in steps[:-1]:
+        target = target[step]
+    arr = value._data if isinstance(value, Tensor) else value
+    try:
+        target[steps[-1][0]] = arr
+    except ValueError as err:
+        raise ValueError(f"setitem: value of shape {shape_str(getattr(arr, 'shape', ()))} "
+                         f"does not fit index {index!r} of a tensor of shape "
+                         f"{shape_str(self.shape)}: {err}") from None
+    bump_version(self._ver)
+
+
+def _scaled(v, alpha):
+    return v if alpha == 1 else v * alpha
+
+
+def _install_inplace(T):
+    T.__iadd__ = lambda self, other: _inplace(self, lambda s, v: s + v, other, True)
+    T.__isub__ = lambda self, other: _inplace(self, lambda s, v: s - v, other, True)
+    T.__imul__ = lambda self, other: _inplace(self, lambda s, v: s * v, other)
+    T.__itruediv__ = lambda self, other: _inplace(self, lambda s, v: s / v, other)
+    T.__ipow__ = lambda self, other: _inplace(self, lambda s, v: s ** v, other)
+    T.add_ = lambda self, other, alpha=1: _inplace(
+        self, lambda s, v: s + _scaled(v, alpha), other, True)
+    T.sub_ = lambda self, other, alpha=1: _inplace(
+        self, lambda s, v: s - _scaled(v, alpha), other, True)
+    T.mul_ = lambda self, other: _inplace(self, lambda s, v: s * v, other)
+    T.div_ = lambda self, other: _inplace(self, lambda s, v: s / v, other)
+    T.pow_ = lambda self, other: _inplace(self, lambda s, v: s ** v, other)
+    T.zero_ = lambda self: _inplace(self, _fill, 0, True)
+    T.fill_ = _fill_
+    T.copy_ = lambda self, src, non_blocking=False: _inplace(self, _fill, _operand(src, self),
+                                                             True, cast_any=True)
+    T.clamp_ = lambda self, min=None, max=None: _inplace(
+        self, lambda s, v: ops.clip(s, min, max), None)
+    T.clip_ = T.clamp_
+    T.__setitem__ = _setitem
+
+
+def _fill_(self, value):
+    if isinstance(value, Tensor) and value.ndim:
+        raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                           f"{value.ndim} dimensions.")
+    return _inplace(self, _fill, value, True, cast_any=True)
+
+
+_CONVERSIONS = tuple((name, np.dtype(t)) for name, t in (
+    ("float", np.float32), ("double", np.float64), ("half", np.float16), ("long", np.int64),
+    ("int", np.int32), ("bool", np.bool_)))
 
 
 def _install():
@@ -97,7 +309,7 @@ def _install():
     T.__add__, T.__radd__ = _binary(Add)
     T.__sub__, T.__rsub__ = _binary(Sub)
     T.__mul__, T.__rmul__ = _binary(Mul)
-    T.__truediv__, T.__rtruediv__ = _binary(Div)
+    T.__truediv__, T.__rtruediv__ = _binary(Div, true_division=True)
     T.__pow__, T.__rpow__ = _binary(Pow)
     T.__matmul__ = lambda a, b: ops.matmul(a, _matmul_operand(b, a))
     T.__rmatmul__ = lambda a, b: ops.matmul(_matmul_operand(b, a), a)
@@ -110,16 +322,17 @@ def _install():
         setattr(T, name, _compare(ufunc))
     T.__getitem__ = ops.getitem
     for name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "sin", "cos",
-                 "softmax", "log_softmax", "logsumexp", "sum", "mean", "max", "matmul",
-                 "clip"):
+                 "softmax", "log_softmax", "logsumexp", "sum", "mean", "max", "min", "matmul",
+                 "clip", "reshape", "transpose", "permute", "broadcast_to"):
         setattr(T, name, getattr(ops, name))
-    T.reshape = ops.reshape
+    T.clamp = ops.clip
     T.view = ops.reshape
-    T.transpose = ops.transpose
-    T.broadcast_to = ops.broadcast_to
     T.flatten = lambda self: ops.reshape(self, (-1,))
+    _install_inplace(T)
     T.__hash__ = object.__hash__
     T.to = _to
+    for name, dtype in _CONVERSIONS:
+        setattr(T, name, lambda self, _d=dtype: _to(self, _d))
     T.cpu = lambda self: _to(self, "cpu")
     T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
     T.backward = _backward

@@ -28,38 +28,45 @@ def bump_version(ver):
     last_write[0] = tick
 
 
-class _TrackedArray(np.ndarray):
-    """A NumPy view returned by ``Tensor.data`` that reports writes to the tensor's
-    version counter, so that backward can tell a saved array was overwritten."""
+class Size(tuple):
+    """A shape, as ``x.size()`` returns it (PyTorch's ``torch.Size``): a tuple of ints."""
 
-    _gg_ver = None
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
 
-    def __array_finalize__(self, obj):
-        # views of a tracked array share its counter; copies are plain
-        self._gg_ver = getattr(obj, "_gg_ver", None) if self.base is not None else None
+    def __repr__(self):
+        return f"gg.Size({list(self)})"
 
-    def __setitem__(self, key, value):
-        if self._gg_ver is not None:
-            bump_version(self._gg_ver)
-        np.ndarray.__setitem__(self.view(np.ndarray), key, value)
 
-    def fill(self, value):
-        if self._gg_ver is not None:
-            bump_version(self._gg_ver)
-        self.view(np.ndarray).fill(value)
+class TensorHooks:
+    """What a tensor asked of the gradient reaching its node: hooks to run on it (each may
+    return a replacement) and, for a non-leaf, whether to keep it in ``.grad``. A node's
+    ``retained`` slot holds one of these, or None."""
 
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        plain = tuple(x.view(np.ndarray) if isinstance(x, _TrackedArray) else x for x in inputs)
-        if out is not None:
-            for o in out:
-                if isinstance(o, _TrackedArray) and o._gg_ver is not None:
-                    bump_version(o._gg_ver)
-            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, _TrackedArray) else o
-                                  for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
-        if out is not None and len(out) == 1:
-            return out[0]
-        return result
+    __slots__ = ("tensor", "retain", "hooks", "__weakref__")
+
+    def __init__(self, tensor):
+        self.tensor = weakref.ref(tensor)
+        self.retain = False
+        self.hooks = {}
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``remove()`` takes the hook off again."""
+
+    _next_id = itertools.count().__next__
+
+    def __init__(self, record):
+        self._record = weakref.ref(record)
+        self.id = RemovableHandle._next_id()
+
+    def remove(self):
+        record = self._record()
+        if record is not None:
+            record.hooks.pop(self.id, None)
 
 
 _HOST_READ = ("a recorded step cannot depend on a tensor's value, which changes at every "
@@ -89,7 +96,10 @@ class Tensor:
 
     # _node: the node that made this tensor, or for a leaf that requires grad the node that
     # accumulates into its .grad (so requires_grad is ``_node is not None``)
-    __slots__ = ("_data", "device", "_grad", "_node", "_ver", "_tangents", "__weakref__")
+    # _base: for a tensor made by a view op, the tensor it views (set only on views: read it
+    # with getattr); in-place writes through a view update the base's graph
+    __slots__ = ("_data", "device", "_grad", "_node", "_ver", "_tangents", "_base",
+                 "__weakref__")
     # NumPy defers to Tensor's reflected operators instead of broadcasting over it
     __array_ufunc__ = None
 
@@ -135,9 +145,16 @@ class Tensor:
     def dtype(self):
         return self._data.dtype
 
-    @property
-    def size(self):
-        return self._data.size
+    def size(self, dim=None):
+        """The shape (a tuple), or with ``dim`` the length of that dimension."""
+        shape = self._data.shape
+        if dim is None:
+            return Size(shape)
+        ndim = len(shape)
+        if not -ndim <= dim < max(ndim, 1):
+            raise IndexError(f"Dimension out of range (expected to be in range of "
+                             f"[{-max(ndim, 1)}, {max(ndim, 1) - 1}], but got {dim})")
+        return shape[dim] if ndim else 1
 
     def numel(self):
         return self._data.size
@@ -179,7 +196,8 @@ class Tensor:
     @property
     def grad(self):
         node = self._node
-        if node is not None and node.leaf is None and node.retained is None:
+        if self._grad is None and node is not None and node.leaf is None \
+                and (node.retained is None or not node.retained.retain):
             warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
         return self._grad
 
@@ -201,30 +219,44 @@ class Tensor:
 
     @property
     def data(self):
-        """The underlying NumPy or CuPy array. Writes through it are seen by autograd."""
-        arr = self._data
-        if type(arr) is np.ndarray:
-            view = arr.view(_TrackedArray)
-            view._gg_ver = self._ver
-            return view
-        return arr
+        """The same storage as a tensor cut from the graph (PyTorch's ``.data``): writes
+        through it change this tensor and move its version counter, so that backward
+        still notices a saved value that was overwritten."""
+        out = wrap(self._data, self.device)
+        out._ver = self._ver
+        return out
 
     @data.setter
     def data(self, value):
+        """Replace the storage (shape and dtype may change, as in PyTorch)."""
         if isinstance(value, Tensor):
+            if value.device is not self.device:
+                raise ValueError(f"data on device {value.device} assigned to a tensor on "
+                                 f"device {self.device}")
             value = value._data
-        if isinstance(value, _TrackedArray):
-            value = value.view(np.ndarray)
-        if _device.array_device(value) is not self.device:
+        elif _device.array_device(value) is not self.device:
             value = self.device.asarray(value)
+        if self._node is not None and self._node.leaf is None:
+            raise RuntimeError("data can only be assigned to a leaf tensor; use .detach() or "
+                               "an in-place op on a non-leaf")
         self._data = value
-        if self._node is not None and self._node.leaf is not None:
-            self._node = LeafNode(self)    # its gradient sink knew the old shape and dtype
+        if self._node is not None:
+            # its gradient sink knew the old shape and dtype
+            self._node = LeafNode(self, self._node.retained)
         bump_version(self._ver)
 
     @property
     def T(self):
-        return self.transpose()
+        """The dimensions reversed (PyTorch's ``.T``; for 2-D tensors the transpose)."""
+        return self.permute(*range(self.ndim - 1, -1, -1))
+
+    @property
+    def mT(self):
+        """The last two dimensions swapped (a batch of matrices transposed)."""
+        if self.ndim < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of "
+                               f"matrices. Got {self.ndim}-D tensor.")
+        return self.transpose(-2, -1)
 
     # -- conversions -----------------------------------------------------------------
     def numpy(self) -> np.ndarray:
@@ -290,17 +322,57 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     def detach(self):
-        """The same data, cut from the graph."""
+        """The same data (a view sharing storage and version counter), cut from the graph."""
         out = wrap(self._data, self.device)
         out._ver = self._ver
         return out
 
+    def detach_(self):
+        """Cut this tensor from the graph, in place: it becomes a leaf that does not
+        require grad."""
+        if getattr(self, "_base", None) is not None and self._node is not None:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
+        self._node = None
+        self._tangents = None
+        return self
+
+    def _hooks(self):
+        """This tensor's hook record, on its node (made on first use)."""
+        node = self._node
+        if node.retained is None or node.retained.tensor() is not self:
+            record = TensorHooks(self)
+            if node.retained is not None:    # another tensor object on the same node
+                record.retain = node.retained.retain
+                record.hooks = node.retained.hooks
+            node.retained = record
+        return node.retained
+
     def retain_grad(self):
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
         if self._node is None:
-            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self._node.leaf is None:
-            self._node.retain(self)
+            self._hooks().retain = True
+
+    @property
+    def retains_grad(self):
+        node = self._node
+        return node is not None and node.leaf is None and node.retained is not None \
+            and node.retained.retain
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when the gradient of this tensor has been computed in a
+        backward pass; a hook that returns a tensor replaces the gradient. Returns a
+        handle whose ``remove()`` takes the hook off."""
+        if self._node is None:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require "
+                               "gradient")
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a callable, got {type(hook).__name__}")
+        record = self._hooks()
+        handle = RemovableHandle(record)
+        record.hooks[handle.id] = hook
+        return handle
 
 
 def wrap(arr, dev):
@@ -326,21 +398,21 @@ class LeafNode:
     very end. Each backward that accumulates gives the tensor a fresh sink for the next
     graph; a retained graph keeps the old one."""
 
-    __slots__ = ("leaf", "seq", "shape", "dtype", "dev", "hooks", "__weakref__")
+    __slots__ = ("leaf", "seq", "shape", "dtype", "dev", "retained", "__weakref__")
     parents = ()
     name = "AccumulateGrad"
 
-    def __init__(self, tensor, hooks=None):
+    def __init__(self, tensor, retained=None):
         self.leaf = weakref.ref(tensor)
         self.seq = 0              # not consumed yet
         self.shape = tensor._data.shape
         self.dtype = tensor._data.dtype
         self.dev = tensor.device
-        self.hooks = hooks
+        self.retained = retained  # the tensor's hooks (a TensorHooks record), if any
 
     def renewed(self, tensor):
         """A fresh sink for the tensor's next graph, keeping its hooks."""
-        return LeafNode(tensor, self.hooks)
+        return LeafNode(tensor, self.retained)
 
     def __repr__(self):
         return "<AccumulateGrad>"

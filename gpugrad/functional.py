@@ -65,7 +65,7 @@ def value_and_grad(f, argnums=0):
             args[i] = _differentiable_alias(args[i])
         with enable_grad():
             value = f(*args)
-        if not isinstance(value, Tensor) or value.size != 1:
+        if not isinstance(value, Tensor) or value.numel() != 1:
             raise ValueError("grad: f must return a scalar Tensor, got "
                              + (f"shape {tuple(value.shape)}" if isinstance(value, Tensor)
                                 else type(value).__name__))
@@ -165,7 +165,7 @@ def hvp(f, primals, tangents, mode="fwd", batched=False):
 
 
 def _basis(x, j):
-    e = np.zeros(x.size, dtype=x.dtype)
+    e = np.zeros(x.numel(), dtype=x.dtype)
     e[j] = 1
     return _tensor.wrap(x.device.asarray(e.reshape(x.shape)), x.device)
 
@@ -185,14 +185,14 @@ def jacobian(f, x, mode="auto"):
         raise TypeError(f"jacobian: x must be a Tensor, got {type(x).__name__}")
     out = f(x)
     if mode == "auto":
-        mode = "fwd" if x.size <= out.size else "rev"
+        mode = "fwd" if x.numel() <= out.numel() else "rev"
     if mode == "fwd":
-        cols = [jvp(f, (x,), (_basis(x, j),))[1].reshape(-1) for j in range(x.size)]
-        mat = ops.stack(cols, axis=1) if cols else _zeros_flat(out.size, 0, x)
+        cols = [jvp(f, (x,), (_basis(x, j),))[1].reshape(-1) for j in range(x.numel())]
+        mat = ops.stack(cols, axis=1) if cols else _zeros_flat(out.numel(), 0, x)
     else:
         out_v, pullback = vjp(f, x)
-        rows = [pullback(_basis(out_v, i))[0].reshape(-1) for i in range(out_v.size)]
-        mat = ops.stack(rows, axis=0) if rows else _zeros_flat(0, x.size, x)
+        rows = [pullback(_basis(out_v, i))[0].reshape(-1) for i in range(out_v.numel())]
+        mat = ops.stack(rows, axis=0) if rows else _zeros_flat(0, x.numel(), x)
     return mat.reshape(tuple(out.shape) + tuple(x.shape))
 
 
@@ -216,11 +216,11 @@ def _stages(stages):
 
 
 def _chain_sizes(stages, x):
-    sizes = [x.size]
+    sizes = [x.numel()]
     values = [x]
     for stage in stages:
         values.append(stage(values[-1]))
-        sizes.append(values[-1].size)
+        sizes.append(values[-1].numel())
     return sizes, values
 
 

@@ -32,24 +32,25 @@ def _numeric_jacobians(f, inputs, eps):
             continue
         base = hosts[i]
         cols = []
-        for j in range(base.size):
+        for j in range(base.size):         # base: a NumPy array
             plus = [h.copy() for h in hosts]
             minus = [h.copy() for h in hosts]
             plus[i].flat[j] += eps
             minus[i].flat[j] -= eps
             cols.append((evaluate(plus) - evaluate(minus)) / (2 * eps))
-        jacobians.append(np.stack(cols, axis=1) if cols else np.zeros((0, 0)))
+        jacobians.append(np.stack(cols, axis=1) if cols else
+                         np.zeros((_total_size(f, inputs), 0)))
     return jacobians
 
 
 def _reverse_jacobians(f, inputs):
     from .autograd import grad
     outs = _as_tuple(f(*inputs))
-    sizes = [o.size for o in outs]
+    sizes = [o.numel() for o in outs]
     diff = [x for x in inputs if x.requires_grad]
     rows = []
     for k, out in enumerate(outs):
-        for j in range(out.size):
+        for j in range(out.numel()):
             seeds = []
             for m, o in enumerate(outs):
                 seed = np.zeros(o.shape, dtype=o.dtype)
@@ -58,12 +59,12 @@ def _reverse_jacobians(f, inputs):
                 seeds.append(Tensor(seed, device=o.device))
             reached = [o for o in outs if o.requires_grad]
             if not reached:
-                rows.append([np.zeros(x.size) for x in diff])
+                rows.append([np.zeros(x.numel()) for x in diff])
                 continue
             gs = grad([o for o in outs if o.requires_grad],
                       diff, [s for s, o in zip(seeds, outs) if o.requires_grad],
                       retain_graph=True, allow_unused=True)
-            rows.append([np.zeros(x.size) if g is None else g.numpy().astype(np.float64).ravel()
+            rows.append([np.zeros(x.numel()) if g is None else g.numpy().astype(np.float64).ravel()
                          for g, x in zip(gs, diff)])
     result, it = [], iter(range(len(diff)))
     for x in inputs:
@@ -72,7 +73,7 @@ def _reverse_jacobians(f, inputs):
             continue
         i = next(it)
         result.append(np.stack([r[i] for r in rows], axis=0) if rows else
-                      np.zeros((sum(sizes), x.size)))
+                      np.zeros((sum(sizes), x.numel())))
     return result
 
 
@@ -92,7 +93,7 @@ def _forward_jacobians(f, inputs):
             result.append(None)
             continue
         cols = []
-        for j in range(x.size):
+        for j in range(x.numel()):
             tangents = []
             for m in float_idx:
                 t = np.zeros(inputs[m].shape, dtype=inputs[m].dtype)
@@ -102,8 +103,14 @@ def _forward_jacobians(f, inputs):
             _, touts = jvp(with_floats, tuple(inputs[m] for m in float_idx), tuple(tangents))
             touts = _as_tuple(touts)
             cols.append(np.concatenate([t.numpy().astype(np.float64).ravel() for t in touts]))
-        result.append(np.stack(cols, axis=1))
+        result.append(np.stack(cols, axis=1) if cols else
+                      np.zeros((_total_size(f, inputs), 0)))
     return result
+
+
+def _total_size(f, inputs):
+    """The number of output elements of f at inputs (the rows of its Jacobian)."""
+    return sum(o.numel() for o in _as_tuple(f(*inputs)))
 
 
 def _compare(kind, numeric, analytic, i, atol, rtol):

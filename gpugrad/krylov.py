@@ -29,7 +29,7 @@ def cg(matvec, b, tol=1e-6, maxiter=None, x0=None):
     """
     if not isinstance(b, Tensor):
         raise TypeError(f"cg: b must be a Tensor, got {type(b).__name__}")
-    maxiter = b.size if maxiter is None else maxiter
+    maxiter = b.numel() if maxiter is None else maxiter
     with no_grad():
         x = _tensor.wrap(b.device.xp.zeros(b.shape, dtype=b.dtype), b.device) if x0 is None else x0
         r = b - matvec(x) if x0 is not None else b
@@ -67,7 +67,7 @@ def lanczos(matvec, n_or_v0, k=1, tol=1e-8, return_vectors=False, seed=0):
     else:
         dev = _device.default_device()
         v = _start_vector(int(n_or_v0), np.dtype(np.float32), dev, seed)
-    n = v.size
+    n = v.numel()
     if not 1 <= k <= n:
         raise ValueError(f"lanczos: k={k} must be between 1 and the dimension {n}")
     with no_grad():
@@ -119,8 +119,8 @@ def _flat(tensors):
 def _unflat(vector, like):
     parts, start = [], 0
     for t in like:
-        parts.append(vector[start:start + t.size].reshape(t.shape))
-        start += t.size
+        parts.append(vector[start:start + t.numel()].reshape(t.shape))
+        start += t.numel()
     return parts
 
 
@@ -141,7 +141,7 @@ def hessian_eigenvalues(loss_fn, params, k=1, tol=1e-6, return_vectors=False, se
     respect to ``params`` together, descending, from Hessian-vector products only."""
     params = list(params)
     matvec, detached = hessian_matvec(loss_fn, params)
-    v0 = _start_vector(sum(p.size for p in detached), detached[0].dtype, detached[0].device,
+    v0 = _start_vector(sum(p.numel() for p in detached), detached[0].dtype, detached[0].device,
                        seed)
     return lanczos(matvec, v0, k, tol=tol, return_vectors=return_vectors)
 
@@ -150,7 +150,7 @@ def hutchinson_trace(matvec, n_or_like, samples=100, seed=0):
     """Hutchinson's estimate of tr(A) = E[z^T A z] over Rademacher vectors z; returns
     (estimate, standard error)."""
     if isinstance(n_or_like, Tensor):
-        n, dtype, dev = n_or_like.size, n_or_like.dtype, n_or_like.device
+        n, dtype, dev = n_or_like.numel(), n_or_like.dtype, n_or_like.device
     else:
         n, dtype, dev = int(n_or_like), np.dtype(np.float32), _device.default_device()
     rng = dev.new_generator(seed)

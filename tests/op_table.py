@@ -151,6 +151,62 @@ def _checkpoint_pair(x, w):
     return a * 2.0 + b.sum()
 
 
+def _setitem_slice(x, v):
+    y = x * 1.0
+    y[1:, 1:3] = v[:2] * 2      # a recorded write: gradients reach both x (untouched) and v
+    return y * x
+
+
+def _setitem_slice_ref(x, v):
+    y = x * 1.0
+    y[1:, 1:3] = v[:2] * 2
+    return y * x
+
+
+def _setitem_index(x, v):
+    y = x * 2.0
+    y[gg.tensor([2, 0])] = v
+    y[3] = 0.5
+    return y.sin()
+
+
+def _setitem_index_ref(x, v):
+    y = x * 2.0
+    y[[2, 0]] = v
+    y[3] = 0.5
+    return np.sin(y)
+
+
+def _inplace_chain(a, b):
+    y = a * 1.0
+    y += b
+    y *= b
+    y -= 0.5
+    y /= b + 1
+    y.clamp_(-1.0, 2.5)
+    return y
+
+
+def _inplace_chain_ref(a, b):
+    return np.clip(((a + b) * b - 0.5) / (b + 1), -1.0, 2.5)
+
+
+def _write_view(x, v):
+    y = x * 1.0
+    row = y[1]
+    row.mul_(v)              # through a view: y sees it, and y's graph with it
+    col = y.T[2]
+    col += 1.0
+    return y * row.sum()
+
+
+def _write_view_ref(x, v):
+    y = x * 1.0
+    y[1] *= v
+    y[:, 2] += 1.0
+    return y * y[1].sum()
+
+
 def _second_device(x):
     return "cpu:1" if x.device == "cpu" else "cpu"
 
@@ -187,7 +243,14 @@ OPS = [
     OpCase("mean", lambda x: gg.mean(x, axis=0), lambda x: np.mean(x, axis=0), matrix_last),
     OpCase("max_all", lambda x: gg.max(x), lambda x: np.max(x), matrix_last, domain="away",
            smooth=False),
-    OpCase("max_axis", lambda x: gg.max(x, axis=-1), lambda x: np.max(x, axis=-1),
+    OpCase("max_axis", lambda x: gg.max(x, axis=-1).values, lambda x: np.max(x, axis=-1),
+           matrix_last, domain="away", smooth=False),
+    OpCase("max_dim_keepdim", lambda x: x.max(0, keepdim=True).values,
+           lambda x: np.max(x, axis=0, keepdims=True), matrix_last, domain="away",
+           smooth=False),
+    OpCase("min_all", lambda x: x.min(), lambda x: np.min(x), matrix_last, domain="away",
+           smooth=False),
+    OpCase("min_dim", lambda x: gg.min(x, dim=-1).values, lambda x: np.min(x, axis=-1),
            matrix_last, domain="away", smooth=False),
     OpCase("logsumexp", lambda x: gg.logsumexp(x, axis=-1),
            lambda x: _lse_ref(x, axis=-1), matrix_last),
@@ -207,7 +270,12 @@ OPS = [
     OpCase("bias_grad", lambda g: gg.ops.sum_to(g, g.shape[1:]),
            lambda g: g.sum(axis=0), lambda rng: [random_shape(rng, 2, 2)]),
     OpCase("reshape", lambda x: x.reshape(-1), lambda x: x.reshape(-1), unary),
-    OpCase("transpose", lambda x: x.transpose(), lambda x: x.transpose(), unary),
+    OpCase("transpose", lambda x: x.transpose(0, -1), lambda x: np.swapaxes(x, 0, -1),
+           lambda rng: [random_shape(rng, 1)]),
+    OpCase("permute", lambda x: x.permute(*reversed(range(x.ndim))), lambda x: x.transpose(),
+           unary),
+    OpCase("mT", lambda x: x.mT * 2, lambda x: np.swapaxes(x, -1, -2) * 2,
+           lambda rng: [random_shape(rng, 2)]),
     OpCase("T", lambda x: x.T @ x, lambda x: x.T @ x, lambda rng: [random_shape(rng, 2, 2)]),
     OpCase("broadcast_to", lambda x: gg.broadcast_to(x, (2,) + x.shape),
            lambda x: np.broadcast_to(x, (2,) + x.shape), unary),
@@ -222,6 +290,18 @@ OPS = [
            lambda x: x[np.array([0, 2, 0, 1])], lambda rng: [(3,) + random_shape(rng, 0, 2)]),
     OpCase("getitem_scalar", lambda x: x[1], lambda x: x[1],
            lambda rng: [(2,) + random_shape(rng, 0, 2)]),
+    # PyTorch's rule: the integer selects first, so the advanced index's dimension stays put
+    OpCase("getitem_int_slice_list", lambda x: x[1, :, [0, 2, 2]],
+           lambda x: x[1][:, [0, 2, 2]], lambda rng: [(2, int(rng.integers(1, 4)), 3)]),
+    OpCase("getitem_mask", lambda x: x[gg.tensor(x.numpy() > 0)], lambda x: x[x > 0],
+           lambda rng: [random_shape(rng, 1)], domain="away"),
+    OpCase("setitem_slice", _setitem_slice, _setitem_slice_ref, lambda rng: [(3, 4), (4,)]),
+    OpCase("setitem_index_tensor", _setitem_index, _setitem_index_ref,
+           lambda rng: [(4, 3), (2, 3)]),
+    OpCase("inplace_ops", _inplace_chain, _inplace_chain_ref,
+           lambda rng: (lambda s: [s, broadcast_partner(rng, s)])(random_shape(rng, 1)),
+           domain="positive"),
+    OpCase("inplace_through_view", _write_view, _write_view_ref, lambda rng: [(3, 4), (4,)]),
     OpCase("composite", lambda a, b: (gg.tanh(a) * b + a * a).exp().mean(),
            lambda a, b: np.exp(np.tanh(a) * b + a * a).mean(), binary),
     OpCase("fanout", lambda x: x * x * x + gg.sin(x) * x,

@@ -34,7 +34,7 @@ def test_masks_built_by_rules_are_counted():
     x = gg.randn(64, 64, device="cpu:1", requires_grad=True)
     gg.memory.reset_peak("cpu:1")
     before = gg.memory.stats("cpu:1")["current_bytes"]
-    x.max(axis=1).sum().backward()
+    x.max(1).values.sum().backward()
     grad_bytes = x.grad.numpy().nbytes
     stats = gg.memory.stats("cpu:1")
     assert stats["current_bytes"] - before == grad_bytes
@@ -45,7 +45,7 @@ def test_krylov_leaves_the_users_random_stream_alone():
     gg.manual_seed(7)
     expected = gg.randn(5).numpy()
     gg.manual_seed(7)
-    a = gg.tensor(np.diag([1.0, 2.0, 3.0, 4.0]), dtype=gg.float64)
+    a = gg.tensor(np.diag([1.0, 2.0, 3.0, 4.0]), dtype=gg.float32)
     gg.krylov.lanczos(lambda v: a @ v, 4, 2)
     gg.krylov.hutchinson_trace(lambda v: a @ v, 4, samples=3)
     np.testing.assert_array_equal(gg.randn(5).numpy(), expected)

@@ -104,7 +104,7 @@ def test_reading_data_is_not_a_write():
     x = gg.tensor([1.0, 2.0], requires_grad=True)
     y = x.exp()
     _ = y.data.sum() + x.data[0]
-    copy = y.data.copy()
+    copy = y.data.numpy()      # .data is a Tensor sharing storage (PyTorch's); numpy() copies
     copy[0] = 5.0
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), np.exp([1.0, 2.0]), rtol=1e-6)

@@ -33,7 +33,7 @@ def test_gpu_memory_stats_follow_allocations():
     before = gg.memory.stats("cuda")["current_bytes"]
     t = gg.zeros(1 << 20, device="cuda")
     during = gg.memory.stats("cuda")
-    assert during["current_bytes"] - before >= t.size * 4
+    assert during["current_bytes"] - before >= t.numel() * 4
     del t
     after = gg.memory.stats("cuda")
     assert after["current_bytes"] <= during["current_bytes"] - (1 << 22)

@@ -23,7 +23,7 @@ def _forward(x, labels, weights, biases):
 
 
 def _bytes(tensors):
-    return sum(t.size * t.dtype.itemsize for t in tensors)
+    return sum(t.numel() * t.dtype.itemsize for t in tensors)
 
 
 def test_forward_keeps_at_most_two_activations_per_layer_and_backward_frees_them():
@@ -75,7 +75,7 @@ def test_peak_tracks_and_reset_peak_restarts_from_current():
     start = gg.memory.stats("cpu")
     big = gg.zeros(1 << 18, device="cpu")
     mid = gg.memory.stats("cpu")
-    assert mid["current_bytes"] - start["current_bytes"] == big.size * 4
+    assert mid["current_bytes"] - start["current_bytes"] == big.numel() * 4
     del big
     end = gg.memory.stats("cpu")
     assert end["current_bytes"] == start["current_bytes"]

@@ -30,6 +30,38 @@ def _t_checkpoint_pair(x, w):
     return a * 2.0 + b.sum()
 
 
+def _t_setitem_slice(x, v):
+    y = x * 1.0
+    y[1:, 1:3] = v[:2] * 2
+    return y * x
+
+
+def _t_setitem_index(x, v):
+    y = x * 2.0
+    y[torch.tensor([2, 0])] = v
+    y[3] = 0.5
+    return y.sin()
+
+
+def _t_inplace_chain(a, b):
+    y = a * 1.0
+    y += b
+    y *= b
+    y -= 0.5
+    y /= b + 1
+    y.clamp_(-1.0, 2.5)
+    return y
+
+
+def _t_write_view(x, v):
+    y = x * 1.0
+    row = y[1]
+    row.mul_(v)
+    col = y.T[2]
+    col += 1.0
+    return y * row.sum()
+
+
 # the same function written with torch, for every case of the op table
 TORCH = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
@@ -44,7 +76,9 @@ TORCH = {
     "where": lambda a, b: torch.where(a > 0.1, a, b), "matmul": torch.matmul,
     "sum_all": lambda x: x.sum(), "sum_axis": lambda x: x.sum(-1, keepdim=True),
     "sum_axes": lambda x: x.sum((0, -1)), "mean": lambda x: x.mean(0),
-    "max_all": lambda x: x.amax(), "max_axis": lambda x: x.amax(-1),
+    "max_all": lambda x: x.amax(), "max_axis": lambda x: x.max(-1).values,
+    "max_dim_keepdim": lambda x: x.max(0, keepdim=True).values, "min_all": lambda x: x.min(),
+    "min_dim": lambda x: torch.min(x, dim=-1).values,
     "logsumexp": lambda x: torch.logsumexp(x, -1),
     "logsumexp_all": lambda x: torch.logsumexp(x.reshape(-1), 0),
     "softmax": lambda x: torch.softmax(x, -1), "softmax_axis0": lambda x: torch.softmax(x, 0),
@@ -58,7 +92,13 @@ TORCH = {
     "linear_gelu": lambda x, w, b: TF.gelu(TF.linear(x, w, b)),
     "linear_gelu_tanh": lambda x, w, b: _t_gelu_tanh(TF.linear(x, w, b)),
     "bias_grad": lambda g: g.sum(0), "reshape": lambda x: x.reshape(-1),
-    "transpose": lambda x: x.permute(*reversed(range(x.ndim))), "T": lambda x: x.T @ x,
+    "transpose": lambda x: x.transpose(0, -1),
+    "permute": lambda x: x.permute(*reversed(range(x.ndim))), "T": lambda x: x.T @ x,
+    "mT": lambda x: x.mT * 2,
+    "getitem_int_slice_list": lambda x: x[1, :, [0, 2, 2]],
+    "getitem_mask": lambda x: x[x > 0],
+    "setitem_slice": _t_setitem_slice, "setitem_index_tensor": _t_setitem_index,
+    "inplace_ops": _t_inplace_chain, "inplace_through_view": _t_write_view,
     "broadcast_to": lambda x: torch.broadcast_to(x, (2,) + tuple(x.shape)),
     "concatenate": lambda a, b: torch.cat([a, b, a], 0),
     "stack": lambda a, b: torch.stack([a, b], -1),

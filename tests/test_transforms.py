@@ -158,7 +158,7 @@ def _small_mlp_loss():
 
 
 def _explicit_hessian(loss, params):
-    sizes = [p.size for p in params]
+    sizes = [p.numel() for p in params]
     flat = np.concatenate([p.numpy().ravel() for p in params])
 
     def f(v):

@@ -142,6 +142,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
         while heap:
             node = pop(heap)[1]
             g = pop_grad(node)
+            if node.retained is not None:
+                g = _run_tensor_hooks(node, g, create_graph, arrays)
             if targets is not None and node in targets:
                 captured[node] = g
                 if stop_at_targets:
@@ -150,8 +152,6 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                 if targets is None:
                     _accumulate_leaf(node, g, create_graph, arrays, handed)
                 continue
-            if node.retained is not None:
-                _retain(node, g, create_graph, arrays)
             parents = node.parents
             if needed is None:
                 needs = all_needed[len(parents)] if None not in parents else \
@@ -245,24 +245,71 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
         tensor._node = node.renewed(tensor)    # the next graph's sink
 
 
-def _retain(node, g, create_graph, arrays):
-    tensor = node.retained()
-    if tensor is not None:
-        if arrays:
-            tensor._grad = wrap(g, tensor.device)
-        else:
-            tensor._grad = g if create_graph else g.detach()
+def _run_tensor_hooks(node, g, create_graph, arrays):
+    """The complete gradient of a node's tensor through its hooks (each may replace it),
+    then kept in ``.grad`` if the tensor asked for it (``retain_grad``)."""
+    record = node.retained
+    if record.hooks:
+        t = wrap(g, node.dev) if arrays else g
+        for hook in list(record.hooks.values()):
+            result = hook(t)
+            if result is not None:
+                if not isinstance(result, Tensor):
+                    raise TypeError(f"a tensor hook returned a {type(result).__name__}; it "
+                                    "must return a Tensor or None")
+                if result.shape != t.shape:
+                    raise ValueError(f"a tensor hook changed the shape of the gradient from "
+                                     f"{tuple(t.shape)} to {tuple(result.shape)}")
+                t = result
+        g = t._data if arrays else t
+    if record.retain and node.leaf is None:
+        tensor = record.tensor()
+        if tensor is not None:
+            if arrays:
+                tensor._grad = wrap(g, tensor.device)
+            else:
+                tensor._grad = g if create_graph else g.detach()
+    return g
 
 
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
-    """Accumulate the gradients of ``tensors`` into the ``.grad`` of every leaf."""
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate the gradients of ``tensors`` into the ``.grad`` of every leaf, or with
+    ``inputs`` into the ``.grad`` of those tensors only (leaves or not)."""
     outputs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     if not isinstance(grad_tensors, (list, tuple)):
         grad_tensors = [grad_tensors] * len(outputs)
     if retain_graph is None:
         retain_graph = create_graph
     seeds = seed_gradients(outputs, list(grad_tensors), create_graph)
-    run_backward(seeds, retain_graph, create_graph)
+    if inputs is None:
+        run_backward(seeds, retain_graph, create_graph)
+        return
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if not inputs:
+        raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+    unique = []
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"backward: inputs[{i}] is a {type(x).__name__}, not a Tensor")
+        if x._node is None:
+            raise RuntimeError(f"backward: inputs[{i}] does not require grad")
+        if not any(x is u for u in unique):
+            unique.append(x)
+    captured = run_backward(seeds, retain_graph, create_graph,
+                            targets={x._node for x in unique})
+    handed = set()
+    for x in unique:
+        g = captured.get(x._node)
+        if g is None:
+            continue
+        if not isinstance(g, Tensor):
+            if id(g) in handed:
+                g = g.copy()
+            handed.add(id(g))
+            g = wrap(g, x.device)
+        elif not create_graph:
+            g = g.detach()
+        x._grad = g if x._grad is None else x._grad + g
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,

@@ -14,7 +14,6 @@ hands the rules arrays, and the very same formulas run as plain kernel calls.
 """
 from __future__ import annotations
 
-import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -152,6 +151,7 @@ class Node:
     """What the backward pass needs of one recorded op call: the op and its parameters,
     the nodes of its inputs, what it saved, and the shape and dtype of its output."""
 
+    # retained: None, or the TensorHooks of the tensor this node made (hooks, retain_grad)
     __slots__ = ("op", "parents", "ins", "out", "out_ver", "seq", "p", "shape", "dtype", "dev",
                  "retained", "out_tangents", "__weakref__")
     leaf = None
@@ -167,9 +167,6 @@ class Node:
 
     def __repr__(self):
         return f"<{self.op.name}>"
-
-    def retain(self, tensor):
-        self.retained = weakref.ref(tensor)
 
     def saved_output(self, grad_mode):
         """The saved output as a tensor attached to this node, so that a recorded backward
@@ -233,7 +230,11 @@ def apply(op, inputs, p=None):
     out.device = dev
     out._grad = None
     out._tangents = None
-    out._ver = inputs[0]._ver if op.view else [0]
+    if op.view:
+        out._ver = inputs[0]._ver
+        out._base = inputs[0]
+    else:
+        out._ver = [0]
     if parents is not None and data.dtype.kind in "fcV":     # V: bfloat16 (ml_dtypes)
         node = _new(Node)
         node.op = op

@@ -37,12 +37,14 @@ from .elementwise import (
 )
 from .linalg import matmul
 from .random import dropout
-from .reduce import logsumexp, max, mean, sum
+from .reduce import logsumexp, max, mean, min, sum
 from .shape import (
     broadcast_to,
     concatenate,
     getitem,
     index_add_zeros,
+    index_put,
+    permute,
     reshape,
     stack,
     sum_to,
@@ -63,7 +65,8 @@ __all__ = [
     "bias_act", "broadcast_to", "cast", "clip", "concatenate", "cos", "div", "dropout", "exp",
     "gelu", "gelu_tanh", "getitem", "identity", "index_add_zeros", "linear_act", "log",
     "log_softmax", "log_softmax_grad", "logsumexp", "matmul", "max", "maximum", "mean",
-    "minimum", "mul", "neg", "pow", "relu", "reshape", "sigmoid", "sin", "softmax",
+    "min", "minimum", "mul", "index_put", "permute", "neg", "pow", "relu", "reshape",
+    "sigmoid", "sin", "softmax",
     "softmax_cross_entropy", "softmax_grad", "softmax_xent_grad", "sqrt", "stack", "sub",
     "sum", "sum_to", "swap_last", "tanh", "to_device", "transpose", "where",
 ]

@@ -59,6 +59,21 @@ def normalize_axes(axis, ndim):
     return tuple(sorted(out))
 
 
+def dim_args(name, dim, keepdim, axis=None, keepdims=None):
+    """PyTorch's ``dim``/``keepdim`` with NumPy's ``axis``/``keepdims`` accepted as aliases,
+    as PyTorch does: returns ``(dim, keepdim)``; giving a value and its alias is an error."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{name}: got both dim={dim!r} and its alias axis={axis!r}")
+        dim = axis
+    if keepdims is not None:
+        if keepdim and not keepdims:
+            raise TypeError(f"{name}: got both keepdim={keepdim!r} and its alias "
+                            f"keepdims={keepdims!r}")
+        keepdim = keepdims
+    return dim, bool(keepdim)
+
+
 def keepdims_shape(shape, axes):
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 
@@ -84,3 +99,84 @@ def elementwise_cost(flops_per_element):
         n = prod(out_shape)
         return flops_per_element * n, n * (len(in_shapes) + 1)
     return cost
+
+
+# -- type promotion (PyTorch's) -------------------------------------------------------------------
+# "V": bfloat16 (ml_dtypes), the one dtype of that NumPy kind a tensor can hold
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "V": 2, "c": 3}
+DEFAULT_FLOAT = np.dtype(np.float32)
+_SCALAR_DTYPES = {bool: np.dtype(bool), int: np.dtype(np.int64), float: DEFAULT_FLOAT,
+                  complex: np.dtype(np.complex64)}
+
+
+def kind_rank(dtype):
+    """bool < integer < floating < complex: the categories of PyTorch's promotion."""
+    return _KIND_RANK[dtype.kind]
+
+
+def promote_types(a, b):
+    """PyTorch's ``promote_types``: within a category the wider type (as NumPy), across
+    categories the type of the higher category (int64 with float16 gives float16)."""
+    if a == b:
+        return a
+    ra, rb = _KIND_RANK[a.kind], _KIND_RANK[b.kind]
+    if ra != rb and (ra < 2 or rb < 2):
+        return a if ra > rb else b
+    if {a.kind, b.kind} == {"f", "V"} and a.itemsize == b.itemsize == 2:
+        return DEFAULT_FLOAT      # bfloat16 with float16: float32, as PyTorch (NumPy has none)
+    return np.promote_types(a, b)
+
+
+def _combine(higher, lower):
+    if higher is None:
+        return lower
+    if lower is None:
+        return higher
+    if higher.kind == "c" or (higher.kind in "fV" and lower.kind != "c"):
+        return higher
+    if higher.kind == "b" or _KIND_RANK[lower.kind] >= 2:
+        return promote_types(higher, lower)
+    return higher
+
+
+def scalar_dtype(value):
+    """The dtype a Python or NumPy scalar stands for in promotion (the default float for
+    floats, as PyTorch)."""
+    if isinstance(value, (bool, np.bool_)):
+        return _SCALAR_DTYPES[bool]
+    if isinstance(value, (int, np.integer)):
+        return _SCALAR_DTYPES[int]
+    if isinstance(value, (float, np.floating)):
+        return DEFAULT_FLOAT
+    return _SCALAR_DTYPES[complex]
+
+
+def result_type(*operands):
+    """PyTorch's result type of an op on these operands (tensors, arrays, scalars): tensors
+    with dimensions decide within a category; 0-d tensors and arrays only when of a higher
+    category; scalars (Python's and NumPy's) only lift the category, to its default type."""
+    dims = zeros = scalars = None
+    for x in operands:
+        if isinstance(x, Tensor) or (hasattr(x, "ndim") and not isinstance(x, np.generic)):
+            dt = x.dtype
+            if x.ndim:
+                dims = dt if dims is None else promote_types(dims, dt)
+            else:
+                zeros = dt if zeros is None else promote_types(zeros, dt)
+        else:
+            dt = scalar_dtype(x)
+            scalars = dt if scalars is None else promote_types(scalars, dt)
+    return _combine(dims, _combine(zeros, scalars))
+
+
+def plain_scalar(value):
+    """A NumPy scalar as the Python scalar of its kind (weakly typed in NumPy kernels)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.complexfloating):
+        return complex(value)
+    return value

@@ -14,10 +14,11 @@ from typing import Callable
 
 from .. import _autocast
 from .._autograd.graph import Op, apply, register
+from .._tensor import Tensor
 from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
 from ._amp import to_low
 from ._common import add_terms, elementwise_cost, prod, shape_str
-from .elementwise import exp
+from .elementwise import exp, to_float
 from .linalg import matmul
 from .shape import reshape, swap_last
 
@@ -163,10 +164,14 @@ def relu(x):
 
 
 def tanh(x):
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)    # integers become the default float, as in PyTorch
     return apply(ACTIVATION_OPS["tanh"], (x,))
 
 
 def sigmoid(x):
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)    # integers become the default float, as in PyTorch
     return apply(ACTIVATION_OPS["sigmoid"], (x,))
 
 

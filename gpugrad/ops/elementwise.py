@@ -8,7 +8,7 @@ import numpy as np
 
 from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
 from .._tensor import Tensor
-from ._common import const_like, elementwise_cost, raw, xp_of
+from ._common import const_like, elementwise_cost, plain_scalar, raw, result_type, xp_of
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
@@ -97,6 +97,38 @@ def _log_of(x):
     return log(x)
 
 
+def _is_zero(x):
+    """A constant mask (or Python bool) of where x is 0."""
+    if isinstance(x, (int, float)):
+        return x == 0
+    return const_like(raw(x) == 0, x)
+
+
+def _pow_partials(a, b, out, needs):
+    """d/da = b a^(b-1), 0 where b = 0; d/db = a^b log a, 0 where a = 0 and b >= 0 (as
+    PyTorch: x^0 is constant, 0^y for y >= 0 has no slope in y)."""
+    da = db = None
+    if needs[0]:
+        if isinstance(b, (int, float)):
+            da = 0.0 * a if b == 0 else b * a ** (b - 1)
+        else:
+            da = where(_is_zero(b), 0.0, b * a ** (b - 1))
+    if needs[1]:
+        log_a = _log_of(a)
+        if isinstance(a, (int, float)):
+            if a == 0:
+                db = where(const_like(raw(b) >= 0, b), 0.0, out * log_a)
+            else:
+                db = out * log_a
+        else:
+            flat = _is_zero(a)
+            if isinstance(b, (int, float)):
+                db = where(flat, 0.0, out * log_a) if b >= 0 else out * log_a
+            else:
+                db = where(const_like(raw(flat) & (raw(b) >= 0), b), 0.0, out * log_a)
+    return da, db
+
+
 @primitive
 class Pow(Elementwise):
     """out = a ** b"""
@@ -107,8 +139,7 @@ class Pow(Elementwise):
     cost = elementwise_cost(10)
 
     def partials(self, ins, out, p, needs):
-        a, b = ins
-        return (b * a ** (b - 1) if needs[0] else None), (out * _log_of(a) if needs[1] else None)
+        return _pow_partials(ins[0], ins[1], out, needs)
 
 
 def pow(a, b):
@@ -130,6 +161,8 @@ class Exp(Elementwise):
 
 def exp(x):
     """e^x elementwise."""
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)
     return apply(Exp, (x,))
 
 
@@ -147,6 +180,8 @@ class Log(Elementwise):
 
 def log(x):
     """Natural logarithm elementwise."""
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)
     return apply(Log, (x,))
 
 
@@ -163,6 +198,8 @@ class Sqrt(Elementwise):
 
 
 def sqrt(x):
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)
     return apply(Sqrt, (x,))
 
 
@@ -179,6 +216,8 @@ class Sin(Elementwise):
 
 
 def sin(x):
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)
     return apply(Sin, (x,))
 
 
@@ -195,6 +234,8 @@ class Cos(Elementwise):
 
 
 def cos(x):
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
+        x = to_float(x)
     return apply(Cos, (x,))
 
 
@@ -258,11 +299,11 @@ class Minimum(_Pick):
 
 
 def maximum(a, b):
-    return apply(Maximum, (a, b))
+    return apply(Maximum, _promoted(a, b))
 
 
 def minimum(a, b):
-    return apply(Minimum, (a, b))
+    return apply(Minimum, _promoted(a, b))
 
 
 @primitive
@@ -303,7 +344,7 @@ def where(cond, a, b):
         if isinstance(like, Tensor):
             from .._tensor import wrap
             cond = wrap(like.device.asarray(cond, dtype=bool), like.device)
-    return apply(Where, (cond, a, b))
+    return apply(Where, (cond,) + _promoted(a, b))
 
 
 @primitive
@@ -333,6 +374,37 @@ def clip(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
     return apply(Clip, (x,), Clip.Params(min, max))
+
+
+def promote(a, b):
+    """Both operands in PyTorch's result type: tensors cast (differentiably), NumPy scalars
+    made Python scalars, which the kernels treat as weakly typed."""
+    dtype = result_type(a, b)
+    if isinstance(a, Tensor):
+        if a._data.dtype != dtype:
+            a = cast(a, dtype)
+    else:
+        a = plain_scalar(a)
+    if isinstance(b, Tensor):
+        if b._data.dtype != dtype:
+            b = cast(b, dtype)
+    else:
+        b = plain_scalar(b)
+    return a, b
+
+
+def _promoted(a, b):
+    """a and b promoted when a tensor is involved (bare arrays, in rules, pass as they are)."""
+    if (a.__class__ is Tensor or b.__class__ is Tensor) and not (
+            a.__class__ is b.__class__ and a._data.dtype is b._data.dtype):
+        return promote(a, b)
+    return a, b
+
+
+def to_float(x):
+    """An integer or bool tensor as the default float (float32), as PyTorch promotes it
+    under true division and float functions."""
+    return cast(x, np.float32)
 
 
 # -- dtype and device -----------------------------------------------------------------------------
@@ -385,6 +457,7 @@ def to_device(x, dev):
     out = apply(ToDevice, (x,), ToDevice.Params(dev, x.device))
     out.device = dev
     out._ver = [0]
+    out._base = None       # a copy, not a view: marked a view only for memory accounting
     return out
 
 

@@ -74,6 +74,11 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: operands must have at least one dimension, got shapes "
                          f"{shape_str(a.shape)} and {shape_str(b.shape)}")
+    da, db = raw(a).dtype, raw(b).dtype
+    if da != db:
+        raise TypeError(f"matmul: expected both operands to have the same dtype, but got: "
+                        f"{da} != {db} (convert one with .to(dtype); gpugrad, like PyTorch, "
+                        "does not promote matrix products)")
     ka = a.shape[-1]
     kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if ka != kb:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._autograd.graph import Linear, apply, primitive
-from .._tensor import Tensor
+from .._tensor import Tensor, wrap
 from ._common import broadcast_shapes, normalize_axes, prod, shape_str
+from .elementwise import cast, where
 
 
 def _no_cost(self, in_shapes, out_shape, p):
@@ -60,7 +63,12 @@ def reshape(x, *shape):
     shape = _resolve_shape(shape, prod(x.shape))
     if shape == x.shape:
         return x
-    return apply(Reshape, (x,), Reshape.Params(shape, x.shape))
+    out = apply(Reshape, (x,), Reshape.Params(shape, x.shape))
+    if isinstance(x, Tensor) and not x._data.flags.c_contiguous \
+            and not x.device.xp.may_share_memory(out._data, x._data):
+        out._base = None      # NumPy had to copy: not a view, as PyTorch's reshape then
+        out._ver = [0]
+    return out
 
 
 @primitive
@@ -78,24 +86,46 @@ class Transpose(Linear):
         return (apply(Transpose, (g,), Transpose.Params(p.inverse, p.axes)),)
 
 
-def transpose(x, *axes):
-    """x with axes permuted; no axes reverses them (as NumPy)."""
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = axes[0]
+def permute(x, *dims):
+    """x with its dimensions reordered: output dimension i is input dimension dims[i]."""
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = dims[0]
     ndim = x.ndim
-    if not axes:
-        axes = tuple(range(ndim))[::-1]
-    else:
-        axes = tuple(int(a) % ndim if ndim else int(a) for a in axes)
-        if sorted(axes) != list(range(ndim)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation of "
-                             f"{ndim} dimension(s)")
+    if len(dims) != ndim:
+        raise ValueError(f"permute: number of dims don't match: the tensor has {ndim} "
+                         f"dimension(s), got {len(dims)} dims {tuple(dims)}")
+    axes = []
+    for d in dims:
+        d = int(d)
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"permute: dimension {d} is out of range for a tensor of {ndim} "
+                             "dimension(s)")
+        axes.append(d % ndim if ndim else 0)
+    axes = tuple(axes)
+    if sorted(axes) != list(range(ndim)):
+        raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of {ndim} "
+                         "dimension(s) (repeated dim)")
     if axes == tuple(range(ndim)):
         return x
     inverse = [0] * ndim
     for i, a in enumerate(axes):
         inverse[a] = i
     return apply(Transpose, (x,), Transpose.Params(axes, tuple(inverse)))
+
+
+def transpose(x, dim0, dim1):
+    """x with dimensions dim0 and dim1 swapped (PyTorch's ``transpose``)."""
+    ndim = x.ndim
+    span = max(ndim, 1)
+    for d in (dim0, dim1):
+        if not -span <= d < span:
+            raise IndexError(f"transpose: dimension {d} is out of range for a tensor of "
+                             f"{ndim} dimension(s)")
+    axes = list(range(ndim))
+    if ndim:
+        a, b = dim0 % ndim, dim1 % ndim
+        axes[a], axes[b] = axes[b], axes[a]
+    return permute(x, axes)
 
 
 _SWAP_2D = Transpose.Params((1, 0), (1, 0))
@@ -105,9 +135,7 @@ def swap_last(x):
     """x with its last two axes swapped."""
     if x.ndim == 2:
         return apply(Transpose, (x,), _SWAP_2D)
-    axes = list(range(x.ndim))
-    axes[-1], axes[-2] = axes[-2], axes[-1]
-    return transpose(x, *axes)
+    return transpose(x, -2, -1)
 
 
 @primitive
@@ -168,28 +196,75 @@ def sum_to(x, shape):
 
 
 # -- indexing ----------------------------------------------------------------------------------
-def _normalize_index(idx, dev):
-    """Tensors in an index become arrays of the device; returns (index, is_basic)."""
+def _is_int(item):
+    return isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_))
+
+
+def _index_items(idx, dev):
+    """The items of an index with tensors and lists made arrays of the device; a 0-d integer
+    tensor is an int, as in PyTorch. Returns (items, has_array, has_int)."""
     items = idx if isinstance(idx, tuple) else (idx,)
-    basic = True
     out = []
+    has_array = has_int = False
     for item in items:
         if isinstance(item, Tensor):
             if item.device is not dev:
                 raise ValueError(f"index on device {item.device} used on a tensor on "
                                  f"device {dev}")
             item = item._data
+            if item.ndim == 0 and item.dtype.kind in "iu":
+                item = int(item)
         elif isinstance(item, list):
-            item = dev.asarray(item)
+            item = dev.asarray(item, dtype=np.int64 if not item else None)
+        elif isinstance(item, (bool, np.bool_)):
+            item = dev.asarray(bool(item))
         if hasattr(item, "dtype") and hasattr(item, "shape"):
-            basic = False
+            has_array = True
             if item.dtype.kind not in "iub":
-                raise TypeError(f"tensors used as indices must be integer or bool, "
-                                f"got {item.dtype}")
-            if not isinstance(item, type(dev.xp.empty(0))):
+                raise TypeError(f"tensors used as indices must be long, int, byte or bool "
+                                f"tensors, got dtype {item.dtype}")
+            if not dev.owns(item):
                 item = dev.asarray(item)
+        elif _is_int(item):
+            has_int = True
+            item = int(item)
+        elif not (item is None or item is Ellipsis or isinstance(item, slice)):
+            raise TypeError(f"only integers, slices, None, ..., and integer or boolean "
+                            f"tensors are valid indices, got {type(item).__name__}")
         out.append(item)
-    return (tuple(out) if isinstance(idx, tuple) or len(out) != 1 else out[0]), basic
+    return out, has_array, has_int
+
+
+def index_steps(idx, dev):
+    """An index in PyTorch's meaning as NumPy indices applied one after the other, each with
+    whether it is basic (a view): integers select first, so that they never count as
+    advanced indices (``x[0, :, [0, 2]]`` on (3, 4, 5) gives (4, 2), where NumPy's
+    ``a[0, :, [0, 2]]`` gives (2, 4)); the advanced rest follows NumPy's placement."""
+    items, has_array, has_int = _index_items(idx, dev)
+    if not has_array:
+        return [(tuple(items), True)]
+    if not has_int:
+        return [(tuple(items), False)]
+    first, second = [], []
+    for item in items:
+        if isinstance(item, int):
+            first.append(item)
+        elif hasattr(item, "dtype"):
+            first.extend([slice(None)] * (item.ndim if item.dtype == bool else 1))
+            second.append(item)
+        else:
+            first.append(item)
+            second.append(Ellipsis if item is Ellipsis else slice(None))
+    return [(tuple(first), True), (tuple(second), False)]
+
+
+def flat_positions(shape, steps, dev):
+    """The flat (row-major) positions in a tensor of ``shape`` of the elements an index
+    selects, shaped as the result of indexing."""
+    positions = dev.xp.arange(prod(shape), dtype=np.int64).reshape(shape)
+    for index, _ in steps:
+        positions = positions[index]
+    return positions
 
 
 class _Index(Linear):
@@ -216,8 +291,17 @@ class BasicGetItem(_Index):
 
 
 def getitem(x, idx, basic=None):
-    if basic is None:
-        idx, basic = _normalize_index(idx, x.device)
+    """x[idx] with PyTorch's indexing rules; ``basic`` given: idx is a NumPy index already."""
+    if basic is not None:
+        return _getitem(x, idx, basic)
+    if isinstance(idx, (int, slice)) and not isinstance(idx, bool):
+        return _getitem(x, idx, True)
+    for index, basic in index_steps(idx, x.device):
+        x = _getitem(x, index, basic)
+    return x
+
+
+def _getitem(x, idx, basic):
     try:
         op = BasicGetItem if basic else GetItem
         return apply(op, (x,), op.Params(idx, x.shape, basic))
@@ -249,6 +333,92 @@ class IndexAddZeros(Linear):
 
 def index_add_zeros(g, idx, shape, basic):
     return apply(IndexAddZeros, (g,), IndexAddZeros.Params(idx, shape, basic))
+
+
+def index_put(x, positions, value):
+    """A new tensor: x with ``value`` (broadcast to ``positions``' shape) at the flat
+    ``positions``. Gradients flow to the elements of x left untouched and to value."""
+    dev = x.device
+    xp = dev.xp
+    n = prod(x.shape)
+    pos = positions.reshape(-1)
+    mask = xp.zeros(n, dtype=bool)
+    mask[pos] = True
+    mask = wrap(dev.adopt(mask), dev)
+    flat = reshape(x, (n,))
+    if isinstance(value, Tensor) and (value._node is not None or value._tangents):
+        if value.device is not dev:
+            raise ValueError(f"index_put: value on device {value.device}, tensor on {dev}")
+        if value.dtype != x.dtype:
+            value = cast(value, x.dtype)
+        if value.shape != positions.shape:
+            if broadcast_shapes(value.shape, positions.shape) != positions.shape:
+                raise ValueError(f"shape mismatch: value tensor of shape "
+                                 f"{shape_str(value.shape)} cannot be broadcast to indexing "
+                                 f"result of shape {shape_str(positions.shape)}")
+            value = broadcast_to(value, positions.shape)
+        if int(xp.unique(pos).size) != int(pos.size):
+            raise RuntimeError("an index that repeats a position was used to write a tensor "
+                               "that requires grad: which write wins is undefined, so its "
+                               "gradient would be too; use index_add or unique indices")
+        scattered = index_add_zeros(reshape(value, (pos.size,)), pos, (n,), False)
+    else:
+        arr = xp.zeros(n, dtype=x.dtype)
+        try:
+            arr[pos] = xp.broadcast_to(_as_array(value, dev).astype(x.dtype, copy=False),
+                                       positions.shape).reshape(-1)
+        except ValueError:
+            raise ValueError(f"shape mismatch: value of shape "
+                             f"{shape_str(getattr(value, 'shape', ()))} cannot be broadcast to "
+                             f"indexing result of shape {shape_str(positions.shape)}") from None
+        scattered = wrap(dev.adopt(arr), dev)
+    return reshape(where(mask, scattered, flat), x.shape)
+
+
+def _address(arr):
+    ptr = getattr(arr.data, "ptr", None)      # CuPy: a device pointer; NumPy: a memoryview
+    return ptr if ptr is not None else arr.__array_interface__["data"][0]
+
+
+def _element_offsets(arr, xp):
+    """The offset in elements of each element of arr from its first byte's address."""
+    item = arr.itemsize
+    offsets = xp.zeros(arr.shape, dtype=np.int64)
+    ndim = arr.ndim
+    for k, (n, stride) in enumerate(zip(arr.shape, arr.strides)):
+        offsets = offsets + (xp.arange(n, dtype=np.int64) * (stride // item)).reshape(
+            (n,) + (1,) * (ndim - k - 1))
+    return offsets
+
+
+def view_positions(base, view):
+    """The flat (row-major) position in ``base`` of each element of ``view``, an array
+    sharing base's memory (from their addresses and strides)."""
+    from .._device import array_module
+    xp = array_module(base)
+    shift = _address(view) - _address(base)
+    if shift % base.itemsize:
+        raise RuntimeError("a view whose elements are not aligned with its base's")
+    target = _element_offsets(view, xp) + shift // base.itemsize
+    if base.flags.c_contiguous:
+        positions = target
+    else:
+        offsets = _element_offsets(base, xp).reshape(-1)
+        order = xp.argsort(offsets)
+        found = xp.searchsorted(offsets[order], target.reshape(-1))
+        positions = order[xp.clip(found, 0, offsets.size - 1)].reshape(target.shape)
+    size = prod(base.shape)
+    if positions.size and (int(positions.min()) < 0 or int(positions.max()) >= size):
+        raise RuntimeError("a view that does not lie inside the memory of its base")
+    return positions
+
+
+def _as_array(value, dev):
+    if isinstance(value, Tensor):
+        if value.device is not dev:
+            return dev.asarray(value.device.to_host(value._data))
+        return value._data
+    return dev.xp.asarray(value)
 
 
 # -- joining -------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
 from ._amp import to_float32
-from ._common import add_terms, const_like, normalize_axes, prod, raw, shape_str, xp_of
-from .elementwise import exp
+from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
+from .elementwise import cast, exp
 from .reduce import sum
 from .shape import getitem
 
@@ -56,10 +56,14 @@ def _one_axis(axis, ndim, what):
     return normalize_axes(axis, ndim)[0]
 
 
-def softmax(x, axis=-1):
+def softmax(x, dim=-1, *, axis=None, dtype=None):
+    """e^x / sum(e^x) along ``dim`` (``axis`` is accepted as an alias)."""
+    dim, _ = dim_args("softmax", None if axis is not None else dim, False, axis)
     if _autocast.active:
         x = to_float32(x)
-    return apply(Softmax, (x,), Softmax.Params(_one_axis(axis, x.ndim, "softmax")))
+    if dtype is not None:
+        x = cast(x, dtype)
+    return apply(Softmax, (x,), Softmax.Params(_one_axis(dim, x.ndim, "softmax")))
 
 
 @primitive
@@ -114,10 +118,14 @@ class LogSoftmax(Op):
         return t - sum(exp(out) * t, p.axis, True)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, dim=-1, *, axis=None, dtype=None):
+    """x - logsumexp(x) along ``dim`` (``axis`` is accepted as an alias)."""
+    dim, _ = dim_args("log_softmax", None if axis is not None else dim, False, axis)
     if _autocast.active:
         x = to_float32(x)
-    return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(axis, x.ndim, "log_softmax")))
+    if dtype is not None:
+        x = cast(x, dtype)
+    return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(dim, x.ndim, "log_softmax")))
 
 
 @primitive

@@ -213,7 +213,7 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True, **k
         return _attach(outputs, node)
     # several outputs: one region node whose cotangent is the outputs' cotangents packed flat
     wanted = [isinstance(o, Tensor) and o._node is not None for o in outs]
-    sizes = [o.size if w else 0 for o, w in zip(outs, wanted)]
+    sizes = [o.numel() if w else 0 for o, w in zip(outs, wanted)]
     offsets = tuple(int(v) for v in _np.concatenate([[0], _np.cumsum(sizes)]))
     shapes = tuple(o.shape if w else None for o, w in zip(outs, wanted))
     dtype = _np.result_type(*[o.dtype for o in grad_outs])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device, ops
+from . import _device, _methods_ops, ops
 from ._autograd.backward import backward
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
@@ -336,6 +336,7 @@ def _install():
     T.cpu = lambda self: _to(self, "cpu")
     T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
     T.backward = _backward
+    _methods_ops.install(T)          # PyTorch's op set: maths, reductions, movement
 
 
 _install()

@@ -25,6 +25,7 @@ class OpCase:
     smooth: bool = True          # check second order
     consts: Callable = None      # rng, shapes -> extra non-differentiable inputs (appended)
     gradcheck: dict = field(default_factory=dict)   # keyword arguments for gg.gradcheck
+    torch_order: int = 3         # highest order compared with PyTorch (where it is smooth)
 
 
 def random_shape(rng, min_ndim=0, max_ndim=3):
@@ -345,3 +346,263 @@ def make_inputs(case, rng):
         arrays.append(np.asarray(a, dtype=np.float64))
     consts = case.consts(rng, shapes) if case.consts else []
     return arrays, consts
+
+
+# -- PyTorch's op set: maths, reductions and scans, movement and selection -------------------------
+def _ternary(rng):
+    a = random_shape(rng, 1)
+    return [a, broadcast_partner(rng, a), broadcast_partner(rng, a)]
+
+
+def _float_const(low, high):
+    """One non-differentiable float64 input shaped like the first input."""
+    return lambda rng, shapes: [gg.tensor(rng.uniform(low, high, size=shapes[0]),
+                                          dtype=gg.float64)]
+
+
+def _index_const(dim, extra=0):
+    """An int64 index for gather/scatter along ``dim`` (values in range, repeats allowed)."""
+    def make(rng, shapes):
+        shape = list(shapes[0])
+        n = shape[dim]
+        shape[dim] = n + extra
+        return [gg.tensor(rng.integers(0, n, size=shape))]
+    return make
+
+
+def _perm_index_const(dim):
+    """A scatter index along ``dim`` without repeats (scatter writes each place once)."""
+    def make(rng, shapes):
+        shape = shapes[0]
+        idx = np.argsort(rng.random(shape), axis=dim)
+        return [gg.tensor(idx)]
+    return make
+
+
+def _mask_const(rng, shapes):
+    return [gg.tensor(rng.random(shapes[0]) < 0.5)]
+
+
+def _np_remainder_by_zeroed(x):
+    return x - x[..., :1]
+
+
+def _np_pad(x, widths, mode, value=0.0):
+    crop = tuple(slice(max(-a, 0), s - max(-b, 0)) for (a, b), s in zip(widths, x.shape))
+    x = x[crop]
+    widths = [(max(a, 0), max(b, 0)) for a, b in widths]
+    if mode == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=value)
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge",
+                                   "circular": "wrap"}[mode])
+
+
+def _np_lcse(x, axis):
+    return np.logaddexp.accumulate(x, axis=axis)
+
+
+def _np_scatter(x, idx, src, dim, add=False):
+    out = x.copy()
+    full = tuple(idx if a == dim else np.arange(n).reshape([-1 if b == a else 1
+                                                            for b in range(idx.ndim)])
+                 for a, n in enumerate(idx.shape))
+    if add:
+        np.add.at(out, full, src[tuple(slice(0, n) for n in idx.shape)])
+    else:
+        out[full] = src[tuple(slice(0, n) for n in idx.shape)]
+    return out
+
+
+def _sq3(rng):
+    n = int(rng.integers(1, 4))
+    return [(int(rng.integers(1, 3)), n, n)]
+
+
+def _mat(rng):
+    return [tuple(int(s) for s in rng.integers(1, 4, size=2))]
+
+
+def _at_least(k, min_ndim=1, max_ndim=3):
+    """A random shape whose dimensions are all at least k."""
+    def shapes(rng):
+        ndim = int(rng.integers(min_ndim, max_ndim + 1))
+        return [tuple(int(s) for s in rng.integers(k, k + 3, size=ndim))]
+    return shapes
+
+
+def _einsum_shapes(kind):
+    def shapes(rng):
+        i, j, k, b = (int(v) for v in rng.integers(1, 4, size=4))
+        return {"mm": [(i, j), (j, k)], "diag": [(i, i)], "all": [(i, j)],
+                "batch": [(b, i, j), (b, j, k)], "ell": [(b, 1, i, j), (2, j, k)],
+                "dot": [(i,), (i,)], "three": [(i, j), (j, k), (k,)],
+                "outer_rep": [(i, i, j)]}[kind]
+    return shapes
+
+
+_EINSUM = {"mm": "ij,jk->ik", "diag": "ii->i", "all": "ij->", "batch": "bij,bjk->bik",
+           "ell": "...ij,...jk", "dot": "i,i->", "three": "ij,jk,k->i",
+           "outer_rep": "iij->ji"}
+
+
+def _np_sort_desc(x, axis=-1):
+    return -np.sort(-x, axis=axis)
+
+
+OPS += [
+    # smooth unary maths
+    OpCase("tan", gg.tan, np.tan, unary),
+    OpCase("asin", lambda x: gg.asin(x * 0.6), lambda x: np.arcsin(x * 0.6), unary),
+    OpCase("acos", lambda x: gg.acos(x * 0.6), lambda x: np.arccos(x * 0.6), unary),
+    OpCase("atan", gg.atan, np.arctan, unary),
+    OpCase("sinh", gg.sinh, np.sinh, unary),
+    OpCase("cosh", gg.cosh, np.cosh, unary),
+    OpCase("asinh", gg.asinh, np.arcsinh, unary),
+    OpCase("acosh", lambda x: gg.acosh(x + 1.0), lambda x: np.arccosh(x + 1.0), unary,
+           domain="positive"),
+    OpCase("atanh", lambda x: gg.atanh(x * 0.6), lambda x: np.arctanh(x * 0.6), unary),
+    OpCase("erf", gg.erf, _erf, unary),
+    OpCase("exp2", gg.exp2, np.exp2, unary),
+    OpCase("expm1", gg.expm1, np.expm1, unary),
+    OpCase("log2", gg.log2, np.log2, unary, domain="positive"),
+    OpCase("log10", gg.log10, np.log10, unary, domain="positive"),
+    OpCase("log1p", gg.log1p, np.log1p, unary, domain="positive"),
+    OpCase("rsqrt", gg.rsqrt, lambda x: 1 / np.sqrt(x), unary, domain="positive"),
+    OpCase("square", gg.square, np.square, unary),
+    # piecewise constant: zero gradients
+    OpCase("floor", lambda x: gg.floor(x * 3), lambda x: np.floor(x * 3), unary),
+    OpCase("ceil", lambda x: gg.ceil(x * 3), lambda x: np.ceil(x * 3), unary),
+    OpCase("trunc", lambda x: gg.trunc(x * 3), lambda x: np.trunc(x * 3), unary),
+    OpCase("round", lambda x: gg.round(x * 3) + gg.round(x, decimals=1),
+           lambda x: np.round(x * 3) + np.round(x, 1), unary),
+    OpCase("sign", lambda x: gg.sign(x) * x, lambda x: np.sign(x) * x, unary),
+    # binary maths
+    OpCase("atan2", gg.atan2, np.arctan2, binary),
+    OpCase("logaddexp", gg.logaddexp, np.logaddexp, binary),
+    # (PyTorch has no second derivative of remainder; ours is the exact 0)
+    OpCase("remainder", lambda a, b: a % b, np.remainder, binary, torch_order=1),
+    OpCase("remainder_scalar", lambda a: (a % 0.7) + (2.0 % a),
+           lambda a: np.remainder(a, 0.7) + np.remainder(2.0, a), unary, torch_order=1),
+    OpCase("fmod", gg.fmod, np.fmod, binary, torch_order=1),
+    OpCase("floor_divide", lambda x, c: x * (c // 0.7), lambda x, c: x * (c // 0.7), unary,
+           consts=_float_const(-2, 2)),
+    OpCase("lerp", gg.lerp, lambda a, b, w: a + w * (b - a), _ternary),
+    OpCase("lerp_scalar", lambda a, b: gg.lerp(a, b, 0.3), lambda a, b: a + 0.3 * (b - a),
+           binary),
+    # reductions
+    OpCase("amax_dims", lambda x: gg.amax(x, dim=(0, -1), keepdim=True),
+           lambda x: np.max(x, axis=(0, -1), keepdims=True), lambda rng: [random_shape(rng, 2)],
+           domain="away", smooth=False),
+    OpCase("amin", lambda x: gg.amin(x, -1), lambda x: np.min(x, axis=-1), matrix_last,
+           domain="away", smooth=False),
+    OpCase("amin_all", lambda x: gg.amin(x) + gg.min(x), lambda x: 2 * np.min(x), unary,
+           domain="away", smooth=False),
+    OpCase("min_dim_keepdim", lambda x: x.min(dim=0).values * 2 + x.min(0, keepdim=True)[0].sum(),
+           lambda x: np.min(x, 0) * 2 + np.min(x, 0, keepdims=True).sum(), matrix_last,
+           domain="away", smooth=False),
+    OpCase("prod_all", gg.prod, np.prod, unary),
+    OpCase("prod_dim", lambda x: x.prod(dim=-1, keepdim=True),
+           lambda x: np.prod(x, axis=-1, keepdims=True), matrix_last),
+    OpCase("prod_zero", lambda x: gg.prod(x - x[..., :1], dim=-1),
+           lambda x: np.prod(_np_remainder_by_zeroed(x), axis=-1), matrix_last),
+    OpCase("cumsum", lambda x: gg.cumsum(x, dim=0), lambda x: np.cumsum(x, axis=0),
+           matrix_last),
+    OpCase("cumprod", lambda x: x.cumprod(-1), lambda x: np.cumprod(x, axis=-1), matrix_last),
+    OpCase("cumprod_zero", lambda x: gg.cumprod(gg.roll(x - x[..., :1], 1, -1), -1),
+           lambda x: np.cumprod(np.roll(_np_remainder_by_zeroed(x), 1, -1), axis=-1),
+           _at_least(3, 1, 2)),
+    # PyTorch's third derivative is nan (log|g| differentiated where g = 0); ours is finite
+    OpCase("logcumsumexp", lambda x: gg.logcumsumexp(x, -1), lambda x: _np_lcse(x, -1),
+           matrix_last, torch_order=2),
+    OpCase("var", lambda x: gg.var(x, dim=-1) + x.var(correction=0),
+           lambda x: np.var(x, axis=-1, ddof=1) + np.var(x), _at_least(2)),
+    OpCase("std", lambda x: gg.std(x, 0, keepdim=True, unbiased=False),
+           lambda x: np.std(x, axis=0, keepdims=True), _at_least(2)),
+    OpCase("norm", lambda x: gg.norm(x), lambda x: np.sqrt(np.sum(x * x)), unary),
+    OpCase("norm_dim", lambda x: x.norm(dim=-1, keepdim=True) + x.norm(3, dim=-1, keepdim=True),
+           lambda x: np.linalg.norm(x, axis=-1, keepdims=True)
+           + np.sum(np.abs(x) ** 3, axis=-1, keepdims=True) ** (1 / 3), matrix_last),
+    OpCase("norm_1_inf", lambda x: x.norm(1) + x.norm(float("inf"), dim=0),
+           lambda x: np.abs(x).sum() + np.abs(x).max(axis=0), matrix_last, domain="away",
+           smooth=False),
+    # movement
+    OpCase("squeeze_unsqueeze", lambda x: gg.unsqueeze(gg.squeeze(x), -1).squeeze(0),
+           lambda x: np.squeeze(np.squeeze(x)[..., None], 0) if np.squeeze(x).shape[:1] == (1,)
+           or not np.squeeze(x).ndim else np.squeeze(x)[..., None],
+           lambda rng: [random_shape(rng, 1, 3) + (1,)]),
+    OpCase("unflatten", lambda x: x.flatten().unflatten(0, (-1, 1)),
+           lambda x: x.reshape(-1, 1), unary),
+    OpCase("expand", lambda x: x.expand(2, *x.shape) * x.expand_as(x),
+           lambda x: np.broadcast_to(x, (2,) + x.shape) * x, unary),
+    OpCase("repeat", lambda x: x.repeat(2, *([1] * (x.ndim - 1)), 3) if x.ndim else x.repeat(2),
+           lambda x: np.tile(x, (2,) + (1,) * (x.ndim - 1) + (3,)) if x.ndim
+           else np.tile(x, 2), unary),
+    OpCase("tile", lambda x: gg.tile(x, (2,)), lambda x: np.tile(x, 2), unary),
+    OpCase("repeat_interleave", lambda x: gg.repeat_interleave(x, 2, dim=0)
+           + gg.repeat_interleave(x, gg.tensor([2] * x.shape[0]), dim=0),
+           lambda x: 2 * np.repeat(x, 2, axis=0), matrix_last),
+    OpCase("roll", lambda x: gg.roll(x, (1, -2), (0, -1)) + gg.roll(x, 1),
+           lambda x: np.roll(x, (1, -2), (0, -1)) + np.roll(x.ravel(), 1).reshape(x.shape),
+           matrix_last),
+    OpCase("flip", lambda x: gg.flip(x, (0, -1)), lambda x: np.flip(x, (0, -1)),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("clone", lambda x: gg.clone(x) * x.contiguous(), lambda x: x * x, unary),
+    OpCase("cat_dim", lambda a, b: gg.cat([a, b], dim=-1),
+           lambda a, b: np.concatenate([a, b], -1),
+           lambda rng: (lambda s: [s, s[:-1] + (2,)])(random_shape(rng, 1))),
+    OpCase("stack_dim", lambda a, b: gg.stack([a, b], dim=1), lambda a, b: np.stack([a, b], 1),
+           lambda rng: [random_shape(rng, 1)] * 2),
+    OpCase("split_chunk", lambda x: gg.cat(gg.split(x, 1)[::-1] + x.chunk(2)[:1]),
+           lambda x: np.concatenate([x[::-1], x[:(x.shape[0] + 1) // 2]]), matrix_last),
+    OpCase("unbind", lambda x: gg.stack(x.unbind(-1)[::-1], -1), lambda x: x[..., ::-1],
+           matrix_last),
+    OpCase("pad_constant", lambda x: gg.ops.pad(x, (1, 2, -1, 1), value=0.5),
+           lambda x: _np_pad(x, [(0, 0)] * (x.ndim - 2) + [(-1, 1), (1, 2)], "constant", 0.5),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("pad_reflect", lambda x: gg.ops.pad(x, (1, 2), mode="reflect") +
+           gg.ops.pad(x, (2, 1), mode="replicate") + gg.ops.pad(x, (3, 0), mode="circular"),
+           lambda x: _np_pad(x, [(0, 0)] * (x.ndim - 1) + [(1, 2)], "reflect")
+           + _np_pad(x, [(0, 0)] * (x.ndim - 1) + [(2, 1)], "replicate")
+           + _np_pad(x, [(0, 0)] * (x.ndim - 1) + [(3, 0)], "circular"), _at_least(3)),
+    OpCase("movedim", lambda x: gg.movedim(x, 0, -1), lambda x: np.moveaxis(x, 0, -1),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    # selection
+    OpCase("gather", lambda x, i: gg.gather(x, -1, i),
+           lambda x, i: np.take_along_axis(x, i, -1), matrix_last, consts=_index_const(-1, 1)),
+    OpCase("take_along_dim", lambda x, i: gg.take_along_dim(x, i, 0),
+           lambda x, i: np.take_along_axis(x, i, 0), matrix_last, consts=_index_const(0)),
+    OpCase("index_select", lambda x: gg.index_select(x, 0, gg.tensor([0, 0, x.shape[0] - 1])),
+           lambda x: x[[0, 0, x.shape[0] - 1]], matrix_last),
+    OpCase("scatter", lambda x, s, i: gg.scatter(x, 0, i, s),
+           lambda x, s, i: _np_scatter(x, i, s, 0), lambda rng: [random_shape(rng, 1)] * 2,
+           consts=_perm_index_const(0)),
+    OpCase("scatter_add", lambda x, s, i: x.scatter_add(-1, i, s),
+           lambda x, s, i: _np_scatter(x, i, s, x.ndim - 1, add=True),
+           lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1)),
+    OpCase("masked_fill", lambda x, m: x.masked_fill(m, 0.25),
+           lambda x, m: np.where(m, 0.25, x), unary, consts=_mask_const),
+    OpCase("masked_select", lambda x, m: gg.masked_select(x, m), lambda x, m: x[m], unary,
+           consts=_mask_const),
+    OpCase("tril_triu", lambda x: gg.tril(x, -1) + gg.triu(x, 1) * 2,
+           lambda x: np.tril(x, -1) + 2 * np.triu(x, 1), lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("diagonal", lambda x: gg.diagonal(x, 1, -1, 0) + 0,
+           lambda x: np.diagonal(x, 1, -1, 0) + 0, lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("diag", lambda x: gg.diag(gg.diag(x, 1), -1), lambda x: np.diag(np.diag(x, 1), -1),
+           lambda rng: [random_shape(rng, 1, 1)]),
+    OpCase("sort", lambda x: gg.sort(x, 0, descending=True).values + x.sort().values,
+           lambda x: _np_sort_desc(x, 0) + np.sort(x, -1), matrix_last, domain="away",
+           smooth=False),
+    OpCase("topk", lambda x: gg.topk(x, 2, dim=-1).values * gg.topk(x, 1, largest=False)[0],
+           lambda x: _np_sort_desc(x)[..., :2] * np.sort(x)[..., :1], _at_least(2),
+           domain="away", smooth=False),
+    OpCase("outer", gg.outer, np.outer, lambda rng: [random_shape(rng, 1, 1)] * 2),
+    OpCase("tensordot", lambda a, b: gg.tensordot(a, b, dims=([0], [1])),
+           lambda a, b: np.tensordot(a, b, axes=([0], [1])),
+           lambda rng: (lambda n, m, k: [(n, m), (k, n)])(*rng.integers(1, 4, size=3))),
+    OpCase("meshgrid", lambda a, b: (lambda g: g[0] * g[1])(gg.meshgrid(a, b, indexing="xy")),
+           lambda a, b: (lambda g: g[0] * g[1])(np.meshgrid(a, b, indexing="xy")),
+           lambda rng: [random_shape(rng, 1, 1), random_shape(rng, 1, 1)]),
+    *[OpCase(f"einsum_{kind}", lambda *xs, e=eq: gg.einsum(e, *xs),
+             lambda *xs, e=eq: np.einsum(e, *xs), _einsum_shapes(kind))
+      for kind, eq in _EINSUM.items()],
+]

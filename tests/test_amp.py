@@ -57,13 +57,14 @@ def test_parameters_and_their_gradients_stay_float32_under_autocast():
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "sum", "mean", "logsumexp",
-                                  "cross_entropy"])
+                                  "cross_entropy", "norm", "var", "std"])
 def test_softmax_losses_and_reductions_run_in_float32_under_autocast(name):
     gg.manual_seed(3)
     x = gg.randn(4, 5).to(gg.bfloat16)
     fns = {"softmax": lambda t: gg.softmax(t, -1), "log_softmax": lambda t: gg.log_softmax(t, -1),
            "sum": gg.sum, "mean": gg.mean, "logsumexp": lambda t: gg.logsumexp(t, -1),
-           "cross_entropy": lambda t: F.cross_entropy(t, gg.tensor([0, 1, 2, 3]))}
+           "cross_entropy": lambda t: F.cross_entropy(t, gg.tensor([0, 1, 2, 3])),
+           "norm": lambda t: t.norm(), "var": lambda t: t.var(-1), "std": lambda t: t.std(0)}
     with gg.autocast(dtype=gg.bfloat16):
         out = fns[name](x)
     assert out.dtype == np.float32

@@ -180,3 +180,10 @@ def plain_scalar(value):
     if isinstance(value, np.complexfloating):
         return complex(value)
     return value
+
+
+def computed(arr, dev):
+    """A result computed outside the kernels, with nothing to differentiate (a comparison,
+    an index, a bool reduction), as a constant tensor on ``dev``. One place for such
+    results, so that a step recorder can refuse or record them."""
+    return wrap(dev.adopt(arr), dev)

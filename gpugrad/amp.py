@@ -179,7 +179,8 @@ class GradScaler:
         return outputs * _wrap(factor, outputs.device)
 
     def _params_with_grads(self, optimizer):
-        return [p for p in optimizer.params if p._grad is not None]
+        return [p for group in optimizer.param_groups for p in group["params"]
+                if p._grad is not None]
 
     def unscale_(self, optimizer):
         """Divide the optimizer's gradients by the scale in place (once per step), and
@@ -239,9 +240,8 @@ class GradScaler:
         # on the device: run the step, then put back what it changed where found is set
         saved = []
         with dev.context():
-            for p, state in zip(optimizer.params, optimizer.state):
-                if p._grad is None:
-                    continue
+            for p in self._params_with_grads(optimizer):
+                state = optimizer.state.get(p, {})
                 saved.append((p._data, p._data.copy()))
                 for value in state.values():
                     if hasattr(value, "shape") and hasattr(value, "copy"):

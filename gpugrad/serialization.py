@@ -25,8 +25,9 @@ def _flatten(obj, arrays, prefix="a"):
         arrays[key] = obj
         return {"__ndarray__": key}
     if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError("save: dictionary keys must be strings")
+        # integer keys too: an optimizer's state is keyed by parameter index, as PyTorch's
+        if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in obj):
+            raise TypeError("save: dictionary keys must be strings or integers")
         return {"__dict__": [[k, _flatten(v, arrays)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
         return {"__list__" if isinstance(obj, list) else "__tuple__":

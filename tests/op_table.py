@@ -116,9 +116,19 @@ def _linear_shapes(rng):
     return [(n, i), (o, i), (o,)]
 
 
+def _sigmoid_ref(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _elu_ref(z, alpha=1.0):
+    return np.where(z > 0, z, alpha * np.expm1(z))
+
+
 _ACT_REFS = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh,
-             "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "gelu": lambda z: _gelu_ref(z),
-             "gelu_tanh": lambda z: _gelu_tanh_ref(z)}
+             "sigmoid": _sigmoid_ref, "gelu": lambda z: _gelu_ref(z),
+             "gelu_tanh": lambda z: _gelu_tanh_ref(z), "silu": lambda z: z * _sigmoid_ref(z),
+             "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z), "elu": _elu_ref}
+_KINKED = ("relu", "leaky_relu")
 
 
 def _activation_cases():
@@ -127,7 +137,7 @@ def _activation_cases():
     cases = []
     for name in gg.ops.ACTIVATIONS:
         ref = _ACT_REFS[name]
-        kinked = name == "relu"
+        kinked = name in _KINKED
         extra = dict(domain="away", smooth=False) if kinked else {}
         cases.append(OpCase(name, lambda x, n=name: gg.ops.activation(n, x), ref, unary,
                             **extra))
@@ -206,6 +216,173 @@ def _write_view_ref(x, v):
     y[1] *= v
     y[:, 2] += 1.0
     return y * y[1].sum()
+# -- the nn.functional set: compositions and the layer_norm and softplus primitives -------------
+_SELU = (1.6732632423543772848170429916717, 1.0507009873554804934193349852946)
+
+
+def _softplus_ref(x, beta=1.0, threshold=20.0):
+    return np.where(beta * x > threshold, x, np.logaddexp(0, beta * x) / beta)
+
+
+def _layer_norm_ref(x, ndim, w=None, b=None, eps=1e-5):
+    axes = tuple(range(x.ndim - ndim, x.ndim))
+    y = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + eps)
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+def _hardtanh_ref(x, lo, hi):
+    return np.clip(x, lo, hi)
+
+
+def _nll_ref(logp, t, w=None, ignore=-100):
+    """PyTorch's nll_loss with 'mean' over (N, C) or (N, C, d)."""
+    c = logp.shape[1]
+    w = np.ones(c) if w is None else w
+    logp = np.moveaxis(logp, 1, -1).reshape(-1, c)
+    t = t.reshape(-1)
+    keep = t != ignore
+    safe = np.where(keep, t, 0)
+    wi = w[safe] * keep
+    return -(logp[np.arange(len(t)), safe] * wi).sum() / wi.sum()
+
+
+def _smooth_ref(logp, t, w, ignore, eps):
+    c = logp.shape[1]
+    w = np.ones(c) if w is None else w
+    keep = (t != ignore).reshape(-1)
+    smooth = -(np.moveaxis(logp, 1, -1).reshape(-1, c) * w).sum(-1) * keep
+    denominator = (w[np.where(keep, t.reshape(-1), 0)] * keep).sum()
+    return (1 - eps) * _nll_ref(logp, t, w, ignore) + eps / c * smooth.sum() / denominator
+
+
+def _softmax_np(x):
+    return _softmax_ref(x, -1)
+
+
+def _rows_cols(rng):
+    return [(int(rng.integers(2, 4)), int(rng.integers(2, 5)))]
+
+
+def _rows_cols_d(rng):
+    return [(int(rng.integers(1, 3)), int(rng.integers(2, 4)), int(rng.integers(1, 3)))]
+
+
+def _class_targets(rng, shapes):
+    shape = shapes[0]
+    return [gg.tensor(rng.integers(0, shape[1], size=shape[:1] + shape[2:]))]
+
+
+def _targets_and_weights(keep):
+    """Class targets (one of them ``keep``, so that not all are ignored) and class weights."""
+    def make(rng, shapes):
+        shape = shapes[0]
+        t = rng.integers(0, shape[1], size=shape[:1] + shape[2:])
+        t.flat[0] = keep
+        return [gg.tensor(t), gg.tensor(rng.uniform(0.5, 2.0, size=shape[1]), dtype=gg.float64)]
+    return make
+
+
+def _last_dim_weights(rng, shapes):
+    return [gg.tensor(rng.uniform(0.5, 3.0, size=shapes[0][-1]), dtype=gg.float64)]
+
+
+def _embedding_indices(rng, shapes):
+    return [gg.tensor(np.array([[0, 1, 3], [1, 2, 1]]))]
+
+
+def _layer_norm_shapes(rng):
+    s = random_shape(rng, 0, 2) + (int(rng.integers(2, 5)),)
+    return [s, s[-1:], s[-1:]]
+
+
+def _pairs(rng):
+    return [random_shape(rng, 1)] * 2
+
+
+def _bce_ref(x, t, pos_weight=None):
+    lw = 1 if pos_weight is None else 1 + (pos_weight - 1) * t
+    return np.mean((1 - t) * x + lw * np.logaddexp(0, -x))
+
+
+def _sigmoid_np(z):
+    return 1 / (1 + np.exp(-z))
+
+
+FUNCTIONAL_OPS = [
+    OpCase("layer_norm_affine", lambda x, w, b: F.layer_norm(x, x.shape[-1:], w, b),
+           lambda x, w, b: _layer_norm_ref(x, 1, w, b), _layer_norm_shapes),
+    OpCase("layer_norm_2d", lambda x: F.layer_norm(x, x.shape[-2:], eps=1e-3),
+           lambda x: _layer_norm_ref(x, 2, eps=1e-3),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("layer_norm_weight_only", lambda x, w: F.layer_norm(x, x.shape[-1:], w),
+           lambda x, w: _layer_norm_ref(x, 1, w), lambda rng: _layer_norm_shapes(rng)[:2]),
+    OpCase("softplus", F.softplus, _softplus_ref, unary),
+    OpCase("softplus_beta_threshold", lambda x: F.softplus(x, 2.0, 2.5),
+           lambda x: _softplus_ref(x, 2.0, 2.5), unary, domain="away", smooth=False),
+    OpCase("leaky_relu_slope", lambda x: F.leaky_relu(x, 0.2),
+           lambda x: np.where(x > 0, x, 0.2 * x), unary, domain="away", smooth=False),
+    OpCase("elu_alpha", lambda x: F.elu(x, 0.6), lambda x: _elu_ref(x, 0.6), unary),
+    OpCase("selu", F.selu, lambda x: _SELU[1] * _elu_ref(x, _SELU[0]), unary),
+    OpCase("celu", lambda x: F.celu(x, 0.7), lambda x: 0.7 * _elu_ref(x / 0.7), unary),
+    OpCase("mish", F.mish, lambda x: x * np.tanh(np.logaddexp(0, x)), unary),
+    OpCase("softsign", F.softsign, lambda x: x / (1 + np.abs(x)), unary),
+    OpCase("logsigmoid", F.logsigmoid, lambda x: -np.logaddexp(0, -x), unary),
+    OpCase("hardtanh", lambda x: F.hardtanh(x, -0.5, 0.7), lambda x: _hardtanh_ref(x, -0.5, 0.7),
+           unary, domain="away", smooth=False),
+    OpCase("relu6", lambda x: F.relu6(x * 5), lambda x: _hardtanh_ref(x * 5, 0, 6), unary,
+           domain="away", smooth=False),
+    OpCase("hardswish", lambda x: F.hardswish(x * 3),
+           lambda x: x * 3 * _hardtanh_ref(x * 3 + 3, 0, 6) / 6, unary, domain="away",
+           smooth=False),
+    OpCase("hardsigmoid", lambda x: F.hardsigmoid(x * 3),
+           lambda x: _hardtanh_ref(x * 3 + 3, 0, 6) / 6, unary, domain="away", smooth=False),
+    # linear in its input: no second derivative to check
+    OpCase("nll_loss", F.nll_loss, _nll_ref, _rows_cols, consts=_class_targets, smooth=False),
+    OpCase("nll_loss_weight_ignore_nd",
+           lambda x, t, w: F.nll_loss(x, t, weight=w, ignore_index=1),
+           lambda x, t, w: _nll_ref(x, t, w, 1), _rows_cols_d, consts=_targets_and_weights(0),
+           smooth=False),
+    OpCase("cross_entropy_nd", F.cross_entropy,
+           lambda x, t: _nll_ref(_log_softmax_ref(x, 1), t), _rows_cols_d,
+           consts=_class_targets),
+    OpCase("cross_entropy_label_smoothing",
+           lambda x, t, w: F.cross_entropy(x, t, weight=w, ignore_index=0, label_smoothing=0.2),
+           lambda x, t, w: _smooth_ref(_log_softmax_ref(x, 1), t, w, 0, 0.2), _rows_cols_d,
+           consts=_targets_and_weights(1)),
+    OpCase("cross_entropy_probs",
+           lambda x, q: F.cross_entropy(x, gg.softmax(q, -1), label_smoothing=0.1),
+           lambda x, q: -np.sum(_log_softmax_ref(x) * (0.9 * _softmax_np(q) + 0.1 / x.shape[1]))
+           / x.shape[0], lambda rng: _rows_cols(rng) * 2),
+    OpCase("l1_loss", F.l1_loss, lambda a, b: np.mean(np.abs(a - b)), _pairs, domain="away",
+           smooth=False),
+    OpCase("smooth_l1_loss", lambda a, b: F.smooth_l1_loss(a, b, reduction="sum", beta=0.5),
+           lambda a, b: np.sum(np.where(np.abs(a - b) < 0.5, (a - b) ** 2, np.abs(a - b) - 0.25)),
+           _pairs, domain="away", smooth=False),
+    OpCase("huber_loss", lambda a, b: F.huber_loss(a, b, delta=0.4),
+           lambda a, b: np.mean(np.where(np.abs(a - b) < 0.4, 0.5 * (a - b) ** 2,
+                                         0.4 * (np.abs(a - b) - 0.2))),
+           _pairs, domain="away", smooth=False),
+    OpCase("binary_cross_entropy",
+           lambda x, t: F.binary_cross_entropy(gg.sigmoid(x), gg.sigmoid(t)),
+           lambda x, t: _bce_ref(x, _sigmoid_np(t)), _pairs),
+    OpCase("bce_with_logits_pos_weight",
+           lambda x, t, pw: F.binary_cross_entropy_with_logits(x, gg.sigmoid(t), pos_weight=pw),
+           lambda x, t, pw: _bce_ref(x, _sigmoid_np(t), pw), _pairs, consts=_last_dim_weights),
+    OpCase("kl_div", lambda x, t: F.kl_div(gg.log_softmax(x, -1), gg.softmax(t, -1),
+                                           reduction="batchmean"),
+           lambda x, t: np.sum(_softmax_np(t) * (_log_softmax_ref(t) - _log_softmax_ref(x)))
+           / x.shape[0], lambda rng: _rows_cols(rng) * 2),
+    OpCase("kl_div_log_target", lambda x, t: F.kl_div(x, t, reduction="sum", log_target=True),
+           lambda x, t: np.sum(np.exp(t) * (t - x)), _pairs),
+    OpCase("normalize", F.normalize, lambda x: x / np.sqrt((x * x).sum(1, keepdims=True)),
+           lambda rng: [random_shape(rng, 2, 3)]),
+    OpCase("normalize_p3", lambda x: F.normalize(x, p=3, dim=0),
+           lambda x: x / ((np.abs(x) ** 3).sum(0, keepdims=True)) ** (1 / 3),
+           lambda rng: [random_shape(rng, 1, 2)]),
+    OpCase("embedding", lambda w, i: F.embedding(i, w),
+           lambda w, i: w[i], lambda rng: [(4, int(rng.integers(1, 4)))],
+           consts=_embedding_indices),
+]
 
 
 def _second_device(x):
@@ -325,6 +502,7 @@ OPS = [
            lambda x: np.where(reference.dropout_keep(x.size, 11, 5, 0.3).reshape(x.shape),
                               x / 0.7, 0.0), unary),
     *_activation_cases(),
+    *FUNCTIONAL_OPS,
 ]
 
 

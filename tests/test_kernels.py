@@ -55,6 +55,12 @@ def _host(cp, a):
     return a if cp is np else cp.asnumpy(a)
 
 
+def _param_of(act):
+    """A row's parameter, away from its default (so that a kernel ignoring it fails)."""
+    row = ACTIVATIONS.get(act)
+    return () if row is None or row.param is None else (0.37,)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
@@ -63,14 +69,16 @@ def test_activation_kernels_match_twins(backend, act, n, dtype):
     rng = np.random.default_rng(n)
     x, xd = _rand(cp, rng, (n,), dtype)
     g, gd = _rand(cp, rng, (n,), dtype)
+    params = _param_of(act)
     out = _poisoned(cp, (n,), dtype)
-    k.activation_fwd(act, xd, out=out)
-    expected = reference.activation_fwd(act, x.astype(np.float32)).astype(dtype)
+    k.activation_fwd(act, xd, *params, out=out)
+    expected = reference.activation_fwd(act, x.astype(np.float32), *params).astype(dtype)
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
     saved = x if ACTIVATIONS[act].saves == "input" else expected
     out = _poisoned(cp, (n,), dtype)
-    k.activation_bwd(act, gd, cp.asarray(saved), out=out)
-    expected = reference.activation_bwd(act, g.astype(np.float32), saved.astype(np.float32))
+    k.activation_bwd(act, gd, cp.asarray(saved), *params, out=out)
+    expected = reference.activation_bwd(act, g.astype(np.float32), saved.astype(np.float32),
+                                        *params)
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
 
 
@@ -83,8 +91,9 @@ def test_bias_act_kernel_matches_twin(backend, act, shape, dtype):
     x, xd = _rand(cp, rng, shape, dtype)
     b, bd = _rand(cp, rng, shape[1:], dtype)
     out = _poisoned(cp, shape, dtype)
-    k.bias_act_fwd(xd, bd, act, out=out)
-    expected = reference.bias_act_fwd(x.astype(np.float32), b.astype(np.float32), act)
+    k.bias_act_fwd(xd, bd, act, *_param_of(act), out=out)
+    expected = reference.bias_act_fwd(x.astype(np.float32), b.astype(np.float32), act,
+                                      *_param_of(act))
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
 
 
@@ -280,3 +289,50 @@ def test_dropout_kernels_match_twin_bit_for_bit(backend, n, dtype):
     if n >= 1000:
         kept = (_host(cp, out) != 0).mean()
         assert abs(kept - (1 - p)) < 4 * np.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("affine", ["wb", "w", "none"])
+def test_layer_norm_kernels_match_twins(backend, shape, dtype, affine):
+    k, cp = backend
+    rng = np.random.default_rng(shape[1])
+    x, xd = _rand(cp, rng, shape, dtype)
+    x = x + np.asarray(rng.uniform(-2, 2, size=(shape[0], 1)), dtype=dtype)  # rows off centre
+    xd = cp.asarray(x)
+    g, gd = _rand(cp, rng, shape, dtype)
+    w, wd = _rand(cp, rng, shape[1:], dtype, 0.5, 1.5)
+    b, bd = _rand(cp, rng, shape[1:], dtype)
+    w, wd = (w, wd) if affine != "none" else (None, None)
+    b, bd = (b, bd) if affine == "wb" else (None, None)
+    f32 = [None if a is None else a.astype(np.float32) for a in (x, g, w, b)]
+    eps = 1e-5
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else _tol(dtype)
+    out = _poisoned(cp, shape, dtype)
+    k.layer_norm_fwd(xd, wd, bd, eps, out=out)
+    expected = reference.layer_norm_fwd(f32[0], f32[2], f32[3], eps)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **tol)
+    out = _poisoned(cp, shape, dtype)
+    k.layer_norm_bwd(gd, xd, wd, eps, out=out)
+    expected = reference.layer_norm_bwd(f32[1], f32[0], f32[2], eps)
+    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **tol)
+
+
+def test_layer_norm_twins_match_float64_formulas():
+    """The twins against the textbook formulas (and the backward against a central
+    difference of the forward), so that kernels and twins cannot agree on a wrong value."""
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((4, 7)), rng.standard_normal((4, 7))
+    w, b = rng.uniform(0.5, 1.5, 7), rng.standard_normal(7)
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    np.testing.assert_allclose(reference.layer_norm_fwd(x, w, b, 1e-5),
+                               (x - mean) / np.sqrt(var + 1e-5) * w + b, rtol=1e-12)
+    eps, numeric = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        numeric[idx] = np.sum(g * (reference.layer_norm_fwd(x + d, w, b, 1e-5)
+                                   - reference.layer_norm_fwd(x - d, w, b, 1e-5))) / (2 * eps)
+    np.testing.assert_allclose(reference.layer_norm_bwd(g, x, w, 1e-5), numeric, rtol=1e-6,
+                               atol=1e-8)

@@ -59,15 +59,7 @@ def test_state_dict_round_trip_and_errors():
     b.load_state_dict(a.state_dict())
     for pa, pb in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(pa.numpy(), pb.numpy())
-    state = a.state_dict()
-    del state["2.bias"]
-    state["extra"] = gg.zeros(1)
-    with pytest.raises(KeyError, match="missing keys: 2.bias.*unexpected keys: extra"):
-        b.load_state_dict(state)
-    bad = a.state_dict()
-    bad["0.weight"] = gg.zeros(5, 5)
-    with pytest.raises(ValueError, match=r"'0.weight'.*\(5, 5\).*\(4, 3\)"):
-        b.load_state_dict(bad)
+    # missing, unexpected and mis-shaped keys: tests/test_nn_modules.py
 
 
 def _one_param(values):
@@ -125,7 +117,7 @@ def test_optimizer_state_dict_round_trip(tmp_path):
     model2.load_state_dict(loaded["model"])
     opt2 = optim.Adam(model2.parameters(), lr=0.5)
     opt2.load_state_dict(loaded["optim"])
-    assert opt2.lr == 0.01 and opt2.step_count == 2
+    assert opt2.param_groups[0]["lr"] == 0.01 and opt2.state_dict()["state"][0]["step"] == 2
     x, y = gg.randn(5, 3), gg.tensor([1, 0, 1, 0, 0])
     for o, m in ((opt, model), (opt2, model2)):
         o.zero_grad()
@@ -143,22 +135,6 @@ def test_optimizer_step_bumps_version_of_saved_parameters():
     opt.step()
     with pytest.raises(RuntimeError, match="'mul'"):
         y.backward()
-
-
-def test_schedules():
-    p = _one_param([1.0])
-    opt = optim.SGD([p], lr=1.0)
-    sched = optim.StepLR(opt, step_size=2, gamma=0.5)
-    lrs = []
-    for _ in range(4):
-        sched.step()
-        lrs.append(opt.lr)
-    assert lrs == [1.0, 0.5, 0.5, 0.25]
-    opt2 = optim.SGD([p], lr=1.0)
-    cos = optim.CosineAnnealingLR(opt2, t_max=4)
-    for _ in range(4):
-        cos.step()
-    assert opt2.lr == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mlp_matches_pytorch_loss_curve_when_available():

@@ -57,13 +57,24 @@ template <typename T> struct alignas(16) Pack {
 // The rows of the activation table (gpugrad/ops/activation.py): ACT_GELU is the exact
 // x/2 (1 + erf(x / sqrt 2)), ACT_GELU_TANH its tanh form
 enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU_TANH = 2, ACT_TANH = 3, ACT_SIGMOID = 4, ACT_GELU = 5 };
+// rows added with the nn.functional set; ALPHA is a row's parameter (leaky_relu's
+// negative_slope, elu's alpha), passed to its kernels as a trailing float
+enum { ACT_SILU = 6, ACT_LEAKY_RELU = 7, ACT_ELU = 8 };
+
+__device__ __forceinline__ float gg_sigmoid(float z) {
+    float e = expf(-fabsf(z));
+    return z >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+}
 
 #define GG_GELU_K 0.7978845608028654f
 #define GG_GELU_C 0.044715f
 #define GG_SQRT1_2 0.7071067811865476f
 #define GG_INV_SQRT_2PI 0.3989422804014327f
 
-template <int ACT> __device__ __forceinline__ float act_fwd(float z) {
+template <int ACT> __device__ __forceinline__ float act_fwd(float z, float alpha = 0.f) {
+    if (ACT == ACT_SILU) return z * gg_sigmoid(z);
+    if (ACT == ACT_LEAKY_RELU) return z > 0.f ? z : alpha * z;
+    if (ACT == ACT_ELU) return z > 0.f ? z : alpha * expm1f(z);
     if (ACT == ACT_RELU) return z > 0.f ? z : 0.f;
     if (ACT == ACT_GELU_TANH) return 0.5f * z * (1.f + tanhf(GG_GELU_K * (z + GG_GELU_C * z * z * z)));
     if (ACT == ACT_GELU) return 0.5f * z * (1.f + erff(z * GG_SQRT1_2));
@@ -76,8 +87,14 @@ template <int ACT> __device__ __forceinline__ float act_fwd(float z) {
 }
 
 // g times the activation's derivative, from what its op saved: the output y for relu,
-// tanh and sigmoid, the input x for both GELUs
-template <int ACT> __device__ __forceinline__ float act_bwd(float g, float s) {
+// tanh and sigmoid, the input x for both GELUs, silu, leaky_relu and elu
+template <int ACT> __device__ __forceinline__ float act_bwd(float g, float s, float alpha = 0.f) {
+    if (ACT == ACT_SILU) {
+        const float sg = gg_sigmoid(s);
+        return g * sg * (1.f + s * (1.f - sg));
+    }
+    if (ACT == ACT_LEAKY_RELU) return s > 0.f ? g : g * alpha;
+    if (ACT == ACT_ELU) return s > 0.f ? g : g * alpha * expf(s);
     if (ACT == ACT_RELU) return s > 0.f ? g : 0.f;
     if (ACT == ACT_TANH) return g * (1.f - s * s);
     if (ACT == ACT_SIGMOID) return g * s * (1.f - s);

@@ -18,7 +18,7 @@ from .. import _dtypes
 from . import cublas, reference
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ("elementwise", "softmax", "reduce", "optim", "random")
+SOURCES = ("elementwise", "softmax", "reduce", "optim", "random", "norm")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
 if _dtypes.bfloat16 is not None:
@@ -44,6 +44,11 @@ def _address(a):
 
 def _aligned(*arrays):
     return all(_address(a) % 16 == 0 for a in arrays)
+
+
+def _floats(params):
+    """An activation row's parameters as the trailing float arguments of its kernels."""
+    return tuple(np.float32(v) for v in params)
 
 
 class _NoContext:
@@ -128,25 +133,27 @@ class CudaKernels:
             return functools.partial(launcher, act)
         raise AttributeError(name)
 
-    def activation_fwd(self, act, x, out=None):
-        """``<act>_fwd`` of elementwise.cu for an activation of the table."""
+    def activation_fwd(self, act, x, *params, out=None):
+        """``<act>_fwd`` of elementwise.cu for an activation of the table; a row's parameter
+        (leaky_relu's slope, elu's alpha) follows as a trailing float."""
         sfx = _SUFFIX.get(x.dtype)
         if sfx is None or not x.flags.c_contiguous:
-            return reference.activation_fwd(act, x, out=out)
+            return reference.activation_fwd(act, x, *params, out=out)
         if out is None:
             out = self.xp.empty_like(x)
         vec = _aligned(x, out)
         n = x.size
         work = n // (16 // x.itemsize) if vec else n
         self.function("elementwise", f"{act}_fwd_{sfx}")(
-            self._grid(work), (THREADS,), (x, out, np.int64(n), np.int32(vec)))
+            self._grid(work), (THREADS,),
+            (x, out, np.int64(n), np.int32(vec)) + _floats(params))
         return out
 
-    def activation_bwd(self, act, g, saved, out=None):
+    def activation_bwd(self, act, g, saved, *params, out=None):
         """``<act>_bwd``: g times the derivative, from what the activation saved."""
         sfx = _SUFFIX.get(g.dtype)
         if sfx is None or g.dtype != saved.dtype or g.shape != saved.shape:
-            return reference.activation_bwd(act, g, saved, out=out)
+            return reference.activation_bwd(act, g, saved, *params, out=out)
         g = self.xp.ascontiguousarray(g)
         saved = self.xp.ascontiguousarray(saved)
         if out is None:
@@ -155,14 +162,15 @@ class CudaKernels:
         n = g.size
         work = n // (16 // g.itemsize) if vec else n
         self.function("elementwise", f"{act}_bwd_{sfx}")(
-            self._grid(work), (THREADS,), (g, saved, out, np.int64(n), np.int32(vec)))
+            self._grid(work), (THREADS,),
+            (g, saved, out, np.int64(n), np.int32(vec)) + _floats(params))
         return out
 
-    def bias_act_fwd(self, x, b, act, out=None):
+    def bias_act_fwd(self, x, b, act, *params, out=None):
         sfx = _SUFFIX.get(x.dtype)
         if (sfx is None or b.dtype != x.dtype or b.ndim != 1 or x.ndim < 1
                 or x.shape[-1] != b.shape[0] or not x.flags.c_contiguous):
-            return reference.bias_act_fwd(x, b, act, out=out)
+            return reference.bias_act_fwd(x, b, act, *params, out=out)
         b = self.xp.ascontiguousarray(b)
         if out is None:
             out = self.xp.empty_like(x)
@@ -173,7 +181,7 @@ class CudaKernels:
         work = n // per_pack if vec else n
         self.function("elementwise", f"bias_{act}_fwd_{sfx}")(
             self._grid(work), (THREADS,),
-            (x, b, out, np.int64(n), np.int32(cols), np.int32(vec)))
+            (x, b, out, np.int64(n), np.int32(cols), np.int32(vec)) + _floats(params))
         return out
 
     # -- column sums ----------------------------------------------------------------------
@@ -278,6 +286,44 @@ class CudaKernels:
         gscale = cp.asarray(g, dtype=np.float32).reshape(1)
         return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale,
                           scale=scale, out=out)
+
+    # -- layer normalisation over the last axis (norm.cu) ------------------------------------
+    def _norm(self, mode, a, x, w, b, eps, out):
+        cp = self.xp
+        sfx = _SUFFIX[a.dtype]
+        rows, cols = a.shape
+        a = cp.ascontiguousarray(a)
+        x = cp.ascontiguousarray(x)
+        w_arg = a if w is None else cp.ascontiguousarray(w)   # a stands in for a null pointer
+        b_arg = a if b is None else cp.ascontiguousarray(b)
+        if out is None:
+            out = cp.empty_like(a)
+        if cols <= 1024:
+            per_lane = next(k for k in (1, 4, 16, 32) if 32 * k >= cols)
+            variant, block = f"w{per_lane}", THREADS
+            grid = (max(1, -(-rows // (THREADS // 32))),)
+        else:
+            variant, block = "block", 512
+            grid = (max(1, rows),)
+        self.function("norm", f"{mode}_{variant}_{sfx}")(
+            grid, (block,),
+            (a, x, w_arg, b_arg, out, np.int32(rows), np.int32(cols), np.float32(eps),
+             np.int32(w is not None), np.int32(b is not None)))
+        return out
+
+    def _norm_ok(self, first, *others):
+        return (first.dtype in _SUFFIX and first.ndim == 2 and first.size > 0
+                and all(o is None or o.dtype == first.dtype for o in others))
+
+    def layer_norm_fwd(self, x, w, b, eps, out=None):
+        if not self._norm_ok(x, w, b):
+            return reference.layer_norm_fwd(x, w, b, eps, out=out)
+        return self._norm("layer_norm_fwd", x, x, w, b, eps, out)
+
+    def layer_norm_bwd(self, g, x, w, eps, out=None):
+        if not self._norm_ok(g, x, w) or g.shape != x.shape:
+            return reference.layer_norm_bwd(g, x, w, eps, out=out)
+        return self._norm("layer_norm_bwd", g, x, w, None, eps, out)
 
     # -- optimizer updates -------------------------------------------------------------------
     def _update_ok(self, param, *others):

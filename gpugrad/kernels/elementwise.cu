@@ -5,7 +5,7 @@
 
 template <typename T, int ACT>
 __device__ __forceinline__ void act_fwd_body(const T* __restrict__ x, T* __restrict__ y,
-                                             long long n, int vec) {
+                                             long long n, int vec, float alpha = 0.f) {
     const long long tid = gg_thread_index(), stride = gg_thread_stride();
     long long done = 0;
     if (vec) {
@@ -15,18 +15,20 @@ __device__ __forceinline__ void act_fwd_body(const T* __restrict__ x, T* __restr
             Pack<T> a = reinterpret_cast<const Pack<T>*>(x)[p];
             Pack<T> r;
 #pragma unroll
-            for (int k = 0; k < V; ++k) r.v[k] = from_float<T>(act_fwd<ACT>(to_float(a.v[k])));
+            for (int k = 0; k < V; ++k)
+                r.v[k] = from_float<T>(act_fwd<ACT>(to_float(a.v[k]), alpha));
             reinterpret_cast<Pack<T>*>(y)[p] = r;
         }
         done = packs * V;
     }
     for (long long i = done + tid; i < n; i += stride)
-        y[i] = from_float<T>(act_fwd<ACT>(to_float(x[i])));
+        y[i] = from_float<T>(act_fwd<ACT>(to_float(x[i]), alpha));
 }
 
 template <typename T, int ACT>
 __device__ __forceinline__ void act_bwd_body(const T* __restrict__ g, const T* __restrict__ s,
-                                             T* __restrict__ out, long long n, int vec) {
+                                             T* __restrict__ out, long long n, int vec,
+                                             float alpha = 0.f) {
     const long long tid = gg_thread_index(), stride = gg_thread_stride();
     long long done = 0;
     if (vec) {
@@ -38,13 +40,13 @@ __device__ __forceinline__ void act_bwd_body(const T* __restrict__ g, const T* _
             Pack<T> r;
 #pragma unroll
             for (int k = 0; k < V; ++k)
-                r.v[k] = from_float<T>(act_bwd<ACT>(to_float(a.v[k]), to_float(b.v[k])));
+                r.v[k] = from_float<T>(act_bwd<ACT>(to_float(a.v[k]), to_float(b.v[k]), alpha));
             reinterpret_cast<Pack<T>*>(out)[p] = r;
         }
         done = packs * V;
     }
     for (long long i = done + tid; i < n; i += stride)
-        out[i] = from_float<T>(act_bwd<ACT>(to_float(g[i]), to_float(s[i])));
+        out[i] = from_float<T>(act_bwd<ACT>(to_float(g[i]), to_float(s[i]), alpha));
 }
 
 // y = act(x + b), x of shape (n / cols, cols), b of shape (cols,); vec also needs
@@ -52,7 +54,7 @@ __device__ __forceinline__ void act_bwd_body(const T* __restrict__ g, const T* _
 template <typename T, int ACT>
 __device__ __forceinline__ void bias_act_fwd_body(const T* __restrict__ x, const T* __restrict__ b,
                                                   T* __restrict__ y, long long n, int cols,
-                                                  int vec) {
+                                                  int vec, float alpha = 0.f) {
     const long long tid = gg_thread_index(), stride = gg_thread_stride();
     long long done = 0;
     if (vec) {
@@ -65,13 +67,13 @@ __device__ __forceinline__ void bias_act_fwd_body(const T* __restrict__ x, const
             Pack<T> r;
 #pragma unroll
             for (int k = 0; k < V; ++k)
-                r.v[k] = from_float<T>(act_fwd<ACT>(to_float(a.v[k]) + to_float(c.v[k])));
+                r.v[k] = from_float<T>(act_fwd<ACT>(to_float(a.v[k]) + to_float(c.v[k]), alpha));
             reinterpret_cast<Pack<T>*>(y)[p] = r;
         }
         done = packs * V;
     }
     for (long long i = done + tid; i < n; i += stride)
-        y[i] = from_float<T>(act_fwd<ACT>(to_float(x[i]) + to_float(b[i % cols])));
+        y[i] = from_float<T>(act_fwd<ACT>(to_float(x[i]) + to_float(b[i % cols]), alpha));
 }
 
 // one activation: its forward, its backward (from what its op saves) and bias + activation
@@ -114,3 +116,32 @@ GG_ACT_KERNELS(sigmoid, ACT_SIGMOID, bf16, gg_bf16)
 GG_BIAS_ACT_KERNEL(none, ACT_NONE, f32, float)
 GG_BIAS_ACT_KERNEL(none, ACT_NONE, f16, gg_half)
 GG_BIAS_ACT_KERNEL(none, ACT_NONE, bf16, gg_bf16)
+
+// -- rows with a parameter: the same three kernels with a trailing float alpha ----------------
+#define GG_ACT_KERNELS_ALPHA(NAME, ACT, SUFFIX, T)                                            \
+    extern "C" __global__ void NAME##_fwd_##SUFFIX(const T* __restrict__ x, T* __restrict__ y, \
+                                                   long long n, int vec, float alpha) {       \
+        act_fwd_body<T, ACT>(x, y, n, vec, alpha);                                            \
+    }                                                                                         \
+    extern "C" __global__ void NAME##_bwd_##SUFFIX(const T* __restrict__ g,                   \
+                                                   const T* __restrict__ s,                   \
+                                                   T* __restrict__ out, long long n,          \
+                                                   int vec, float alpha) {                    \
+        act_bwd_body<T, ACT>(g, s, out, n, vec, alpha);                                       \
+    }                                                                                         \
+    extern "C" __global__ void bias_##NAME##_fwd_##SUFFIX(                                    \
+        const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y, long long n,     \
+        int cols, int vec, float alpha) {                                                     \
+        bias_act_fwd_body<T, ACT>(x, b, y, n, cols, vec, alpha);                              \
+    }
+
+// rows added with the nn.functional set
+GG_ACT_KERNELS(silu, ACT_SILU, f32, float)
+GG_ACT_KERNELS(silu, ACT_SILU, f16, gg_half)
+GG_ACT_KERNELS(silu, ACT_SILU, bf16, gg_bf16)
+GG_ACT_KERNELS_ALPHA(leaky_relu, ACT_LEAKY_RELU, f32, float)
+GG_ACT_KERNELS_ALPHA(leaky_relu, ACT_LEAKY_RELU, f16, gg_half)
+GG_ACT_KERNELS_ALPHA(leaky_relu, ACT_LEAKY_RELU, bf16, gg_bf16)
+GG_ACT_KERNELS_ALPHA(elu, ACT_ELU, f32, float)
+GG_ACT_KERNELS_ALPHA(elu, ACT_ELU, f16, gg_half)
+GG_ACT_KERNELS_ALPHA(elu, ACT_ELU, bf16, gg_bf16)

@@ -145,23 +145,57 @@ def gelu_bwd(g, x, out=None):
     return _result(value.astype(g.dtype, copy=False), out)
 
 
-def bias_act_fwd(x, b, act, out=None):
-    """out = act(x + b), b broadcast over the rows of x; act one of
-    'none', 'relu', 'gelu' (exact), 'gelu_tanh', 'tanh', 'sigmoid'"""
+# rows added with the nn.functional set; a row's parameter follows its array arguments
+def silu_fwd(x, out=None):
+    """out = x * sigmoid(x)"""
+    return _result((x * sigmoid_fwd(x)).astype(x.dtype, copy=False), out)
+
+
+def silu_bwd(g, x, out=None):
+    """out = g * s (1 + x (1 - s)), s = sigmoid(x)"""
+    s = sigmoid_fwd(x)
+    return _result((g * s * (1 + x * (1 - s))).astype(g.dtype, copy=False), out)
+
+
+def leaky_relu_fwd(x, negative_slope, out=None):
+    """out = x where x > 0 else negative_slope * x"""
+    return _result(_xp(x).where(x > 0, x, x * x.dtype.type(negative_slope)), out)
+
+
+def leaky_relu_bwd(g, x, negative_slope, out=None):
+    """out = g where x > 0 else negative_slope * g (x is the input, as PyTorch)"""
+    return _result(_xp(g).where(x > 0, g, g * g.dtype.type(negative_slope)), out)
+
+
+def elu_fwd(x, alpha, out=None):
+    """out = x where x > 0 else alpha (e^x - 1)"""
+    xp = _xp(x)
+    return _result(xp.where(x > 0, x, x.dtype.type(alpha) * xp.expm1(x)), out)
+
+
+def elu_bwd(g, x, alpha, out=None):
+    """out = g where x > 0 else g alpha e^x (x is the input)"""
+    xp = _xp(g)
+    return _result(xp.where(x > 0, g, g * g.dtype.type(alpha) * xp.exp(x)), out)
+
+
+def bias_act_fwd(x, b, act, *params, out=None):
+    """out = act(x + b), b broadcast over the rows of x; act 'none' or a row of the
+    activation table, followed by the row's parameter if it has one"""
     z = _xp(x).add(x, b, out=out)
     if act == "none":
         return z
-    return activation_fwd(act, z, out=z)     # in place: z is ours
+    return activation_fwd(act, z, *params, out=z)     # in place: z is ours
 
 
-def activation_fwd(act, x, out=None):
+def activation_fwd(act, x, *params, out=None):
     """The forward twin of an activation of the table, ``<act>_fwd``."""
-    return globals()[f"{act}_fwd"](x, out=out)
+    return globals()[f"{act}_fwd"](x, *params, out=out)
 
 
-def activation_bwd(act, g, saved, out=None):
+def activation_bwd(act, g, saved, *params, out=None):
     """The backward twin of an activation of the table, ``<act>_bwd``."""
-    return globals()[f"{act}_bwd"](g, saved, out=out)
+    return globals()[f"{act}_bwd"](g, saved, *params, out=out)
 
 
 def bias_grad(g, out=None):
@@ -331,3 +365,37 @@ def dropout(x, seed, offset, p, scale, out=None):
         else x.dtype.type
     value = xp.where(keep, x.astype(work, copy=False) * work(scale), work(0))
     return _result(value.astype(x.dtype, copy=False), out)
+
+
+# -- layer normalisation over the last axis (kernels/norm.cu) --------------------------------
+def _norm_stats(x, eps):
+    """(x - mean, 1 / sqrt(var + eps)) over the last axis, in float32 at least."""
+    xp = _xp(x)
+    x = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    rstd = 1 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
+    return centred, rstd
+
+
+def layer_norm_fwd(x, w, b, eps, out=None):
+    """out = (x - mean) / sqrt(var + eps) * w + b over the last axis of x; w and b (the
+    size of that axis) may be None"""
+    centred, rstd = _norm_stats(x, eps)
+    y = centred * rstd
+    if w is not None:
+        y = y * w
+    if b is not None:
+        y = y + b
+    return _result(y.astype(x.dtype, copy=False), out)
+
+
+def layer_norm_bwd(g, x, w, eps, out=None):
+    """out = r (a - mean(a) - xh mean(a xh)) over the last axis: the cotangent of x for the
+    cotangent g of layer_norm_fwd's output; a = g w (w may be None), xh the normalised x,
+    r = 1 / sqrt(var + eps)"""
+    centred, rstd = _norm_stats(x, eps)
+    xh = centred * rstd
+    a = g.astype(xh.dtype, copy=False) if w is None else g * w.astype(xh.dtype, copy=False)
+    value = rstd * (a - a.mean(axis=-1, keepdims=True)
+                    - xh * (a * xh).mean(axis=-1, keepdims=True))
+    return _result(value.astype(g.dtype, copy=False), out)

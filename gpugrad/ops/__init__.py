@@ -7,11 +7,15 @@ from .activation import (
     activation,
     activation_grad,
     bias_act,
+    elu,
     gelu,
     gelu_tanh,
+    leaky_relu,
     linear_act,
     relu,
     sigmoid,
+    silu,
+    softplus,
     tanh,
 )
 from .elementwise import (
@@ -104,6 +108,7 @@ from .math import (
     tan,
     trunc,
 )
+from .normalization import layer_norm, layer_norm_grad, layer_norm_params
 from .random import dropout
 from .reduce import (
     all,
@@ -229,3 +234,6 @@ __all__ = [
     "trace", "transpose", "tril", "triu", "trunc", "unbind", "unflatten", "unsqueeze", "var",
     "var_mean", "view_as", "vstack", "where",
 ]
+# the nn.functional set: activation rows, softplus, layer normalisation
+__all__ += ["elu", "layer_norm", "layer_norm_grad", "layer_norm_params", "leaky_relu", "silu",
+            "softplus"]

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .. import _autocast
-from .._autograd.graph import Op, apply, register
+from .._autograd.graph import Elementwise, Op, apply, primitive, register
 from .._tensor import Tensor
 from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
 from ._amp import to_low
-from ._common import add_terms, elementwise_cost, prod, shape_str
-from .elementwise import exp, to_float
+from ._common import add_terms, const_like, elementwise_cost, prod, raw, shape_str
+from .elementwise import exp, to_float, where
 from .linalg import matmul
 from .shape import reshape, swap_last
 
@@ -33,6 +33,15 @@ def _sigmoid_curvature(y):
 
 def _gelu_curvature(x):
     return exp(-0.5 * x * x) * INV_SQRT_2PI * (2 - x * x)   # gelu''(x) = phi(x) (2 - x^2)
+
+
+def _silu_curvature(x):
+    s = sigmoid(x)
+    return s * (1 - s) * (2 + x * (1 - 2 * s))     # silu''(x)
+
+
+def _elu_curvature(x, alpha):
+    return where(x > 0, 0.0, alpha * exp(x))
 
 
 def _gelu_tanh_curvature(x):
@@ -52,6 +61,12 @@ class Activation:
     module: tuple          # the nn module: class name and keyword arguments
     curvature: Callable    # d/d(saved) of the derivative factor, with ops; None if zero
     flops: int = 4
+    param: str = None      # the name of the row's one parameter (its kernels' trailing float)
+    default: float = None  # and its default value
+
+    @property
+    def params(self):
+        return () if self.param is None else (self.param,)
 
 
 class ActivationOp(Op):
@@ -63,17 +78,22 @@ class ActivationOp(Op):
         self.__doc__ = f"out = {row.formula}"
         self.save_output = row.saves == "output"
         self.save_inputs = None if self.save_output else True
-        self.kernel = f"{row.name}_fwd"
+        self.params = row.params
+        # a row with a parameter passes it to its kernel after the arrays (see forward)
+        self.kernel = None if row.param else f"{row.name}_fwd"
         self.cost = elementwise_cost(row.flops).__get__(self)
+
+    def forward(self, dev, p, x, out=None):
+        return dev.function(f"{self.name}_fwd")(x, *p, out=out)
 
     def _saved(self, ins, out):
         return out if self.save_output else ins[0]
 
     def vjp(self, g, ins, out, p, needs):
-        return (apply(self.grad_op, (g, self._saved(ins, out))),)
+        return (apply(self.grad_op, (g, self._saved(ins, out)), p),)
 
     def jvp(self, ts, ins, out, p):
-        return apply(self.grad_op, (ts[0], self._saved(ins, out)))
+        return apply(self.grad_op, (ts[0], self._saved(ins, out)), p)
 
 
 class ActivationGrad(Op):
@@ -84,21 +104,29 @@ class ActivationGrad(Op):
     def __init__(self, row):
         self.row = row
         self.name = f"{row.name}_grad"
-        self.kernel = f"{row.name}_bwd"
+        self.params = row.params
+        self.kernel = None if row.param else f"{row.name}_bwd"
         self.cost = elementwise_cost(row.flops).__get__(self)
+
+    def forward(self, dev, p, g, s, out=None):
+        return dev.function(f"{self.row.name}_bwd")(g, s, *p, out=out)
+
+    def _curvature(self, s, p):
+        curve = self.row.curvature
+        return None if curve is None else curve(s, *(p or ()))
 
     def vjp(self, gy, ins, out, p, needs):
         g, s = ins
-        curve = self.row.curvature
-        return (apply(self, (gy, s)) if needs[0] else None,
-                gy * g * curve(s) if needs[1] and curve is not None else None)
+        curve = self._curvature(s, p) if needs[1] else None
+        return (apply(self, (gy, s), p) if needs[0] else None,
+                gy * g * curve if curve is not None else None)
 
     def jvp(self, ts, ins, out, p):
         g, s = ins
         tg, ts_ = ts
-        curve = self.row.curvature
-        return add_terms(None if tg is None else apply(self, (tg, s)),
-                         None if ts_ is None or curve is None else g * curve(s) * ts_)
+        curve = None if ts_ is None else self._curvature(s, p)
+        return add_terms(None if tg is None else apply(self, (tg, s), p),
+                         None if curve is None else g * curve * ts_)
 
 
 class BiasActivation(Op):
@@ -114,19 +142,20 @@ class BiasActivation(Op):
         self.save_output = row.saves == "output"
         # a GELU's derivative needs the pre-activation: saved as its parts, x + b redone
         self.save_inputs = None if self.save_output else True
+        self.params = row.params
 
     def forward(self, dev, p, x, b, out=None):
-        return dev.kernels.bias_act_fwd(x, b, self.row.name, out=out)
+        return dev.kernels.bias_act_fwd(x, b, self.row.name, *(p or ()), out=out)
 
     def _saved(self, ins, out):
         return out if self.save_output else ins[0] + ins[1]
 
     def vjp(self, g, ins, out, p, needs):
-        gz = apply(self.grad_op, (g, self._saved(ins, out)))
+        gz = apply(self.grad_op, (g, self._saved(ins, out)), p)
         return gz, gz
 
     def jvp(self, ts, ins, out, p):
-        return apply(self.grad_op, (add_terms(ts[0], ts[1]), self._saved(ins, out)))
+        return apply(self.grad_op, (add_terms(ts[0], ts[1]), self._saved(ins, out)), p)
 
 
 ACTIVATIONS = {row.name: row for row in (
@@ -138,6 +167,13 @@ ACTIVATIONS = {row.name: row for row in (
                "input", ("GELU", {}), _gelu_curvature, flops=12),
     Activation("gelu_tanh", "x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form", "input",
                ("GELU", {"approximate": "tanh"}), _gelu_tanh_curvature, flops=12),
+    # the activations of the nn.functional set that MLPs use; their derivative is taken at
+    # the input (leaky_relu's and elu's output does not give it for every parameter)
+    Activation("silu", "x sigmoid(x)", "input", ("SiLU", {}), _silu_curvature, flops=10),
+    Activation("leaky_relu", "x if x > 0 else negative_slope x", "input", ("LeakyReLU", {}),
+               None, flops=2, param="negative_slope", default=0.01),
+    Activation("elu", "x if x > 0 else alpha (e^x - 1)", "input", ("ELU", {}),
+               _elu_curvature, flops=8, param="alpha", default=1.0),
 )}
 ACTIVATION_OPS = {}
 GRAD_OPS = {}
@@ -150,13 +186,32 @@ for _row in ACTIVATIONS.values():
     BIAS_OPS[_row.name] = register(_bias)
 
 
-def activation(name, x):
-    """The activation ``name`` of the table applied to x."""
-    return apply(ACTIVATION_OPS[name], (x,))
+def _params(name, params):
+    """The Params record of row ``name`` (its default parameter when none is given)."""
+    row = ACTIVATIONS[name]
+    if row.param is None:
+        if params:
+            raise TypeError(f"activation '{name}' takes no parameter, got {params}")
+        return None
+    if len(params) > 1:
+        raise TypeError(f"activation '{name}' takes one parameter ({row.param}), got {params}")
+    return ACTIVATION_OPS[name].Params(float(params[0]) if params else row.default)
 
 
-def activation_grad(name, g, saved):
-    return apply(GRAD_OPS[name], (g, saved))
+def activation(name, x, *params):
+    """The activation ``name`` of the table applied to x (then its parameter, if it has one:
+    leaky_relu's negative_slope, elu's alpha)."""
+    op = ACTIVATION_OPS.get(name)
+    if op is None:
+        raise ValueError(f"unknown activation '{name}': expected one of "
+                         + ", ".join(ACTIVATIONS))
+    if not params and not op.params:
+        return apply(op, (x,))
+    return apply(op, (x,), _params(name, params))
+
+
+def activation_grad(name, g, saved, *params):
+    return apply(GRAD_OPS[name], (g, saved), _params(name, params))
 
 
 def relu(x):
@@ -183,8 +238,21 @@ def gelu_tanh(x):
     return apply(ACTIVATION_OPS["gelu_tanh"], (x,))
 
 
-def bias_act(x, b, act):
-    """act(x + b) for a bias b of shape (x.shape[-1],), in one fused kernel."""
+def silu(x):
+    return apply(ACTIVATION_OPS["silu"], (x,))
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return apply(ACTIVATION_OPS["leaky_relu"], (x,), _params("leaky_relu", (negative_slope,)))
+
+
+def elu(x, alpha=1.0):
+    return apply(ACTIVATION_OPS["elu"], (x,), _params("elu", (alpha,)))
+
+
+def bias_act(x, b, act, *params):
+    """act(x + b) for a bias b of shape (x.shape[-1],), in one fused kernel; ``params``: the
+    row's parameter, if it has one."""
     if act == "none":
         return x + b
     if act not in BIAS_OPS:
@@ -192,14 +260,14 @@ def bias_act(x, b, act):
     if b.ndim != 1 or x.ndim < 1 or x.shape[-1] != b.shape[0]:
         raise ValueError(f"bias_act: bias of shape {shape_str(b.shape)} does not fit input of "
                          f"shape {shape_str(x.shape)}")
-    return apply(BIAS_OPS[act], (x, b))
+    return apply(BIAS_OPS[act], (x, b), _params(act, params))
 
 
 # -- linear layer with its activation, fused ------------------------------------------------
 # the activations whose derivative needs only the output: the GEMM's buffer then holds the
 # activation in place and no pre-activation array is kept
 LINEAR_ACTS = ("none",) + tuple(name for name, row in ACTIVATIONS.items()
-                                if row.saves == "output")
+                                if row.saves == "output" and row.param is None)
 
 
 class LinearAct(Op):
@@ -223,7 +291,7 @@ class LinearAct(Op):
         return dev.kernels.bias_act_fwd(y, b, p.act, out=y)
 
     def _pre_grad(self, g, out, p):
-        return g if p.act == "none" else activation_grad(p.act, g, out)
+        return g if p.act == "none" else apply(GRAD_OPS[p.act], (g, out))
 
     def vjp(self, g, ins, out, p, needs):
         x, w, b = ins
@@ -254,3 +322,37 @@ def linear_act(x, w, b, act="none"):
     if _autocast.active:
         x, w, b = to_low(x, w, b)
     return apply(LinearAct, (x, w, b), _LINEAR_PARAMS[act])
+
+
+# -- softplus: a plain elementwise op (two parameters, and not an MLP's hot path) -------------
+@primitive
+class Softplus(Elementwise):
+    """out = log(1 + e^(beta x)) / beta, or x where beta x > threshold (PyTorch's rule)"""
+    name = "softplus"
+    params = ("beta", "threshold")
+    save_inputs = True
+    broadcasting = False
+    cost = elementwise_cost(8)
+
+    def forward(self, dev, p, x, out=None):
+        xp = dev.xp
+        z = x * x.dtype.type(p.beta)
+        value = xp.logaddexp(x.dtype.type(0), z) / x.dtype.type(p.beta)
+        value = xp.where(z > p.threshold, x, value).astype(x.dtype, copy=False)
+        if out is None:
+            return value
+        out[...] = value
+        return out
+
+    def partials(self, ins, out, p, needs):
+        x = ins[0]
+        slope = sigmoid(x * p.beta)
+        if p.threshold == float("inf"):
+            return (slope,)
+        above = const_like(raw(x) * p.beta > p.threshold, x)
+        return (where(above, 1.0, slope),)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta, linear where beta x > threshold, as PyTorch's."""
+    return apply(Softplus, (x,), Softplus.Params(float(beta), float(threshold)))

@@ -203,10 +203,22 @@ def _inplace(self, compute, value=None, linear=False, cast_any=False):
     if root is self:
         self._data[...] = new._data
         _adopt_graph(self, new)
+        _rederive_views(root, self, ops.reshape(new, (-1,)))
     else:
         _write_through_view(root, self, new)
     bump_version(self._ver)
     return self
+
+
+def _rederive_views(root, written, flat):
+    """Every other live recorded view of ``root`` (noted on the shared version counter)
+    takes its elements of the new base as its graph, as the written chain does: used
+    after the write, it sends gradients through the new graph, as in PyTorch."""
+    for ref in root._ver[1:]:
+        t = ref()
+        if t is None or t is written or t._node is None or t._node.leaf is not None:
+            continue
+        _adopt_graph(t, ops.getitem(flat, view_positions(root._data, t._data), False))
 
 
 def _write_through_view(root, view, new):
@@ -227,6 +239,7 @@ def _write_through_view(root, view, new):
         _adopt_graph(t, ops.getitem(flat, view_positions(root._data, t._data), False))
         t = t._base
     _adopt_graph(root, new_root)
+    _rederive_views(root, view, flat)
 
 
 def _fill(s, v):

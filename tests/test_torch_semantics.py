@@ -471,3 +471,43 @@ def test_gradcheck_on_zero_size_inputs():
     y = gg.tensor([1.0, 2.0], dtype=gg.float64, requires_grad=True)
     assert gg.gradcheck(lambda x: x * 2, (x,))
     assert gg.gradcheck(lambda x, y: x.sum() + (y * y).sum(), (x, y))
+
+
+def test_views_recorded_before_a_write_to_their_base_follow_the_new_graph():
+    """As in PyTorch, a view taken before an in-place write to its base (directly, or
+    through another view) and used after it differentiates through the new base."""
+    x = gg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    v = y[0:2]
+    y[0] = 5.0                      # overwrites v's first element
+    (v * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 6.0, 0.0])
+
+    xn = np.arange(12.0).reshape(3, 4) / 10 + 0.1
+    vn = np.array([1.5, 2.0, 0.5, 3.0])
+
+    def two_writes(lib, x, v):
+        y = x * 1.0
+        row = y[1]
+        row.mul_(v)
+        col = y.T[2]
+        col *= 2.0                  # through another view: row's element 2 changes too
+        return (y * row.sum()).sum()
+    x, v = gg.tensor(xn, requires_grad=True), gg.tensor(vn, requires_grad=True)
+    two_writes(gg, x, v).backward()
+
+    def reference(xa, va):          # the same function in NumPy, written out of place
+        y = xa.copy()
+        y[1] = y[1] * va
+        y[:, 2] = y[:, 2] * 2.0
+        return float((y * y[1].sum()).sum())
+    eps = 1e-6
+    for arr, grad, other, first in ((xn, x.grad.numpy(), vn, True),
+                                    (vn, v.grad.numpy(), xn, False)):
+        for k in range(arr.size):
+            step = np.zeros(arr.size)
+            step[k] = eps
+            step = step.reshape(arr.shape)
+            plus = reference(arr + step, other) if first else reference(other, arr + step)
+            minus = reference(arr - step, other) if first else reference(other, arr - step)
+            assert grad.reshape(-1)[k] == pytest.approx((plus - minus) / (2 * eps), rel=1e-6)

@@ -14,6 +14,7 @@ hands the rules arrays, and the very same formulas run as plain kernel calls.
 """
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -235,8 +236,10 @@ def apply(op, inputs, p=None):
     out._grad = None
     out._tangents = None
     if op.view:
-        out._ver = inputs[0]._ver
+        ver = out._ver = inputs[0]._ver
         out._base = inputs[0]
+        if parents is not None:
+            note_view(ver, out)
     else:
         out._ver = [0]
     if parents is not None and data.dtype.kind in "fcV":     # V: bfloat16 (ml_dtypes)
@@ -270,6 +273,18 @@ def apply(op, inputs, p=None):
     if tangents and state.fw_levels:
         propagate_tangents(op, inputs, out, p)
     return out
+
+
+def note_view(ver, view):
+    """A recorded view shares its base's version counter, ``[version, *views]``: the list
+    also holds it, weakly, so that a recorded in-place write to any tensor of the family
+    can re-derive every live view from the new base (a view recorded before the write
+    must not keep sending gradients through the base's old graph). Dead entries are swept
+    whenever the list reaches a power of two, so it stays as long as the live views."""
+    n = len(ver)
+    if n >= 32 and not n & (n - 1):
+        ver[1:] = [ref for ref in ver[1:] if ref() is not None]
+    ver.append(weakref.ref(view))
 
 
 def run_on_arrays(op, inputs, p):

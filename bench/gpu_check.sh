@@ -38,6 +38,14 @@ step compile_cuda 200 $py bench/compile.py --device cuda --rounds 2 --steps 50 \
     --memory-replays 10000 --json "$out/compile_cuda.json"
 step profile_cuda 90 $py -m gpugrad profile --device cuda --steps 5 --trace "$out/trace.json"
 step train_cuda 90 $py -m gpugrad train --device cuda --epochs 5 --json --no-progress
+# issue 13: bf16/fp16 autocast, GradScaler, detect_anomaly, checkpoint, DLPack on the device;
+# the bf16 throughput goal (>= 2.5x float32) and the 200-step curve; checkpoint memory
+step amp_tests 90 env GPUGRAD_DEVICE=cuda $py -m pytest -q -p no:cacheprovider \
+    tests/test_amp.py tests/test_anomaly.py tests/test_checkpoint.py tests/test_dlpack.py
+step amp_bench 90 $py bench/amp.py --device cuda --steps 30 --curve-steps 200 \
+    --json "$out/amp.json"
+step ckpt_memory 60 $py bench/memory.py --checkpoint --device cuda --rounds 3
+step train_amp 45 $py -m gpugrad train --device cuda --epochs 2 --amp bf16 --json --no-progress
 
 echo
 echo "=== summary"
@@ -51,3 +59,7 @@ grep -E "passed|failed|error" "$out/compile_tests.log" | tail -1
 grep -E "^(tiny|medium)|graph|pool bytes" "$out/compile_cuda.log"
 head -n 8 "$out/profile_cuda.log"
 tail -n 1 "$out/train_cuda.log" | cut -c1-200
+grep -E "passed|failed|error" "$out/amp_tests.log" | tail -1
+tail -n 6 "$out/amp_bench.log"
+tail -n 3 "$out/ckpt_memory.log"
+tail -n 1 "$out/train_amp.log" | cut -c1-200

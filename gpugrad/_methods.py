@@ -37,8 +37,12 @@ def _binary(op, true_division=False):
             if other._data.dtype is not self._data.dtype:
                 return promote(self, other)
         elif cls is float:
-            if self._data.dtype.kind not in "fc":
-                self = to_float(self)
+            kind = self._data.dtype.kind
+            if kind not in "fc":
+                if kind == "V":      # bfloat16: a typed scalar, or ml_dtypes gives float32
+                    other = self._data.dtype.type(other)
+                else:
+                    self = to_float(self)
         elif cls is not int:
             other = _operand(other, self)
             if other is NotImplemented:
@@ -49,7 +53,7 @@ def _binary(op, true_division=False):
     if true_division:
         def prepare_div(self, other):
             self, other = prepare(self, other)
-            if self is not None and self._data.dtype.kind not in "fc":
+            if self is not None and self._data.dtype.kind not in "fcV":
                 self = to_float(self)    # integers divide into the default float
                 if isinstance(other, Tensor):
                     other = to_float(other)

@@ -123,7 +123,7 @@ class Tensor:
                     _device.array_device(arr)
                 dev = home or _device.default_device()
         out = dev.asarray(arr, dtype=None if dtype is None else np.dtype(dtype))
-        if out.dtype.kind not in "biufc":
+        if out.dtype.kind not in "biufc" and out.dtype.name != "bfloat16":
             raise TypeError(f"cannot make a tensor from {type(data).__name__} (NumPy reads it "
                             f"as dtype {out.dtype}): expected numbers or booleans")
         self._data = out
@@ -186,7 +186,8 @@ class Tensor:
         if not self.is_leaf and not flag:
             raise RuntimeError(
                 "requires_grad can only be turned off on a leaf tensor; use .detach()")
-        if flag and self._data.dtype.kind not in "fc":
+        # bfloat16 (ml_dtypes) is of NumPy kind 'V'
+        if flag and self._data.dtype.kind not in "fc" and self._data.dtype.name != "bfloat16":
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self._data.dtype}")
         if not flag:

@@ -91,8 +91,8 @@ def _cmd_train(args):
         summary = train(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, optimizer=args.optimizer, device=args.device,
                         data_dir=args.data, save_path=args.save, seed=args.seed,
-                        progress=not args.no_progress, log=log, compiled=args.compile,
-                        distributed=args.distributed)
+                        progress=not args.no_progress, log=log, amp=args.amp,
+                        compiled=args.compile, distributed=args.distributed)
     if args.json and summary.get("rank", 0) == 0:
         print(json.dumps(summary))
     return 0
@@ -228,6 +228,9 @@ def build_parser():
     tr.add_argument("--seed", type=_non_negative_int, metavar="N", default=0,
                     help="random seed (default: %(default)s)")
     tr.add_argument("--threads", type=_non_negative_int, metavar="N", default=1, help=threads_help)
+    tr.add_argument("--amp", default=None, choices=["bf16", "fp16"],
+                    help="mixed precision: matmuls in bfloat16 or float16 under autocast "
+                         "(fp16 with a GradScaler; default: off, float32)")
     tr.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--compile", action="store_true",

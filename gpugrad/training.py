@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from . import _device, data, nn, optim
+from . import _device, _dtypes, data, nn, optim
+from . import amp as amp_
 from ._autograd.mode import no_grad
 from ._compile import compile as compile_step
 from .nn import functional as F
@@ -17,6 +18,8 @@ OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD}
 # SGD (momentum 0.9) needs a larger step than Adam's normalised one: measured in
 # bench/RESULTS.md, "Default learning rates of gpugrad train"
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 0.05}
+# --amp: the dtype matmuls run in under autocast (fp16 also scales the loss)
+AMP_DTYPES = {None: None, "bf16": _dtypes.bfloat16, "fp16": np.dtype(np.float16)}
 
 
 def _progress(iterable, total, desc, enabled):
@@ -46,7 +49,12 @@ def evaluate(model, split, device, batch_size=1000, shard=None):
     return correct / len(split)
 
 
-def _check_arguments(hidden, epochs, batch_size, lr, optimizer):
+def _check_arguments(hidden, epochs, batch_size, lr, optimizer, amp=None, compiled=False):
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"unknown amp mode '{amp}': expected bf16 or fp16 (or None)")
+    if amp == "fp16" and compiled:
+        raise ValueError("amp 'fp16' needs a GradScaler, whose steps gg.compile cannot record "
+                         "yet: use amp 'bf16' with compile, or fp16 without it")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{optimizer}': expected one of "
                          f"{', '.join(OPTIMIZERS)}")
@@ -61,26 +69,31 @@ def _check_arguments(hidden, epochs, batch_size, lr, optimizer):
 
 def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam",
           device=None, data_dir=None, save_path=None, seed=0, progress=True, log=print,
-          compiled=False, distributed=False):
+          amp=None, compiled=False, distributed=False):
     """Train an MLP on MNIST (the bundled subset unless ``data_dir``); returns a summary.
-    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``). ``compiled=True`` runs the
-    step through ``gg.compile``: recorded once per batch shape, then replayed.
+    ``lr=None`` takes the optimizer's default (``DEFAULT_LR``). ``amp``: None, "bf16" or
+    "fp16" (mixed precision under autocast; fp16 scales the loss with a GradScaler).
+    ``compiled=True`` runs the step through ``gg.compile``: recorded once per batch shape,
+    then replayed.
 
     ``distributed=True``: one of the processes an MPI launcher started (the process group
     is joined if it is not yet). ``batch_size`` stays the global batch: rank r computes
     rows r::world of each one, and the gradients are averaged across ranks, so any
     number of ranks follows the loss curve of one process. Only rank 0 logs, shows
     progress and writes the checkpoint; a failure on any rank aborts the job."""
-    _check_arguments(hidden, epochs, batch_size, lr, optimizer)
+    _check_arguments(hidden, epochs, batch_size, lr, optimizer, amp, compiled)
     if compiled and distributed:
         # a replay runs the recorded kernels only: DDP's all-reduces, started by engine
         # hooks, would not run, and each rank would train on its own gradients
         raise ValueError("compiled and distributed training cannot be combined yet: a "
                          "compiled step would skip the gradient all-reduces")
+    if amp is not None and distributed:
+        raise ValueError("mixed precision and distributed training cannot be combined yet: "
+                         "the distributed step has no autocast or GradScaler")
     if lr is None:
         lr = DEFAULT_LR[optimizer]
     args = (hidden, epochs, batch_size, lr, optimizer, device, data_dir, save_path, seed,
-            progress, log, compiled)
+            progress, log, amp, compiled)
     if not distributed:
         return _train(*args, None)
     from . import distributed as dist
@@ -97,7 +110,7 @@ def train(hidden=(256, 128), epochs=15, batch_size=128, lr=None, optimizer="adam
 
 
 def _train(hidden, epochs, batch_size, lr, optimizer, device, data_dir, save_path, seed,
-           progress, log, compiled, dist):
+           progress, log, amp, compiled, dist):
     from ._device import manual_seed
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist is not None else (0, 1)
     dev = _device.device(device) if device is not None else _device.default_device()
@@ -117,6 +130,8 @@ def _train(hidden, epochs, batch_size, lr, optimizer, device, data_dir, save_pat
     if dist is not None:
         from .nn.parallel import DistributedDataParallel
         ddp = DistributedDataParallel(model)
+    autocast = amp_.autocast(dtype=AMP_DTYPES[amp] or np.float16, enabled=amp is not None)
+    scaler = amp_.GradScaler(enabled=amp == "fp16")
     # every rank draws the same global batches and keeps its rows of each
     loader = data.DataLoader(train_split, batch_size, shuffle=True, seed=seed, device=dev,
                              shard=shard)
@@ -124,9 +139,11 @@ def _train(hidden, epochs, batch_size, lr, optimizer, device, data_dir, save_pat
 
     def train_step(x, y):
         opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
+        with autocast:
+            loss = F.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         return loss
     if compiled:
         train_step = compile_step(train_step)
@@ -186,6 +203,7 @@ def _train(hidden, epochs, batch_size, lr, optimizer, device, data_dir, save_pat
         "sizes": sizes,
         "optimizer": optimizer,
         "lr": lr,
+        "amp": amp,
         "compiled": bool(compiled),
         "history": history,
     }

@@ -63,14 +63,17 @@ def seed_gradients(outputs, grad_outputs, create_graph):
     return seeds
 
 
-def _needed(roots, targets):
+def _needed(roots, targets, stop=False):
     """Nodes from which some target is reachable: only their VJPs need to run. Creation
     order is a topological order, so one pass over the reachable nodes, parents first,
-    decides each node from its parents."""
+    decides each node from its parents. With ``stop``, nothing past a target is walked."""
     reachable = set(roots)
     stack = list(roots)
     while stack:
-        for parent in stack.pop().parents:
+        node = stack.pop()
+        if stop and node in targets:
+            continue
+        for parent in node.parents:
             if parent is not None and parent not in reachable:
                 reachable.add(parent)
                 stack.append(parent)
@@ -91,16 +94,24 @@ def _conform(g, node):
     return g
 
 
-def run_backward(seeds, retain_graph, create_graph, targets=None):
+def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_targets=False):
     """Propagate the seeded cotangents through the graph in reverse topological order.
 
     Every node is created after its parents, so processing nodes by descending creation
     number (a heap) runs each one after all its consumers, with all its cotangent
     contributions summed, and needs no dependency count. Without ``targets``, gradients
     reaching leaves are accumulated into ``.grad``; with them, the total gradient reaching
-    each target node is returned instead and only the VJPs on a path to a target run.
+    each target node is returned instead and only the VJPs on a path to a target run;
+    ``stop_at_targets`` then runs no VJP of a target itself (a checkpointed region's
+    gradients, taken up to the region's boundary).
     """
     st = state
+    anomaly = graph.anomaly
+    if anomaly is not None:
+        if anomaly.checking():
+            anomaly.flush()          # the flags the forward queued
+        else:
+            anomaly = None
     # gg.compile records a backward pass on tensors, so that every sum and product of a
     # rule goes through an op and is recorded (on bare arrays NumPy would do them unseen)
     arrays = not create_graph and not st.fw_levels and st.compiling is None
@@ -110,7 +121,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
         previous = grads.get(node)
         grads[node] = value if previous is None else previous + value
     roots = list(grads)
-    needed = None if targets is None else _needed(roots, targets)
+    needed = None if targets is None else _needed(roots, targets, stop_at_targets)
     captured = {}
     heap = [(-r.seq, r) for r in roots]
     heapq.heapify(heap)
@@ -135,6 +146,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                 g = _run_tensor_hooks(node, g, create_graph, arrays)
             if targets is not None and node in targets:
                 captured[node] = g
+                if stop_at_targets:
+                    continue
             if node.leaf is not None:
                 if targets is None:
                     _accumulate_leaf(node, g, create_graph, arrays, handed)
@@ -159,6 +172,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
             else:
                 out = None if node.out is None else node.saved_output(create_graph)
                 gs = node.op.vjp(g, ins, out, node.p, needs)
+            if anomaly is not None:
+                anomaly.check_backward(node, gs)
             del g
             for parent, need, gi in zip(parents, needs, gs):
                 if not need or gi is None:
@@ -185,6 +200,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                 node.ins = released
                 node.out = None
                 node.out_tangents = None
+        if anomaly is not None:
+            anomaly.flush()
     finally:
         set_grad_enabled(previous_mode)
         st.in_backward = previous_phase

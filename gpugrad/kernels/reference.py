@@ -57,6 +57,29 @@ def _result(value, out):
     return out
 
 
+# -- matrix products -------------------------------------------------------------------------
+# dtype characters of float16 and bfloat16 (ml_dtypes)
+_LOW_CHARS = "eE"
+
+
+def matmul(a, b, out=None):
+    """out = a @ b; two float16 or two bfloat16 operands accumulate in float32"""
+    # the item size first: the one test a float32 product pays
+    if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+        return lowp_matmul(a, b, out=out)
+    if out is None:
+        return _xp(a).matmul(a, b)
+    return _xp(a).matmul(a, b, out=out)
+
+
+def lowp_matmul(a, b, out=None):
+    """out = a @ b for two float16 or two bfloat16 operands: the products summed in
+    float32 and the result rounded once to the operands' dtype, the rounding points of a
+    cuBLAS GEMM with compute type 32F (NumPy has no fast low-precision GEMM)"""
+    value = _xp(a).matmul(a.astype(np.float32), b.astype(np.float32))
+    return _result(value.astype(a.dtype), out)
+
+
 # -- activations: forward and backward -----------------------------------------------------
 def relu_fwd(x, out=None):
     """out = max(x, 0)"""
@@ -337,8 +360,9 @@ def dropout(x, seed, offset, p, scale, out=None):
     xp = _xp(x)
     if xp is not np:
         keep = xp.asarray(keep)
-    # float16 is scaled in float32 and rounded once, as the kernel does
-    work = np.float32 if x.dtype in (np.float16, np.float32) else x.dtype.type
+    # float16 and bfloat16 are scaled in float32 and rounded once, as the kernel does
+    work = np.float32 if x.dtype in (np.float16, np.float32) or x.dtype.name == "bfloat16" \
+        else x.dtype.type
     value = xp.where(keep, x.astype(work, copy=False) * work(scale), work(0))
     return _result(value.astype(x.dtype, copy=False), out)
 

@@ -197,7 +197,8 @@ __device__ __forceinline__ void row_block_body(const T* __restrict__ a, const T*
 
 #define GG_ROW_FAMILY(NAME, MODE)                \
     GG_ROW_KERNELS(NAME, MODE, f32, float)       \
-    GG_ROW_KERNELS(NAME, MODE, f16, gg_half)
+    GG_ROW_KERNELS(NAME, MODE, f16, gg_half)     \
+    GG_ROW_KERNELS(NAME, MODE, bf16, gg_bf16)
 
 GG_ROW_FAMILY(softmax_fwd, MODE_SOFTMAX)
 GG_ROW_FAMILY(log_softmax_fwd, MODE_LOG_SOFTMAX)
@@ -225,4 +226,9 @@ extern "C" __global__ void sum_scale_f32(const float* __restrict__ values,
 extern "C" __global__ void sum_scale_f16(const float* __restrict__ values,
                                          gg_half* __restrict__ out, int n, float scale) {
     sum_scale_body<gg_half>(values, out, n, scale);
+}
+
+extern "C" __global__ void sum_scale_bf16(const float* __restrict__ values,
+                                          gg_bf16* __restrict__ out, int n, float scale) {
+    sum_scale_body<gg_bf16>(values, out, n, scale);
 }

@@ -4,9 +4,11 @@ compositions of the primitive ops."""
 import math
 import warnings
 
-from .. import _tensor, ops
+from .. import _autocast, _tensor, ops
 from .._autograd.mode import no_grad
 from .._tensor import Tensor
+from ..ops._amp import to_float32 as _to_float32
+from ..ops._amp import to_low as _to_low
 from ..ops._common import shape_str as _shape_str
 from ..ops.normalization import check_normalized_shape as _check_normalized_shape
 
@@ -135,7 +137,10 @@ def gelu(x, approximate="none"):
 def linear(x, weight, bias=None, activation="none"):
     """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
     ``activation``: none or a name of the activation table (relu, tanh, sigmoid, gelu
-    (exact), gelu_tanh); bias and activation run as one fused kernel."""
+    (exact), gelu_tanh); bias and activation run as one fused kernel. Under autocast, in
+    its low dtype with float32 accumulation."""
+    if _autocast.active:
+        x, weight, bias = _to_low(x, weight, bias)
     if (bias is not None and activation in ops.LINEAR_ACTS and weight.ndim == 2
             and x.ndim >= 1 and x.shape[-1] == weight.shape[1]
             and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):
@@ -161,6 +166,8 @@ def linear(x, weight, bias=None, activation="none"):
 
 def _linear_act(x, weight, bias, activation, params):
     """activation(x @ weight.T + bias) for an activation with a parameter (MLP's fused path)."""
+    if _autocast.active:
+        x, weight, bias = _to_low(x, weight, bias)
     if not params:
         return linear(x, weight, bias, activation)
     return ops.bias_act(linear(x, weight), bias, activation, *params)
@@ -168,7 +175,9 @@ def _linear_act(x, weight, bias, activation, params):
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the trailing ``normalized_shape`` axes, then scale and shift (one fused
-    kernel forward, one backward)."""
+    kernel forward, one backward); in float32 under autocast."""
+    if _autocast.active:
+        input = _to_float32(input)
     ndim = _check_normalized_shape(input, normalized_shape, weight, bias)
     p = ops.layer_norm_params(ndim, eps)
     if weight is not None and bias is not None:

@@ -2,8 +2,10 @@
 primitive of its own, so that one fused kernel serves it (``<op>_fwd``/``<op>_bwd``)."""
 from __future__ import annotations
 
+from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
+from ._amp import to_float32
 from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
 from .elementwise import cast, exp
 from .reduce import sum
@@ -57,6 +59,8 @@ def _one_axis(axis, ndim, what):
 def softmax(x, dim=-1, *, axis=None, dtype=None):
     """e^x / sum(e^x) along ``dim`` (``axis`` is accepted as an alias)."""
     dim, _ = dim_args("softmax", None if axis is not None else dim, False, axis)
+    if _autocast.active:
+        x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
     return apply(Softmax, (x,), Softmax.Params(_one_axis(dim, x.ndim, "softmax")))
@@ -117,6 +121,8 @@ class LogSoftmax(Op):
 def log_softmax(x, dim=-1, *, axis=None, dtype=None):
     """x - logsumexp(x) along ``dim`` (``axis`` is accepted as an alias)."""
     dim, _ = dim_args("log_softmax", None if axis is not None else dim, False, axis)
+    if _autocast.active:
+        x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
     return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(dim, x.ndim, "log_softmax")))
@@ -225,7 +231,10 @@ def softmax_xent_grad(z, labels, g, scale):
 
 
 def softmax_cross_entropy(logits, labels, reduction="mean"):
-    """Cross-entropy of softmax(logits) against integer class labels, per row."""
+    """Cross-entropy of softmax(logits) against integer class labels, per row; in float32
+    under autocast."""
+    if _autocast.active:
+        logits = to_float32(logits)
     if not isinstance(labels, Tensor):
         labels = wrap(logits.device.asarray(labels), logits.device)
     if logits.ndim != 2:

@@ -150,7 +150,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                     continue
             if node.leaf is not None:
                 if targets is None:
-                    _accumulate_leaf(node, g, create_graph, arrays, handed)
+                    _accumulate_leaf(node, g, create_graph, arrays, handed, retain_graph)
                 continue
             parents = node.parents
             if needed is None:
@@ -225,7 +225,7 @@ def _raise_modified(op, what):
         "was saved (its version counter moved); compute on a copy instead")
 
 
-def _accumulate_leaf(node, g, create_graph, arrays, handed):
+def _accumulate_leaf(node, g, create_graph, arrays, handed, retain_graph=False):
     tensor = node.leaf()
     if tensor is None:
         return
@@ -242,7 +242,10 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
         g = g.detach()   # a fresh tensor object: never share one between two leaves
     tensor._grad = g if tensor._grad is None else tensor._grad + g
     if tensor._node is node:
-        tensor._node = node.renewed(tensor)    # the next graph's sink
+        if retain_graph:
+            tensor._node = node.renewed(tensor)    # the retained graph keeps this sink
+        else:
+            node.seq = 0     # numbered afresh at its next first use (this graph is freed)
     if node.retained is not None and node.retained.post_accumulate:
         _run_post_accumulate_hooks(node.retained, tensor)
 

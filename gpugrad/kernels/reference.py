@@ -257,9 +257,13 @@ def softmax_xent_bwd(logits, labels, g, scale, out=None):
 _host_scratch = threading.local()
 
 
+_SCRATCH_MIN_BYTES = 1 << 16
+
+
 def _scratch(like):
-    """An uninitialised array of like's shape and dtype, reused across calls (NumPy)."""
-    if type(like) is not np.ndarray:
+    """An uninitialised array of like's shape and dtype, reused across calls for large
+    NumPy arrays (a small one is cheaper to allocate than to carve out of the buffer)."""
+    if type(like) is not np.ndarray or like.nbytes < _SCRATCH_MIN_BYTES:
         return _xp(like).empty_like(like)
     nbytes = like.nbytes
     buf = getattr(_host_scratch, "buf", None)
@@ -286,7 +290,8 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             d = d + momentum * buf
         else:
             d = buf
-    step = xp.multiply(d, lr, out=_scratch(param))
+    step = xp.multiply(d, lr) if param.nbytes < _SCRATCH_MIN_BYTES else \
+        xp.multiply(d, lr, out=_scratch(param))
     param -= step
 
 

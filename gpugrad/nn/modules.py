@@ -641,7 +641,14 @@ class MLP(Sequential):
         return steps
 
     def forward(self, x):
-        steps = self._steps()
+        # the fused steps, rebuilt only when the layers change (not per forward: a tiny
+        # MLP's whole step costs little more than building them would)
+        layers = list(self._modules.values())
+        cache = self.__dict__.get("_steps_cache")
+        if cache is None or cache[0] != layers:
+            cache = (layers, self._steps())
+            self.__dict__["_steps_cache"] = cache
+        steps = cache[1]
         if not self.checkpoint_every:
             for _, step in steps:
                 x = step(x)

@@ -141,17 +141,70 @@ def test_softmax_cross_entropy_kernels_match_twins(backend, shape, dtype):
     rng = np.random.default_rng(shape[0])
     z, zd = _rand(cp, rng, shape, dtype)
     labels = rng.integers(0, shape[1], size=shape[0])
+    _check_xent_kernels(k, cp, z, zd, labels, dtype)
+
+
+def _check_xent_kernels(k, cp, z, zd, labels, dtype):
     ld = cp.asarray(labels)
-    scale = 1.0 / shape[0]
-    loss = k.softmax_xent_fwd(zd, ld, scale)
-    expected = reference.softmax_xent_fwd(z.astype(np.float64), labels, scale)
-    np.testing.assert_allclose(float(loss), float(expected), **_tol(dtype))
     g = np.asarray(0.7, dtype=dtype)
-    out = _poisoned(cp, shape, dtype)
-    k.softmax_xent_bwd(zd, ld, cp.asarray(g), scale, out=out)
-    expected = reference.softmax_xent_bwd(z.astype(np.float64), labels, g.astype(np.float64),
-                                          scale)
-    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
+    for mean in (True, False):
+        loss = _poisoned(cp, (), dtype)
+        k.softmax_xent_fwd(zd, ld, mean, out=loss)
+        expected = reference.softmax_xent_fwd(z.astype(np.float64), labels, mean)
+        np.testing.assert_allclose(float(loss), float(expected), err_msg=f"mean={mean}",
+                                   **_tol(dtype))
+        out = _poisoned(cp, z.shape, dtype)
+        k.softmax_xent_bwd(zd, ld, cp.asarray(g), mean, out=out)
+        expected = reference.softmax_xent_bwd(z.astype(np.float64), labels,
+                                              g.astype(np.float64), mean)
+        np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected,
+                                   err_msg=f"mean={mean}", **_tol(dtype))
+
+
+def _xent_float64(z, labels, g, mean):
+    """Loss and gradient of the ignore_index cross-entropy, row by row in float64."""
+    rows, classes = z.shape
+    kept = [i for i in range(rows) if 0 <= labels[i] < classes]
+    loss, grad = 0.0, np.zeros((rows, classes))
+    for i in kept:
+        e = np.exp(z[i] - z[i].max())
+        loss -= np.log(e[labels[i]] / e.sum())
+        grad[i] = e / e.sum()
+        grad[i, labels[i]] -= 1
+    if mean:
+        loss = loss / len(kept) if kept else np.nan
+        grad /= max(len(kept), 1)
+    return loss, grad * g
+
+
+@pytest.mark.parametrize("mean", [True, False])
+@pytest.mark.parametrize("labels", [[2, -100, 0, 3, -100], [4, -1, 1, 5, 0],
+                                    [-100] * 5, [0, 1, 2, 3, 0]])
+def test_softmax_cross_entropy_twins_ignore_labels_out_of_range(labels, mean):
+    z = np.random.default_rng(3).normal(size=(5, 4)) * 2
+    labels = np.array(labels)
+    loss, grad = _xent_float64(z, labels, 0.7, mean)
+    np.testing.assert_allclose(reference.softmax_xent_fwd(z.copy(), labels, mean), loss,
+                               rtol=1e-12)
+    np.testing.assert_allclose(
+        reference.softmax_xent_bwd(z, labels, np.asarray(0.7), mean), grad, rtol=1e-12,
+        atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_cross_entropy_kernels_ignore_labels_out_of_range(backend, shape, dtype):
+    """Rows labelled -100 (PyTorch's ignore_index) or C count 0 and get a zero gradient; a
+    mean divides by the other rows. The warp and the block (over 1024 columns) variants."""
+    k, cp = backend
+    rng = np.random.default_rng(shape[0] + 7)
+    z, zd = _rand(cp, rng, shape, dtype)
+    labels = rng.integers(0, shape[1], size=shape[0])
+    labels[::2] = -100
+    labels[1::3] = shape[1]
+    _check_xent_kernels(k, cp, z, zd, labels, dtype)
+    # every row ignored: the mean is nan (as PyTorch's), the sum 0, the gradient 0
+    _check_xent_kernels(k, cp, z, zd, np.full(shape[0], -100), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

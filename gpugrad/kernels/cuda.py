@@ -257,20 +257,22 @@ class CudaKernels:
             return reference.log_softmax_bwd(g, y, out=out)
         return self._rows("log_softmax_bwd", g, y, out=out)
 
-    def softmax_xent_fwd(self, logits, labels, scale, out=None):
+    def softmax_xent_fwd(self, logits, labels, mean, out=None):
         if not self._row_ok(logits) or logits.ndim != 2:
-            return reference.softmax_xent_fwd(logits, labels, scale, out=out)
+            return reference.softmax_xent_fwd(logits, labels, mean, out=out)
         cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
-        rows = logits.shape[0]
+        rows, cols = logits.shape
         per_row = cp.empty(rows, dtype=np.float32)
         self._rows("softmax_xent_fwd", logits, labels=labels, row_out=per_row,
                    out=self._dummy_out(logits))
         if out is None:
             out = cp.empty((), dtype=logits.dtype)
-        # the per-row losses summed and scaled by one block, in a fixed order
-        self.function("softmax", f"sum_scale_{_SUFFIX[logits.dtype]}")(
-            (1,), (1024,), (per_row, out, np.int32(rows), np.float32(scale)))
+        # the per-row losses summed (and the rows in range counted) by one block, in a
+        # fixed order
+        self.function("softmax", f"xent_sum_{_SUFFIX[logits.dtype]}")(
+            (1,), (1024,), (per_row, labels, out, np.int32(rows), np.int32(cols),
+                            np.int32(bool(mean))))
         return out
 
     def _dummy_out(self, like):
@@ -278,14 +280,22 @@ class CudaKernels:
         # of the right type stands in for the pointer
         return self.xp.empty(1, dtype=like.dtype)
 
-    def softmax_xent_bwd(self, logits, labels, g, scale, out=None):
+    def softmax_xent_bwd(self, logits, labels, g, mean, out=None):
         if not self._row_ok(logits) or logits.ndim != 2:
-            return reference.softmax_xent_bwd(logits, labels, g, scale, out=out)
+            return reference.softmax_xent_bwd(logits, labels, g, mean, out=out)
         cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
-        gscale = cp.asarray(g, dtype=np.float32).reshape(1)
-        return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale,
-                          scale=scale, out=out)
+        rows, cols = logits.shape
+        if mean:
+            # g over the number of rows in range, counted on the device: no host sync
+            g = cp.ascontiguousarray(g, dtype=logits.dtype).reshape(1)
+            gscale = cp.empty(1, dtype=np.float32)
+            self.function("softmax", f"xent_grad_scale_{_SUFFIX[logits.dtype]}")(
+                (1,), (1024,), (g, labels, gscale, np.int32(rows), np.int32(cols),
+                                np.int32(1)))
+        else:
+            gscale = cp.asarray(g, dtype=np.float32).reshape(1)
+        return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale, out=out)
 
     # -- layer normalisation over the last axis (norm.cu) ------------------------------------
     def _norm(self, mode, a, x, w, b, eps, out):

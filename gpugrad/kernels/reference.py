@@ -227,25 +227,45 @@ def log_softmax_bwd(g, y, out=None):
     return _result(g - xp.exp(y) * g.sum(axis=-1, keepdims=True), out)
 
 
-def softmax_xent_fwd(logits, labels, scale, out=None):
-    """out = scale * sum_i (logsumexp(logits[i]) - logits[i, labels[i]]), a 0-d array"""
+def _rows_in_range(labels, classes, xp):
+    """(in range, labels with the others replaced by 0): a row whose label lies outside
+    [0, classes) is ignored (PyTorch's ignore_index)"""
+    labels = xp.asarray(labels)
+    valid = (labels >= 0) & (labels < classes)
+    return valid, xp.where(valid, labels, 0)
+
+
+def softmax_xent_fwd(logits, labels, mean, out=None):
+    """out = the sum over rows of logsumexp(logits[i]) - logits[i, labels[i]], divided (mean)
+    by the number of rows whose label is in [0, C) (nan for none); a row whose label lies
+    outside it counts 0. A 0-d array; no host sync on CuPy."""
     xp = _xp(logits)
+    valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    picked = shifted[xp.arange(shifted.shape[0]), labels]
+    picked = shifted[xp.arange(shifted.shape[0]), safe]
     xp.exp(shifted, out=shifted)
     lse = xp.log(shifted.sum(axis=-1))
-    value = xp.asarray((lse.sum() - picked.sum()) * scale, dtype=logits.dtype)
-    return _result(value, out)
+    total = xp.where(valid, lse - picked, 0).sum()
+    if mean:
+        with np.errstate(invalid="ignore", divide="ignore"):   # 0 / 0: nan, as PyTorch
+            total = total / valid.sum()
+    return _result(xp.asarray(total, dtype=logits.dtype), out)
 
 
-def softmax_xent_bwd(logits, labels, g, scale, out=None):
-    """out = (softmax(logits) - onehot(labels)) * g * scale, g a 0-d array"""
+def softmax_xent_bwd(logits, labels, g, mean, out=None):
+    """out = (softmax(logits) - onehot(labels)) * g, divided (mean) by the number of rows whose
+    label is in [0, C); g a 0-d array. A row whose label lies outside it gets 0."""
     xp = _xp(logits)
+    valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
     p = xp.subtract(logits, logits.max(axis=-1, keepdims=True), out=out)
     xp.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
-    p[xp.arange(p.shape[0]), labels] -= 1
-    p *= g * scale
+    p[xp.arange(p.shape[0]), safe] -= 1
+    if mean:
+        p *= g / xp.maximum(valid.sum(), 1).astype(p.dtype)
+    else:
+        p *= g
+    xp.copyto(p, 0, where=~valid[:, None])
     return p
 
 

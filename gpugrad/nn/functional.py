@@ -329,7 +329,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     """Softmax cross-entropy of logits ``input`` ((N, C), (N, C, d1, ...) or (C,)) against
     class indices or class probabilities (a float ``target`` of input's shape), with
     PyTorch's ``weight``, ``ignore_index`` and ``label_smoothing``. (N, C) logits with class
-    indices and nothing else run as one fused kernel forward and one backward."""
+    indices, no weight or smoothing, and an ``ignore_index`` outside [0, C) (the default -100
+    is) run as one fused kernel forward and one backward. A class index outside [0, C) that is
+    not ``ignore_index`` raises a ValueError on a host device, as in PyTorch; on a GPU the
+    fused kernel treats it as ignored (checking would cost a host sync per call)."""
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
@@ -342,8 +345,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                                     class_axis)
     target = _as_index(target, input, "cross_entropy")
     if (input.ndim == 2 and weight is None and label_smoothing == 0.0
-            and not (target.device.is_host and bool((target._data == ignore_index).any()))):
-        return ops.softmax_cross_entropy(input, target, reduction)
+            and not 0 <= ignore_index < c):
+        return ops.softmax_cross_entropy(input, target, reduction, ignore_index)
     logp = ops.log_softmax(input, class_axis)
     nll = nll_loss(logp, target, weight, ignore_index, reduction)
     if label_smoothing == 0.0:

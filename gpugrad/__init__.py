@@ -3,7 +3,9 @@ import numpy as _np
 
 from . import (
                        _cuda,  # noqa: F401  (registers the CUDA device; imports CuPy lazily)
+                       _dtypes,
                        _methods,  # noqa: F401  (binds Tensor's operators)
+                       amp,
                        autograd,
                        data,
                        krylov,
@@ -12,6 +14,7 @@ from . import (
                        ops,
                        optim,
                        profiler,
+                       utils,
                        viz,
 )
 from ._autograd.forward import jvp
@@ -25,6 +28,7 @@ from ._autograd.mode import (
 from ._compile import compile
 from ._device import Device, cuda_available, default_device, device, manual_seed
 from ._tensor import Size, Tensor
+from .amp import autocast
 from .creation import (
                        arange,
                        empty,
@@ -48,6 +52,7 @@ from .creation import (
                        zeros,
                        zeros_like,
 )
+from .dlpack import from_dlpack
 from .functional import grad, hessian, hvp, jacobian, jacobian_plan, value_and_grad, vjp
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (
@@ -207,10 +212,13 @@ from .ops import (
                        where,
 )
 from .serialization import load, save
+from .utils.checkpoint import checkpoint
 
 __version__ = "0.1.0"
 
 float16 = _np.dtype(_np.float16)
+if _dtypes.bfloat16 is not None:
+    bfloat16 = _dtypes.bfloat16
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
 int32 = _np.dtype(_np.int32)
@@ -219,12 +227,15 @@ bool_ = _np.dtype(_np.bool_)
 
 __all__ = [
     # namespaces
-    "autograd", "data", "krylov", "memory", "nn", "ops", "optim", "profiler", "viz",
+    "amp", "autograd", "data", "krylov", "memory", "nn", "ops", "optim", "profiler", "utils",
+    "viz",
     # devices, grad modes, the tensor
     "Device", "cuda_available", "default_device", "device", "manual_seed",
     "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Size", "Tensor",
     # dtypes
     "float16", "float32", "float64", "int32", "int64", "bool_",
+    # mixed precision, checkpointing, interchange
+    "autocast", "checkpoint", "from_dlpack",
     # creation
     "arange", "empty", "empty_like", "eye", "from_numpy", "full", "full_like", "linspace",
     "logspace", "ones", "ones_like", "rand", "rand_like", "randint", "randint_like", "randn",
@@ -256,3 +267,11 @@ __all__ = [
     # files
     "load", "save",
 ]
+if _dtypes.bfloat16 is not None:
+    __all__.append("bfloat16")
+
+
+def __getattr__(name):
+    if name == "bfloat16":
+        _dtypes.require_bfloat16()   # raises, naming the package to install
+    raise AttributeError(f"module 'gpugrad' has no attribute '{name}'")

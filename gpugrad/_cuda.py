@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from . import _device
+from .kernels import cublas as cublas_codes
 from .kernels import cuda as cuda_kernels
 from .kernels import reference
 
@@ -150,7 +151,8 @@ class CUDADevice(_device.Device):
                 modules[source] = cupy.RawModule(code=cuda_kernels.read_source(source),
                                                  options=("-std=c++17",))
             return modules[source]
-        self.kernels = cuda_kernels.CudaKernels(cupy, load, int(sms) * 16, self.context)
+        self.kernels = cuda_kernels.CudaKernels(cupy, load, int(sms) * 16, self.context,
+                                                gemm_ex=gemm_ex)
 
     def __str__(self):
         return f"cuda:{self.index}"
@@ -252,13 +254,90 @@ class CUDADevice(_device.Device):
 
     def _captured_matmul(self, a, b, out=None):
         if (a.ndim != 2 or b.ndim != 2 or out is None or a.dtype != b.dtype
-                or a.dtype != out.dtype or a.dtype not in (np.float32, np.float16)):
+                or a.dtype != out.dtype or a.dtype not in _CAPTURED_DTYPES):
             raise NotImplementedError(
-                f"gg.compile captures 2-D float32/float16 GEMMs into a given buffer only, got "
+                f"gg.compile captures 2-D float32/float16/bfloat16 GEMMs into a given buffer "
+                f"only, got "
                 f"{a.shape} {a.dtype} @ {b.shape} {b.dtype}")
         return self._blas.gemm(a, b, out)
 
+    # -- between processes: what gpugrad.distributed's NCCL engine needs ---------------------
+    collective_backend = "nccl"
 
+    def for_local_rank(self, local_rank):
+        """One GPU per process: local rank modulo the GPUs of the host."""
+        count = self.xp.cuda.runtime.getDeviceCount()
+        return _device.device(f"cuda:{local_rank % count}")
+
+    def nccl(self):
+        """CuPy's NCCL binding (``cupy.cuda.nccl``), with NCCL loadable."""
+        try:
+            from cupy.cuda import nccl
+        except ImportError as err:
+            raise RuntimeError(f"the nccl backend needs CuPy's NCCL binding ({err}): install "
+                               "the gpu extra (pip install 'gpugrad[gpu]', which brings the "
+                               "nvidia-nccl-cu13 wheel)") from None
+        if not getattr(nccl, "available", False):
+            raise RuntimeError("CuPy's NCCL binding is present but NCCL is not loadable: "
+                               "install the nvidia-nccl-cu13 wheel (pip install "
+                               "'gpugrad[gpu]')")
+        return nccl
+
+    def new_stream(self):
+        """A stream of its own that does not wait on the legacy default stream."""
+        with self._cuda_device:
+            return self.xp.cuda.Stream(non_blocking=True)
+
+    def current_stream(self):
+        with self._cuda_device:
+            return self.xp.cuda.get_current_stream()
+
+    def new_event(self, timing=False):
+        """An unrecorded CUDA event (``timing``: one that ``elapsed`` can read)."""
+        with self._cuda_device:
+            return self.xp.cuda.Event(disable_timing=not timing)
+
+    @staticmethod
+    def pointer(arr):
+        """The device address of an array's first element."""
+        return arr.data.ptr
+
+
+    def dlpack_device(self):
+        return (_DLPACK_CUDA, self.index)
+
+    def from_dlpack(self, obj):
+        with self._cuda_device:
+            return self.xp.from_dlpack(obj)
+
+
+_DLPACK_CUDA = 2
+_CAPTURED_DTYPES = tuple(cublas_codes.DATA_TYPES)
+_ONE = np.ones((), dtype=np.float32)
+_ZERO = np.zeros((), dtype=np.float32)
+
+
+def gemm_ex(args, a, b, out):
+    """out = a @ b for float16 or bfloat16 arrays, the products accumulated in float32
+    (compute type 32F): cublasGemmEx through CuPy's handle on the current stream (outside
+    capture; a captured graph uses gpugrad's own handle). ``args`` are GemmEx's
+    (transa, transb, m, n, k, lda, ldb, ldc) from ``kernels/cublas.gemm_arguments``,
+    whose first operand is b."""
+    cupy = import_cupy()
+    from cupy.cuda import cublas
+    from cupy.cuda import device as cuda_device
+    transa, transb, m, n, k, lda, ldb, ldc = args
+    handle = cuda_device.get_cublas_handle()
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)
+    code = cublas_codes.DATA_TYPES[a.dtype]
+    mode = cublas.getPointerMode(handle)
+    cublas.setPointerMode(handle, 0)     # alpha and beta are host scalars
+    try:
+        cublas.gemmEx(handle, transa, transb, m, n, k, _ONE.ctypes.data, b.data.ptr, code,
+                      lda, a.data.ptr, code, ldb, _ZERO.ctypes.data, out.data.ptr, code, ldc,
+                      cublas_codes.COMPUTE_32F, cublas_codes.GEMM_DEFAULT)
+    finally:
+        cublas.setPointerMode(handle, mode)
 
 
 def availability():

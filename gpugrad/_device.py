@@ -79,11 +79,13 @@ class Device:
     type = "?"
     xp = None
     is_host = False       # arrays in host memory: reading them back costs no sync
-    __slots__ = ("index", "kernels", "memory", "_generator", "_functions", "__weakref__")
+    __slots__ = ("index", "kernels", "memory", "_generator", "_forks", "_functions",
+                 "__weakref__")
 
     def __init__(self, index):
         self.index = index
         self._generator = None
+        self._forks = None
         self._functions = {}
 
     def __repr__(self):
@@ -187,6 +189,20 @@ class Device:
     def synchronize(self):
         pass
 
+    # -- between processes (gpugrad.distributed) --------------------------------------------
+    # the engine init_process_group(backend=None) picks for a process computing here
+    collective_backend = "mpi"
+
+    def for_local_rank(self, local_rank):
+        """The device of this kind that process ``local_rank`` of a host computes on: one
+        each where the host has several (GPUs), this one where all share it (its memory)."""
+        return self
+
+    def nccl(self):
+        """CuPy's NCCL binding, for arrays of this device; only a CUDA device has one."""
+        raise RuntimeError(f"the nccl backend needs a CUDA device, and {self} is not one "
+                           "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu): use backend='mpi'")
+
     # -- random numbers ---------------------------------------------------------------------
     @property
     def generator(self):
@@ -198,9 +214,45 @@ class Device:
     def seed(self, seed):
         self._generator = self.new_generator(seed)
         self._generator.philox = PhiloxStream(seed)
+        self._forks = None
 
     def new_generator(self, seed):
         """A fresh generator object of this device's kind (never the user's stream)."""
+        raise NotImplementedError
+
+    def rng_state(self):
+        """A token from which ``set_rng_state`` puts this device's random streams back to
+        this point (gradient checkpointing replays a region's draws with it): the Philox
+        stream's counter (dropout) and the array module's generator.
+
+        Here, for generators whose state cannot be read back (CuPy's), the latter is
+        forked: it goes on from a fresh generator whose seed is in the token, drawn on the
+        host from a sequence that ``gg.manual_seed`` seeds (no device synchronisation)."""
+        if self._forks is None:
+            self._forks = np.random.default_rng(None if _seed is None else [_seed, 1])
+        fork = int(self._forks.integers(2 ** 31 - 1))
+        self._set_generator(self.new_generator(fork))
+        philox = self._generator.philox
+        return fork, philox.seed, philox.offset
+
+    def set_rng_state(self, token):
+        fork, seed, offset = token
+        self._set_generator(self.new_generator(fork))
+        self._generator.philox.seed, self._generator.philox.offset = seed, offset
+
+    def _set_generator(self, generator):
+        """A new array-module generator; the Philox stream object stays (a compiled step
+        may hold it)."""
+        generator.philox = self.generator.philox
+        self._generator = generator
+
+    # -- DLPack -----------------------------------------------------------------------------
+    def dlpack_device(self):
+        """(DLPack device type, index) of this device's arrays."""
+        raise NotImplementedError
+
+    def from_dlpack(self, obj):
+        """An array of this device sharing memory with ``obj`` (DLPack's consumer side)."""
         raise NotImplementedError
 
 
@@ -262,7 +314,7 @@ class Generator:
 
 def _sampling_dtype(dtype):
     dtype = np.dtype(dtype)
-    if dtype.kind != "f":
+    if dtype.kind != "f" and dtype.name != "bfloat16":
         raise TypeError(f"random floating-point samples need a floating dtype, got {dtype}")
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
@@ -291,6 +343,23 @@ class CPUDevice(Device):
     def new_generator(self, seed):
         return Generator(np.random.default_rng(seed))
 
+    def rng_state(self):
+        gen = self.generator
+        # bit_generator.state is a fresh dict at each read
+        return gen._rng.bit_generator.state, gen.philox.seed, gen.philox.offset
+
+    def set_rng_state(self, token):
+        state, seed, offset = token
+        gen = self.generator
+        gen._rng.bit_generator.state = state
+        gen.philox.seed, gen.philox.offset = seed, offset
+
+    def dlpack_device(self):
+        return (_DLPACK_CPU, 0)
+
+    def from_dlpack(self, obj):
+        return np.from_dlpack(obj)
+
 
 class _NullContext:
     def __enter__(self):
@@ -301,6 +370,7 @@ class _NullContext:
 
 
 _NULL_CONTEXT = _NullContext()
+_DLPACK_CPU = 1
 
 # -- the registry ----------------------------------------------------------------------------
 _kinds = {"cpu": CPUDevice}     # device type -> class; _cuda.py adds "cuda"
@@ -385,6 +455,11 @@ def array_device(arr):
         if found is not None:
             return found
     return None
+
+
+def devices():
+    """The devices made so far."""
+    return list(_devices.values())
 
 
 def array_types():

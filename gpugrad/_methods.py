@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _device, _methods_ops, ops
-from ._autograd.backward import backward
+from ._autograd.backward import backward, register_post_accumulate_grad_hook
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
 from ._tensor import Tensor, bump_version, wrap
@@ -37,8 +37,12 @@ def _binary(op, true_division=False):
             if other._data.dtype is not self._data.dtype:
                 return promote(self, other)
         elif cls is float:
-            if self._data.dtype.kind not in "fc":
-                self = to_float(self)
+            kind = self._data.dtype.kind
+            if kind not in "fc":
+                if kind == "V":      # bfloat16: a typed scalar, or ml_dtypes gives float32
+                    other = self._data.dtype.type(other)
+                else:
+                    self = to_float(self)
         elif cls is not int:
             other = _operand(other, self)
             if other is NotImplemented:
@@ -49,7 +53,7 @@ def _binary(op, true_division=False):
     if true_division:
         def prepare_div(self, other):
             self, other = prepare(self, other)
-            if self is not None and self._data.dtype.kind not in "fc":
+            if self is not None and self._data.dtype.kind not in "fcV":
                 self = to_float(self)    # integers divide into the default float
                 if isinstance(other, Tensor):
                     other = to_float(other)
@@ -58,12 +62,27 @@ def _binary(op, true_division=False):
         prepare_div = prepare
 
     def forward(self, other):
+        cls = other.__class__
+        # the common cases need no promotion: a tensor of the same dtype (but integers
+        # under true division), a Python number with a floating tensor, an int with an int
+        if cls is Tensor:
+            if other._data.dtype is self._data.dtype and (
+                    not true_division or self._data.dtype.kind in "fc"):
+                return apply(op, (self, other))
+        elif cls is float or cls is int:
+            if self._data.dtype.kind in "fc" or (cls is int and not true_division):
+                return apply(op, (self, other))
         a, b = prepare_div(self, other)
         if a is None:
             return NotImplemented
         return apply(op, (a, b))
 
     def reflected(self, other):
+        cls = other.__class__
+        dtype = self._data.dtype
+        if (cls is float or cls is int) and (dtype.kind in "fc" or (
+                cls is int and not true_division)):
+            return apply(op, (other, self))
         a, b = prepare_div(self, other)
         if a is None:
             return NotImplemented
@@ -346,6 +365,7 @@ def _install():
     T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
     T.backward = _backward
     _methods_ops.install(T)          # PyTorch's op set: maths, reductions, movement
+    T.register_post_accumulate_grad_hook = register_post_accumulate_grad_hook
 
 
 _install()

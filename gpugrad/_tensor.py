@@ -43,15 +43,17 @@ class Size(tuple):
 
 class TensorHooks:
     """What a tensor asked of the gradient reaching its node: hooks to run on it (each may
-    return a replacement) and, for a non-leaf, whether to keep it in ``.grad``. A node's
+    return a replacement), for a leaf hooks to run once it is accumulated into ``.grad``
+    (``post_accumulate``), and for a non-leaf whether to keep it in ``.grad``. A node's
     ``retained`` slot holds one of these, or None."""
 
-    __slots__ = ("tensor", "retain", "hooks", "__weakref__")
+    __slots__ = ("tensor", "retain", "hooks", "post_accumulate", "__weakref__")
 
     def __init__(self, tensor):
         self.tensor = weakref.ref(tensor)
         self.retain = False
         self.hooks = {}
+        self.post_accumulate = {}
 
 
 class RemovableHandle:
@@ -67,6 +69,7 @@ class RemovableHandle:
         record = self._record()
         if record is not None:
             record.hooks.pop(self.id, None)
+            record.post_accumulate.pop(self.id, None)
 
 
 _HOST_READ = ("a recorded step cannot depend on a tensor's value, which changes at every "
@@ -120,7 +123,7 @@ class Tensor:
                     _device.array_device(arr)
                 dev = home or _device.default_device()
         out = dev.asarray(arr, dtype=None if dtype is None else np.dtype(dtype))
-        if out.dtype.kind not in "biufc":
+        if out.dtype.kind not in "biufc" and out.dtype.name != "bfloat16":
             raise TypeError(f"cannot make a tensor from {type(data).__name__} (NumPy reads it "
                             f"as dtype {out.dtype}): expected numbers or booleans")
         self._data = out
@@ -183,7 +186,8 @@ class Tensor:
         if not self.is_leaf and not flag:
             raise RuntimeError(
                 "requires_grad can only be turned off on a leaf tensor; use .detach()")
-        if flag and self._data.dtype.kind not in "fc":
+        # bfloat16 (ml_dtypes) is of NumPy kind 'V'
+        if flag and self._data.dtype.kind not in "fc" and self._data.dtype.name != "bfloat16":
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self._data.dtype}")
         if not flag:
@@ -343,6 +347,7 @@ class Tensor:
             if node.retained is not None:    # another tensor object on the same node
                 record.retain = node.retained.retain
                 record.hooks = node.retained.hooks
+                record.post_accumulate = node.retained.post_accumulate
             node.retained = record
         return node.retained
 

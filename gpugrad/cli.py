@@ -91,8 +91,9 @@ def _cmd_train(args):
         summary = train(hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, optimizer=args.optimizer, device=args.device,
                         data_dir=args.data, save_path=args.save, seed=args.seed,
-                        progress=not args.no_progress, log=log, compiled=args.compile)
-    if args.json:
+                        progress=not args.no_progress, log=log, amp=args.amp,
+                        compiled=args.compile, distributed=args.distributed)
+    if args.json and summary.get("rank", 0) == 0:
         print(json.dumps(summary))
     return 0
 
@@ -227,11 +228,17 @@ def build_parser():
     tr.add_argument("--seed", type=_non_negative_int, metavar="N", default=0,
                     help="random seed (default: %(default)s)")
     tr.add_argument("--threads", type=_non_negative_int, metavar="N", default=1, help=threads_help)
+    tr.add_argument("--amp", default=None, choices=["bf16", "fp16"],
+                    help="mixed precision: matmuls in bfloat16 or float16 under autocast "
+                         "(fp16 with a GradScaler; default: off, float32)")
     tr.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--compile", action="store_true",
                     help="run the training step through gg.compile (recorded once, replayed "
                     "from a static memory plan)")
+    tr.add_argument("--distributed", action="store_true",
+                    help="one of N processes of an MPI launch (mpiexec -n N gpugrad train "
+                         "--distributed): --batch-size stays the global batch")
     tr.set_defaults(fn=_cmd_train)
 
     pr = sub.add_parser("profile", help="profile a few training steps of the default MLP")

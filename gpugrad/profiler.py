@@ -26,7 +26,7 @@ __all__ = ["profile", "Event", "PHASES", "active", "calibrate"]
 class Event:
     """One kernel call: what ran, where, for which phase, how long, how much work."""
     name: str
-    phase: str                 # "forward", "backward" or "optimizer" (see PHASES)
+    phase: str                 # "forward", "backward", "optimizer", "communication"
     shapes: tuple
     dtype: str
     device: str
@@ -46,13 +46,16 @@ class Event:
         return self.bytes / self.duration / 1e9 if self.duration > 0 else 0.0
 
 
-# the phases of a training step, each its own lane in the Chrome trace
-PHASES = ("forward", "backward", "optimizer")
+# the phases of a training step, each its own lane in the Chrome trace; "communication"
+# holds the collectives of gpugrad.distributed (DDP's all-reduces)
+PHASES = ("forward", "backward", "optimizer", "communication")
 
 
 def active():
-    """The profile now recording, or None (a check that costs one attribute read)."""
-    return _graph.profiler
+    """The profile now recording, or None."""
+    hook = _graph.profiler
+    # detect_anomaly's checker also sits in the hook, in front of any profile
+    return hook if hook is None or isinstance(hook, profile) else getattr(hook, "previous", None)
 
 
 class profile:
@@ -99,6 +102,20 @@ class profile:
         self._record(name, phase, tuple(tuple(s) for s in shapes), str(dtype), dev, marks,
                      int(flops), int(nbytes))
         return result
+
+    def span(self, name, dev, host_start, nbytes=0, seconds=None, marks=None):
+        """Record work that is not a kernel of ours, a collective of
+        ``gpugrad.distributed``, as an event of phase "communication": ``host_start`` is the
+        host clock (``time.perf_counter()``) when it was launched, and its duration either
+        ``seconds`` (timed on the host) or ``marks``, two marks of ``dev`` read when the
+        profile closes."""
+        event = Event(name, "communication", (), "", str(dev), host_start - self._t0,
+                      bytes=int(nbytes))
+        if marks is None:
+            event.duration = float(seconds)
+        else:
+            event._marks = (dev, *marks)
+        self.events.append(event)
 
     def _timed(self, name, dev, launch):
         dev.range_push(name)
@@ -168,8 +185,8 @@ class profile:
 
     def export_chrome_trace(self, path):
         """Write a trace that Perfetto and chrome://tracing open: a lane per phase
-        (forward, backward, optimizer) per device, and a memory counter track. Written
-        atomically."""
+        (forward, backward, optimizer, communication) per device, and a memory counter
+        track. Written atomically."""
         lanes = {phase: tid for tid, phase in enumerate(PHASES, start=1)}
         trace = []
         devices = sorted({e.device for e in self.events})
@@ -191,7 +208,7 @@ class profile:
                           "args": {"shapes": [list(s) for s in e.shapes], "dtype": e.dtype,
                                    "flops": e.flops, "bytes": e.bytes,
                                    "GFLOP/s": round(e.gflops, 3), "GB/s": round(e.gbps, 3)}})
-            if self.record_memory:
+            if self.record_memory and e.phase != "communication":
                 trace.append({"name": "memory", "ph": "C", "pid": pid, "ts": e.start * 1e6,
                               "args": {"bytes": e.memory}})
         _atomic.write_atomic(path, json.dumps({"traceEvents": trace, "displayTimeUnit": "ms"}))

@@ -150,6 +150,18 @@ def _activation_cases():
     return cases
 
 
+def _checkpoint_closure(x, w):
+    """The region reads x as its argument and h = x * w, recorded before it, through a
+    closure: its gradients stop at the boundary (h's node and x), never counted twice."""
+    h = x * w
+    return gg.checkpoint(lambda t: gg.sin(t) * h, x) + h
+
+
+def _checkpoint_pair(x, w):
+    a, b = gg.checkpoint(lambda t: (gg.tanh(t @ w), t * t), x)
+    return a * 2.0 + b.sum()
+
+
 def _setitem_slice(x, v):
     y = x * 1.0
     y[1:, 1:3] = v[:2] * 2      # a recorded write: gradients reach both x (untouched) and v
@@ -478,6 +490,14 @@ OPS = [
            gradcheck=dict(eps=1e-2)),    # float32 rounding: a wide step keeps it exact
     OpCase("to_device", lambda x: (x.to(_second_device(x)) * 2).to(x.device), lambda x: 2 * x,
            unary),
+    OpCase("checkpoint", lambda x, w: gg.checkpoint(lambda t: gg.tanh(t @ w) * t, x),
+           lambda x, w: np.tanh(x @ w) * x,
+           lambda rng: (lambda n, k: [(n, k), (k, k)])(*rng.integers(1, 4, size=2))),
+    OpCase("checkpoint_closure", _checkpoint_closure,
+           lambda x, w: np.sin(x) * x * w + x * w, lambda rng: [random_shape(rng, 1)] * 2),
+    OpCase("checkpoint_two_outputs", _checkpoint_pair,
+           lambda x, w: np.tanh(x @ w) * 2.0 + (x * x).sum(),
+           lambda rng: (lambda n, k: [(n, k), (k, k)])(*rng.integers(1, 4, size=2))),
     OpCase("dropout", lambda x: gg.ops.dropout(x, 0.3, seed=11, offset=5),
            lambda x: np.where(reference.dropout_keep(x.size, 11, 5, 0.3).reshape(x.shape),
                               x / 0.7, 0.0), unary),

@@ -118,6 +118,11 @@ def test_cross_entropy_label_errors():
         F.cross_entropy(logits, gg.tensor([0, 1]))
     with pytest.raises(ValueError, match="out of range"):
         F.cross_entropy(logits, gg.tensor([0, 1, 4]))
+    # beside ignored rows too: only ignore_index is ignored on the CPU, as in PyTorch
+    with pytest.raises(ValueError, match="label -1 is out of range"):
+        F.cross_entropy(logits, gg.tensor([-100, -1, 2]))
+    with pytest.raises(ValueError, match="label 4 is out of range"):
+        F.cross_entropy(logits, gg.tensor([-100, 4, 2]), reduction="none")
     _still_works()
 
 

@@ -3,7 +3,7 @@
 Two backends run the same tests: the CPU shim (the CUDA C compiled with g++ and run
 over fibers on NumPy arrays; needs g++) and a real GPU through CuPy (marked gpu).
 Random inputs (never zeros), outputs poisoned with NaN first, sizes that are not
-multiples of the block size, float32 and float16.
+multiples of the block size, float32, float16 and bfloat16.
 """
 import numpy as np
 import pytest
@@ -13,11 +13,21 @@ from gpugrad.kernels import reference, shim
 from gpugrad.ops import ACTIVATIONS
 
 SIZES = [1, 37, 1000, 100_003]
-DTYPES = [np.float32, np.float16]
+DTYPES = [np.float32, np.float16, gg.bfloat16]
+SUFFIXES = ("f32", "f16", "bf16")
 
 
 def _tol(dtype):
-    return dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=2e-2, atol=2e-3)
+    if dtype == np.float32:
+        return dict(rtol=1e-5, atol=1e-6)
+    if dtype == np.float16:
+        return dict(rtol=2e-2, atol=2e-3)
+    return dict(rtol=4e-2, atol=2e-2)       # bfloat16: 8 significant bits
+
+
+def _sum_rtol(dtype):
+    """A sum rounded once to the storage type: half a unit in the last place."""
+    return {np.dtype(np.float32): 1e-5, np.dtype(np.float16): 3e-3}.get(np.dtype(dtype), 8e-3)
 
 
 @pytest.fixture(scope="module", params=[
@@ -96,7 +106,7 @@ def test_bias_grad_kernel_matches_twin(backend, shape, dtype):
     k.bias_grad(gd, out=out)
     expected = g.astype(np.float64).sum(axis=0)
     np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected,
-                               rtol=1e-5 if dtype == np.float32 else 3e-3)
+                               rtol=_sum_rtol(dtype))
 
 
 ROW_SHAPES = [(1, 1), (3, 10), (33, 31), (17, 100), (9, 513), (5, 1024), (4, 1025), (3, 5000)]
@@ -131,17 +141,70 @@ def test_softmax_cross_entropy_kernels_match_twins(backend, shape, dtype):
     rng = np.random.default_rng(shape[0])
     z, zd = _rand(cp, rng, shape, dtype)
     labels = rng.integers(0, shape[1], size=shape[0])
+    _check_xent_kernels(k, cp, z, zd, labels, dtype)
+
+
+def _check_xent_kernels(k, cp, z, zd, labels, dtype):
     ld = cp.asarray(labels)
-    scale = 1.0 / shape[0]
-    loss = k.softmax_xent_fwd(zd, ld, scale)
-    expected = reference.softmax_xent_fwd(z.astype(np.float64), labels, scale)
-    np.testing.assert_allclose(float(loss), float(expected), **_tol(dtype))
     g = np.asarray(0.7, dtype=dtype)
-    out = _poisoned(cp, shape, dtype)
-    k.softmax_xent_bwd(zd, ld, cp.asarray(g), scale, out=out)
-    expected = reference.softmax_xent_bwd(z.astype(np.float64), labels, g.astype(np.float64),
-                                          scale)
-    np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected, **_tol(dtype))
+    for mean in (True, False):
+        loss = _poisoned(cp, (), dtype)
+        k.softmax_xent_fwd(zd, ld, mean, out=loss)
+        expected = reference.softmax_xent_fwd(z.astype(np.float64), labels, mean)
+        np.testing.assert_allclose(float(loss), float(expected), err_msg=f"mean={mean}",
+                                   **_tol(dtype))
+        out = _poisoned(cp, z.shape, dtype)
+        k.softmax_xent_bwd(zd, ld, cp.asarray(g), mean, out=out)
+        expected = reference.softmax_xent_bwd(z.astype(np.float64), labels,
+                                              g.astype(np.float64), mean)
+        np.testing.assert_allclose(_host(cp, out).astype(np.float64), expected,
+                                   err_msg=f"mean={mean}", **_tol(dtype))
+
+
+def _xent_float64(z, labels, g, mean):
+    """Loss and gradient of the ignore_index cross-entropy, row by row in float64."""
+    rows, classes = z.shape
+    kept = [i for i in range(rows) if 0 <= labels[i] < classes]
+    loss, grad = 0.0, np.zeros((rows, classes))
+    for i in kept:
+        e = np.exp(z[i] - z[i].max())
+        loss -= np.log(e[labels[i]] / e.sum())
+        grad[i] = e / e.sum()
+        grad[i, labels[i]] -= 1
+    if mean:
+        loss = loss / len(kept) if kept else np.nan
+        grad /= max(len(kept), 1)
+    return loss, grad * g
+
+
+@pytest.mark.parametrize("mean", [True, False])
+@pytest.mark.parametrize("labels", [[2, -100, 0, 3, -100], [4, -1, 1, 5, 0],
+                                    [-100] * 5, [0, 1, 2, 3, 0]])
+def test_softmax_cross_entropy_twins_ignore_labels_out_of_range(labels, mean):
+    z = np.random.default_rng(3).normal(size=(5, 4)) * 2
+    labels = np.array(labels)
+    loss, grad = _xent_float64(z, labels, 0.7, mean)
+    np.testing.assert_allclose(reference.softmax_xent_fwd(z.copy(), labels, mean), loss,
+                               rtol=1e-12)
+    np.testing.assert_allclose(
+        reference.softmax_xent_bwd(z, labels, np.asarray(0.7), mean), grad, rtol=1e-12,
+        atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_cross_entropy_kernels_ignore_labels_out_of_range(backend, shape, dtype):
+    """Rows labelled -100 (PyTorch's ignore_index) or C count 0 and get a zero gradient; a
+    mean divides by the other rows. The warp and the block (over 1024 columns) variants."""
+    k, cp = backend
+    rng = np.random.default_rng(shape[0] + 7)
+    z, zd = _rand(cp, rng, shape, dtype)
+    labels = rng.integers(0, shape[1], size=shape[0])
+    labels[::2] = -100
+    labels[1::3] = shape[1]
+    _check_xent_kernels(k, cp, z, zd, labels, dtype)
+    # every row ignored: the mean is nan (as PyTorch's), the sum 0, the gradient 0
+    _check_xent_kernels(k, cp, z, zd, np.full(shape[0], -100), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -182,9 +245,9 @@ def test_every_cuda_kernel_has_a_launcher_and_every_activation_its_kernels():
 
     from gpugrad.kernels import cuda
     launcher_text = open(cuda.__file__).read()
-    expected = {f"bias_none_fwd_{s}" for s in ("f32", "f16")}
+    expected = {f"bias_none_fwd_{s}" for s in SUFFIXES}
     for act in ACTIVATIONS:
-        for s in ("f32", "f16"):
+        for s in SUFFIXES:
             expected |= {f"{act}_fwd_{s}", f"{act}_bwd_{s}", f"bias_{act}_fwd_{s}"}
         assert hasattr(reference, f"{act}_fwd") and hasattr(reference, f"{act}_bwd"), act
     for source in cuda.SOURCES:
@@ -195,6 +258,58 @@ def test_every_cuda_kernel_has_a_launcher_and_every_activation_its_kernels():
         for name in names:
             stem = name.rsplit("_", 1)[0]          # the launcher adds the dtype suffix
             assert stem.split("_w")[0].split("_block")[0] in launcher_text, name
+
+
+def _numpy_gemm_ex(args, a, b, out):
+    """cublasGemmEx's semantics on NumPy memory (its first operand is b): column-major
+    operands read through their leading dimensions, products accumulated in float32, C
+    rounded once."""
+    transa, transb, m, n, k, lda, ldb, ldc = args
+
+    def column_major(arr, rows, cols, ld):
+        return np.lib.stride_tricks.as_strided(arr, shape=(rows, cols),
+                                               strides=(arr.itemsize, ld * arr.itemsize))
+    first = column_major(b, k, m, lda).T if transa else column_major(b, m, k, lda)
+    second = column_major(a, n, k, ldb).T if transb else column_major(a, k, n, ldb)
+    column_major(out, m, n, ldc)[...] = (first.astype(np.float32)
+                                         @ second.astype(np.float32)).astype(out.dtype)
+
+
+def _gemm_operands(xp, dtype, layout):
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-2, 2, (67, 129) if layout[0] == "n" else (129, 67)).astype(dtype)
+    b = rng.uniform(-2, 2, (129, 45) if layout[1] == "n" else (45, 129)).astype(dtype)
+    a, b = (a if layout[0] == "n" else a.T), (b if layout[1] == "n" else b.T)
+    return a, b, xp.asarray(a.T).T if layout[0] == "t" else xp.asarray(a), \
+        xp.asarray(b.T).T if layout[1] == "t" else xp.asarray(b)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, gg.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
+def test_low_precision_gemm_layouts_reach_gemm_ex_as_cublas_reads_them(dtype, layout):
+    """The launcher's row-major to column-major mapping (which operand goes first, which
+    is transposed, the leading dimensions), checked against a NumPy GemmEx."""
+    from gpugrad.kernels.cuda import CudaKernels
+    kernels = CudaKernels(np, load=None, max_blocks=1, gemm_ex=_numpy_gemm_ex)
+    a, b, ad, bd = _gemm_operands(np, dtype, layout)
+    assert ad.flags.f_contiguous == (layout[0] == "t")
+    got = kernels.matmul(ad, bd)
+    expected = reference.lowp_matmul(a, b)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float16, gg.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
+def test_low_precision_gemm_matches_twin(backend, dtype, layout):
+    k, cp = backend
+    if cp is np:
+        pytest.skip("the GEMM runs through cuBLAS only on a GPU")
+    a, b, ad, bd = _gemm_operands(cp, dtype, layout)
+    got = _host(cp, k.lowp_matmul(ad, bd)).astype(np.float64)
+    expected = reference.lowp_matmul(a, b).astype(np.float64)
+    np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-2)
 
 
 def test_philox_twin_gives_the_known_answers_of_random123():
@@ -245,7 +360,7 @@ def test_layer_norm_kernels_match_twins(backend, shape, dtype, affine):
     b, bd = (b, bd) if affine == "wb" else (None, None)
     f32 = [None if a is None else a.astype(np.float32) for a in (x, g, w, b)]
     eps = 1e-5
-    tol = _tol(dtype) if dtype == np.float16 else dict(rtol=2e-5, atol=2e-5)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else _tol(dtype)
     out = _poisoned(cp, shape, dtype)
     k.layer_norm_fwd(xd, wd, bd, eps, out=out)
     expected = reference.layer_norm_fwd(f32[0], f32[2], f32[3], eps)

@@ -298,7 +298,7 @@ def test_loss_errors_name_the_problem():
     assert float(F.nll_loss(gg.zeros(2, 3), gg.tensor([0, -100]))) == 0.0
 
 
-def test_cross_entropy_with_ignored_labels_leaves_the_fused_path():
+def test_cross_entropy_with_ignored_labels_stays_on_the_fused_path():
     """An ignored label (PyTorch's default -100) counts neither in the sum nor the mean."""
     logits = gg.tensor([[1.0, 2.0, 0.5], [0.3, 0.1, 2.0]], requires_grad=True)
     loss = F.cross_entropy(logits, gg.tensor([1, -100]))
@@ -306,6 +306,62 @@ def test_cross_entropy_with_ignored_labels_leaves_the_fused_path():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     loss.backward()
     assert not logits.grad.numpy()[1].any()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore_index", [-100, -1, 7])
+def test_cross_entropy_ignore_index_fused_equals_the_general_path(reduction, ignore_index):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 5)) * 2
+    labels = gg.tensor([ignore_index, 3, 0, ignore_index, 4, 1])
+    fused_in = gg.tensor(x, dtype=gg.float64, requires_grad=True)
+    general_in = gg.tensor(x, dtype=gg.float64, requires_grad=True)
+    with gg.profiler.profile() as prof:
+        fused = F.cross_entropy(fused_in, labels, ignore_index=ignore_index,
+                                reduction=reduction)
+        fused.sum().backward()
+    names = {e.name for e in prof.events}
+    if reduction != "none":
+        assert {"softmax_xent", "softmax_xent_grad"} <= names
+    assert "log_softmax" not in names or reduction == "none"
+    general = F.nll_loss(F.log_softmax(general_in, 1), labels, ignore_index=ignore_index,
+                         reduction=reduction)
+    general.sum().backward()
+    np.testing.assert_allclose(fused.numpy(), general.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fused_in.grad.numpy(), general_in.grad.numpy(), rtol=1e-12,
+                               atol=1e-15)
+    assert not fused_in.grad.numpy()[[0, 3]].any()
+
+
+def test_cross_entropy_mean_over_no_kept_row_is_nan():
+    x = gg.randn(3, 4, dtype=gg.float64, requires_grad=True)
+    loss = F.cross_entropy(x, gg.tensor([-100, -100, -100]))
+    assert np.isnan(loss.item())
+    loss.backward()
+    assert not x.grad.numpy().any()
+    assert F.cross_entropy(x, gg.tensor([-100] * 3), reduction="sum").item() == 0.0
+
+
+def test_cross_entropy_ignore_index_inside_the_classes_takes_the_general_path():
+    x = gg.tensor(np.random.default_rng(2).normal(size=(4, 3)), requires_grad=True)
+    labels = gg.tensor([0, 1, 2, 1])
+    with gg.profiler.profile() as prof:
+        loss = F.cross_entropy(x, labels, ignore_index=1)
+    assert "softmax_xent" not in {e.name for e in prof.events}
+    logp = F.log_softmax(x, 1).numpy()
+    assert loss.item() == pytest.approx(-(logp[0, 0] + logp[2, 2]) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_gradcheck_through_the_fused_cross_entropy_with_an_ignored_row(reduction):
+    rng = np.random.default_rng(4)
+    labels = gg.tensor([2, -100, 0, 1])
+    x = gg.tensor(rng.normal(size=(4, 3)), dtype=gg.float64, requires_grad=True)
+    assert gg.gradcheck(lambda x: F.cross_entropy(x, labels, reduction=reduction), (x,))
+    # and through the fused backward (second order, and its gradient in g)
+    g = gg.tensor(0.7, dtype=gg.float64, requires_grad=True)
+    assert gg.gradcheck(
+        lambda x, g: gg.ops.softmax_xent_grad(x, labels, g, reduction == "mean"), (x, g))
 
 
 # -- init and utils ------------------------------------------------------------------------------

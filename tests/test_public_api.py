@@ -11,7 +11,9 @@ import gpugrad as gg
 
 PUBLIC_MODULES = ["gpugrad", "gpugrad.nn", "gpugrad.nn.functional", "gpugrad.optim",
                   "gpugrad.profiler", "gpugrad.viz", "gpugrad.krylov", "gpugrad.memory",
-                  "gpugrad.data", "gpugrad.functional", "gpugrad.autograd", "gpugrad.ops"]
+                  "gpugrad.data", "gpugrad.functional", "gpugrad.autograd", "gpugrad.ops",
+                  "gpugrad.distributed", "gpugrad.nn.parallel", "gpugrad.amp", "gpugrad.utils",
+                  "gpugrad.utils.checkpoint", "gpugrad.dlpack"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

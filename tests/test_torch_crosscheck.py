@@ -15,6 +15,21 @@ def _t_gelu_tanh(x):
     return TF.gelu(x, approximate="tanh")
 
 
+def _t_checkpoint(fn, *args):
+    from torch.utils.checkpoint import checkpoint
+    return checkpoint(fn, *args, use_reentrant=False)
+
+
+def _t_checkpoint_closure(x, w):
+    h = x * w
+    return _t_checkpoint(lambda t: torch.sin(t) * h, x) + h
+
+
+def _t_checkpoint_pair(x, w):
+    a, b = _t_checkpoint(lambda t: (torch.tanh(t @ w), t * t), x)
+    return a * 2.0 + b.sum()
+
+
 def _t_setitem_slice(x, v):
     y = x * 1.0
     y[1:, 1:3] = v[:2] * 2
@@ -98,6 +113,9 @@ TORCH = {
     "bias_relu": lambda x, b: torch.relu(x + b), "bias_tanh": lambda x, b: torch.tanh(x + b),
     "bias_sigmoid": lambda x, b: torch.sigmoid(x + b), "bias_gelu": lambda x, b: TF.gelu(x + b),
     "bias_gelu_tanh": lambda x, b: _t_gelu_tanh(x + b),
+    "checkpoint": lambda x, w: _t_checkpoint(lambda t: torch.tanh(t @ w) * t, x),
+    "checkpoint_closure": _t_checkpoint_closure,
+    "checkpoint_two_outputs": _t_checkpoint_pair,
     # the mask is gpugrad's Philox draw (torch's generator differs); the maths is torch's
     "dropout": lambda x: x * torch.from_numpy(
         reference.dropout_keep(x.numel(), 11, 5, 0.3).reshape(tuple(x.shape))) / 0.7,

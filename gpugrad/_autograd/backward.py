@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 
 from .. import _device, ops
-from .._tensor import Tensor, last_write, next_tick, wrap
+from .._tensor import RemovableHandle, Tensor, last_write, next_tick, wrap
 from . import graph
 from .mode import set_grad_enabled, state
 
@@ -63,14 +63,17 @@ def seed_gradients(outputs, grad_outputs, create_graph):
     return seeds
 
 
-def _needed(roots, targets):
+def _needed(roots, targets, stop=False):
     """Nodes from which some target is reachable: only their VJPs need to run. Creation
     order is a topological order, so one pass over the reachable nodes, parents first,
-    decides each node from its parents."""
+    decides each node from its parents. With ``stop``, nothing past a target is walked."""
     reachable = set(roots)
     stack = list(roots)
     while stack:
-        for parent in stack.pop().parents:
+        node = stack.pop()
+        if stop and node in targets:
+            continue
+        for parent in node.parents:
             if parent is not None and parent not in reachable:
                 reachable.add(parent)
                 stack.append(parent)
@@ -91,16 +94,24 @@ def _conform(g, node):
     return g
 
 
-def run_backward(seeds, retain_graph, create_graph, targets=None):
+def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_targets=False):
     """Propagate the seeded cotangents through the graph in reverse topological order.
 
     Every node is created after its parents, so processing nodes by descending creation
     number (a heap) runs each one after all its consumers, with all its cotangent
     contributions summed, and needs no dependency count. Without ``targets``, gradients
     reaching leaves are accumulated into ``.grad``; with them, the total gradient reaching
-    each target node is returned instead and only the VJPs on a path to a target run.
+    each target node is returned instead and only the VJPs on a path to a target run;
+    ``stop_at_targets`` then runs no VJP of a target itself (a checkpointed region's
+    gradients, taken up to the region's boundary).
     """
     st = state
+    anomaly = graph.anomaly
+    if anomaly is not None:
+        if anomaly.checking():
+            anomaly.flush()          # the flags the forward queued
+        else:
+            anomaly = None
     # gg.compile records a backward pass on tensors, so that every sum and product of a
     # rule goes through an op and is recorded (on bare arrays NumPy would do them unseen)
     arrays = not create_graph and not st.fw_levels and st.compiling is None
@@ -110,7 +121,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
         previous = grads.get(node)
         grads[node] = value if previous is None else previous + value
     roots = list(grads)
-    needed = None if targets is None else _needed(roots, targets)
+    needed = None if targets is None else _needed(roots, targets, stop_at_targets)
     captured = {}
     heap = [(-r.seq, r) for r in roots]
     heapq.heapify(heap)
@@ -135,9 +146,11 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                 g = _run_tensor_hooks(node, g, create_graph, arrays)
             if targets is not None and node in targets:
                 captured[node] = g
+                if stop_at_targets:
+                    continue
             if node.leaf is not None:
                 if targets is None:
-                    _accumulate_leaf(node, g, create_graph, arrays, handed)
+                    _accumulate_leaf(node, g, create_graph, arrays, handed, retain_graph)
                 continue
             parents = node.parents
             if needed is None:
@@ -159,6 +172,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
             else:
                 out = None if node.out is None else node.saved_output(create_graph)
                 gs = node.op.vjp(g, ins, out, node.p, needs)
+            if anomaly is not None:
+                anomaly.check_backward(node, gs)
             del g
             for parent, need, gi in zip(parents, needs, gs):
                 if not need or gi is None:
@@ -185,6 +200,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None):
                 node.ins = released
                 node.out = None
                 node.out_tangents = None
+        if anomaly is not None:
+            anomaly.flush()
     finally:
         set_grad_enabled(previous_mode)
         st.in_backward = previous_phase
@@ -208,7 +225,7 @@ def _raise_modified(op, what):
         "was saved (its version counter moved); compute on a copy instead")
 
 
-def _accumulate_leaf(node, g, create_graph, arrays, handed):
+def _accumulate_leaf(node, g, create_graph, arrays, handed, retain_graph=False):
     tensor = node.leaf()
     if tensor is None:
         return
@@ -225,7 +242,17 @@ def _accumulate_leaf(node, g, create_graph, arrays, handed):
         g = g.detach()   # a fresh tensor object: never share one between two leaves
     tensor._grad = g if tensor._grad is None else tensor._grad + g
     if tensor._node is node:
-        tensor._node = node.renewed(tensor)    # the next graph's sink
+        if retain_graph:
+            tensor._node = node.renewed(tensor)    # the retained graph keeps this sink
+        else:
+            node.seq = 0     # numbered afresh at its next first use (this graph is freed)
+    if node.retained is not None and node.retained.post_accumulate:
+        _run_post_accumulate_hooks(node.retained, tensor)
+
+
+def _run_post_accumulate_hooks(record, tensor):
+    for hook in tuple(record.post_accumulate.values()):
+        hook(tensor)
 
 
 def _run_tensor_hooks(node, g, create_graph, arrays):
@@ -265,7 +292,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         retain_graph = create_graph
     seeds = seed_gradients(outputs, list(grad_tensors), create_graph)
     if inputs is None:
-        run_backward(seeds, retain_graph, create_graph)
+        _run_with_callbacks(seeds, retain_graph, create_graph)
         return
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if not inputs:
@@ -278,21 +305,26 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             raise RuntimeError(f"backward: inputs[{i}] does not require grad")
         if not any(x is u for u in unique):
             unique.append(x)
-    captured = run_backward(seeds, retain_graph, create_graph,
-                            targets={x._node for x in unique})
-    handed = set()
-    for x in unique:
-        g = captured.get(x._node)
-        if g is None:
-            continue
-        if not isinstance(g, Tensor):
-            if id(g) in handed:
-                g = g.copy()
-            handed.add(id(g))
-            g = wrap(g, x.device)
-        elif not create_graph:
-            g = g.detach()
-        x._grad = g if x._grad is None else x._grad + g
+
+    def accumulate(captured):
+        handed = set()
+        for x in unique:
+            g = captured.get(x._node)
+            if g is None:
+                continue
+            if not isinstance(g, Tensor):
+                if id(g) in handed:
+                    g = g.copy()
+                handed.add(id(g))
+                g = wrap(g, x.device)
+            elif not create_graph:
+                g = g.detach()
+            x._grad = g if x._grad is None else x._grad + g
+            record = x._node.retained
+            if record is not None and record.post_accumulate and x._node.leaf is not None:
+                _run_post_accumulate_hooks(record, x)     # inside the pass, as in PyTorch
+    _run_with_callbacks(seeds, retain_graph, create_graph, {x._node for x in unique},
+                        accumulate)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -318,7 +350,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     seeds = seed_gradients(outputs, grad_outputs, create_graph)
     keys = [x._node for x in inputs]
-    grads = run_backward(seeds, retain_graph, create_graph, targets=set(keys))
+    grads = _run_with_callbacks(seeds, retain_graph, create_graph, set(keys))
     result = []
     for i, (x, key) in enumerate(zip(inputs, keys)):
         g = grads.get(key)
@@ -340,3 +372,60 @@ def _cut(t):
     out = t.detach()
     out._tangents = dict(t._tangents) if t._tangents else None   # its own: never shared
     return out
+
+
+# -- hooks of the engine: after a leaf's accumulation, and at the end of a pass ----------------
+def register_post_accumulate_grad_hook(tensor, hook):
+    """Call ``hook(tensor)`` each time backward has accumulated the gradient of the leaf
+    ``tensor`` into its ``.grad`` (PyTorch's ``Tensor.register_post_accumulate_grad_hook``);
+    returns a handle whose ``remove()`` takes it off. The hook runs as soon as the gradient
+    is complete, right after the leaf's last consumer in backward, not at the end of the
+    pass (what overlapping communication with backward rests on). ``autograd.grad``
+    accumulates nothing and runs no such hook."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"register_post_accumulate_grad_hook: expected a Tensor, got "
+                        f"{type(tensor).__name__}")
+    if not callable(hook):
+        raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, got "
+                        f"{type(hook).__name__}")
+    node = tensor._node
+    if node is None:
+        raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+    if node.leaf is None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                           "tensors (their gradient is never accumulated into .grad)")
+    record = tensor._hooks()       # carried to the sinks that replace this one
+    handle = RemovableHandle(record)
+    record.post_accumulate[handle.id] = hook
+    return handle
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass now running has finished, before
+    ``backward`` returns (PyTorch's ``Variable._execution_engine.queue_callback``); only
+    from inside a pass (a hook). A pass that raises runs none of its callbacks."""
+    queued = state.final_callbacks
+    if queued is None:
+        raise RuntimeError("queue_callback: final callbacks can only be queued during a "
+                           "backward pass (from a hook)")
+    queued.append(callback)
+
+
+def _run_with_callbacks(seeds, retain_graph, create_graph, targets=None, then=None):
+    """run_backward, ``then(its result)`` if given, then the callbacks that hooks queued
+    (a pass of its own per nesting level: a backward inside a hook keeps its callbacks
+    apart from the outer pass's)."""
+    st = state
+    outer = st.final_callbacks
+    queued = st.final_callbacks = []
+    try:
+        result = run_backward(seeds, retain_graph, create_graph, targets)
+        if then is not None:
+            then(result)
+        i = 0
+        while i < len(queued):     # a callback may queue another
+            queued[i]()
+            i += 1
+    finally:
+        st.final_callbacks = outer
+    return result

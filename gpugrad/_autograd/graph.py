@@ -31,6 +31,10 @@ profiler = None
 propagate_tangents = None
 # array class -> the device that runs kernels on such arrays, where one device serves all
 array_homes = _device.ARRAY_HOMES
+# while a detect_anomaly context is open: called with each node recorded (its source line),
+# and the checker that the backward scheduler hands cotangents to
+on_record = None
+anomaly = None
 
 
 class Op:
@@ -239,7 +243,7 @@ def apply(op, inputs, p=None):
             note_view(ver, out)
     else:
         out._ver = [0]
-    if parents is not None and data.dtype.kind in "fc":
+    if parents is not None and data.dtype.kind in "fcV":     # V: bfloat16 (ml_dtypes)
         node = _new(Node)
         node.op = op
         node.parents = parents
@@ -263,6 +267,8 @@ def apply(op, inputs, p=None):
         node.retained = None
         node.out_tangents = None
         out._node = node
+        if on_record is not None:
+            on_record(node)
     else:
         out._node = None
     if tangents and state.fw_levels:

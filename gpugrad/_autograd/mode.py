@@ -12,6 +12,8 @@ class _State(threading.local):
     grad_enabled = True
     inference = False
     in_backward = False
+    # the callbacks queued by hooks during the backward pass now running (None outside one)
+    final_callbacks = None
     # forward mode: the active levels (ids), and the level at or above which tangents are
     # not propagated (set while the JVP rule of that level runs)
     fw_levels = frozenset()

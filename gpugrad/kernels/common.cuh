@@ -1,5 +1,5 @@
-// Shared by every kernel file: float16 storage with float32 arithmetic, 16-byte packs,
-// the activations. No CUDA headers, so NVRTC needs no include path but this folder's.
+// Shared by every kernel file: float16 and bfloat16 storage with float32 arithmetic,
+// 16-byte packs, the activations. No CUDA headers, so NVRTC needs no include path but this folder's.
 #pragma once
 
 #ifndef GPUGRAD_CPU_SHIM
@@ -16,6 +16,18 @@ __device__ __forceinline__ gg_half gg_f2h(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
 }
+
+// bfloat16 bits in a type of its own, so that overloads tell it from float16; the
+// conversion rounds to nearest even in one PTX instruction (sm_80 and later)
+struct gg_bf16 {
+    unsigned short bits;
+};
+
+__device__ __forceinline__ unsigned short gg_f2bf_bits(float f) {
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
 #endif
 
 #define GG_NEG_INF (__int_as_float(0xff800000))
@@ -23,12 +35,21 @@ __device__ __forceinline__ gg_half gg_f2h(float f) {
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(gg_half x) { return gg_h2f(x); }
+__device__ __forceinline__ float to_float(gg_bf16 x) {
+    return __int_as_float(((unsigned int)x.bits) << 16);
+}
 
 template <typename T> __device__ __forceinline__ T from_float(float x);
 template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <> __device__ __forceinline__ gg_half from_float<gg_half>(float x) { return gg_f2h(x); }
+template <> __device__ __forceinline__ gg_bf16 from_float<gg_bf16>(float x) {
+    gg_bf16 r;
+    r.bits = gg_f2bf_bits(x);
+    return r;
+}
 
-// 16 bytes of T: four floats or eight halves, loaded and stored in one instruction
+// 16 bytes of T: four floats or eight halves (float16 or bfloat16), loaded and stored in
+// one instruction
 template <typename T> struct alignas(16) Pack {
     T v[16 / sizeof(T)];
 };

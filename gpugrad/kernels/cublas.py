@@ -17,13 +17,17 @@ import os
 
 import numpy as np
 
+from .. import _dtypes
+
 # cublasOperation_t, cudaDataType_t, cublasComputeType_t, cublasGemmAlgo_t
 OP_N, OP_T = 0, 1
-CUDA_R_32F, CUDA_R_16F = 0, 2
+CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF = 0, 2, 14
 COMPUTE_32F = 68
 GEMM_DEFAULT = -1
 WORKSPACE_BYTES = 32 << 20        # cuBLAS asks for up to 32 MiB on Hopper
 DATA_TYPES = {np.dtype(np.float32): CUDA_R_32F, np.dtype(np.float16): CUDA_R_16F}
+if _dtypes.bfloat16 is not None:
+    DATA_TYPES[_dtypes.bfloat16] = CUDA_R_16BF
 # the entry points used; test_compile checks they resolve where libcublas is present
 SYMBOLS = ("cublasCreate_v2", "cublasDestroy_v2", "cublasSetStream_v2", "cublasSetWorkspace_v2",
            "cublasGemmEx", "cublasGetVersion_v2")
@@ -111,7 +115,7 @@ class Handle:
                "cublasSetStream")
 
     def gemm(self, a, b, out):
-        """out = a @ b for 2-D float32/float16 arrays (CuPy's or anything with
+        """out = a @ b for 2-D float32/float16/bfloat16 arrays (CuPy's or anything with
         ``.data.ptr``, ``.shape``, ``.strides``, ``.dtype``), row-major, either operand
         possibly a transposed view; out C-contiguous."""
         args = gemm_arguments(a.shape, a.strides, b.shape, b.strides, out.shape, out.strides,

@@ -3,7 +3,7 @@
 Each entry has the signature and semantics of its NumPy twin in ``reference.py``. The
 ``.cu`` sources are read as text (their shared header inlined, so that CuPy's on-disk
 cache key covers it) and compiled once per process with ``cupy.RawModule``. Storage
-types other than float32 and float16, and non-contiguous operands where a kernel needs
+types other than float32, float16 and bfloat16, and non-contiguous operands where a kernel needs
 contiguous ones, run the twin, which is written against CuPy as well as NumPy.
 """
 from __future__ import annotations
@@ -14,12 +14,17 @@ import os
 
 import numpy as np
 
-from . import reference
+from .. import _dtypes
+from . import cublas, reference
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("elementwise", "softmax", "reduce", "optim", "random", "norm")
 THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
+if _dtypes.bfloat16 is not None:
+    _SUFFIX[_dtypes.bfloat16] = "bf16"
+# dtype characters of float16 and bfloat16 (ml_dtypes), the operands of lowp_matmul
+_LOW_CHARS = "eE"
 
 
 def read_source(name):
@@ -32,8 +37,9 @@ def read_source(name):
 
 
 def _address(a):
-    ptr = getattr(a.data, "ptr", None)      # CuPy: a device pointer; NumPy: a memoryview
-    return ptr if ptr is not None else a.ctypes.data
+    if isinstance(a, np.ndarray):      # NumPy (the shim): a.data is a memoryview, which
+        return a.ctypes.data           # cannot describe bfloat16
+    return a.data.ptr
 
 
 def _aligned(*arrays):
@@ -59,10 +65,14 @@ class CudaKernels:
     ``xp`` is the array module of the operands and ``load(source)`` gives a module
     with ``get_function(name)``: CuPy and cupy.RawModule on a GPU, or NumPy and the CPU
     shim's modules in tests without one. ``max_blocks`` caps grid-stride launches.
+    ``gemm_ex(args, a, b, out)``, given by the CUDA device, runs cuBLAS's GemmEx with
+    float32 accumulation (``_cuda.gemm_ex``); without it low-precision products run the
+    twin.
     """
 
-    def __init__(self, xp, load, max_blocks, context=None):
+    def __init__(self, xp, load, max_blocks, context=None, gemm_ex=None):
         self.xp = xp
+        self._gemm_ex = gemm_ex
         self._load = load
         self.max_blocks = max_blocks
         self._context = context or _NoContext
@@ -86,6 +96,32 @@ class CudaKernels:
 
     def _grid(self, work):
         return (max(1, min(self.max_blocks, -(-work // THREADS))),)
+
+    # -- matrix products ------------------------------------------------------------------
+    def matmul(self, a, b, out=None):
+        """a @ b; two float16 or two bfloat16 operands go to ``lowp_matmul``."""
+        if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+            return self.lowp_matmul(a, b, out=out)
+        return self.xp.matmul(a, b, out=out)
+
+    def lowp_matmul(self, a, b, out=None):
+        """a @ b for two float16 or two bfloat16 arrays, accumulating in float32 and rounding
+        once (the twin's numerics): cuBLAS's GemmEx with compute type 32F for 2-D operands,
+        each row- or column-major (a transposed weight is column-major); the twin
+        otherwise."""
+        if (self._gemm_ex is None or a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype
+                or 0 in a.shape or 0 in b.shape or a.shape[1] != b.shape[0]
+                or (out is not None and not out.flags.c_contiguous)):
+            return reference.lowp_matmul(a, b, out=out)
+        if out is None:
+            out = self.xp.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        try:
+            args = cublas.gemm_arguments(a.shape, a.strides, b.shape, b.strides, out.shape,
+                                         out.strides, a.itemsize)
+        except ValueError:             # an operand neither row- nor column-major
+            return reference.lowp_matmul(a, b, out=out)
+        self._gemm_ex(args, a, b, out)
+        return out
 
     # -- elementwise ----------------------------------------------------------------------
     def __getattr__(self, name):
@@ -221,20 +257,22 @@ class CudaKernels:
             return reference.log_softmax_bwd(g, y, out=out)
         return self._rows("log_softmax_bwd", g, y, out=out)
 
-    def softmax_xent_fwd(self, logits, labels, scale, out=None):
+    def softmax_xent_fwd(self, logits, labels, mean, out=None):
         if not self._row_ok(logits) or logits.ndim != 2:
-            return reference.softmax_xent_fwd(logits, labels, scale, out=out)
+            return reference.softmax_xent_fwd(logits, labels, mean, out=out)
         cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
-        rows = logits.shape[0]
+        rows, cols = logits.shape
         per_row = cp.empty(rows, dtype=np.float32)
         self._rows("softmax_xent_fwd", logits, labels=labels, row_out=per_row,
                    out=self._dummy_out(logits))
         if out is None:
             out = cp.empty((), dtype=logits.dtype)
-        # the per-row losses summed and scaled by one block, in a fixed order
-        self.function("softmax", f"sum_scale_{_SUFFIX[logits.dtype]}")(
-            (1,), (1024,), (per_row, out, np.int32(rows), np.float32(scale)))
+        # the per-row losses summed (and the rows in range counted) by one block, in a
+        # fixed order
+        self.function("softmax", f"xent_sum_{_SUFFIX[logits.dtype]}")(
+            (1,), (1024,), (per_row, labels, out, np.int32(rows), np.int32(cols),
+                            np.int32(bool(mean))))
         return out
 
     def _dummy_out(self, like):
@@ -242,14 +280,22 @@ class CudaKernels:
         # of the right type stands in for the pointer
         return self.xp.empty(1, dtype=like.dtype)
 
-    def softmax_xent_bwd(self, logits, labels, g, scale, out=None):
+    def softmax_xent_bwd(self, logits, labels, g, mean, out=None):
         if not self._row_ok(logits) or logits.ndim != 2:
-            return reference.softmax_xent_bwd(logits, labels, g, scale, out=out)
+            return reference.softmax_xent_bwd(logits, labels, g, mean, out=out)
         cp = self.xp
         labels = cp.ascontiguousarray(labels, dtype=np.int64)
-        gscale = cp.asarray(g, dtype=np.float32).reshape(1)
-        return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale,
-                          scale=scale, out=out)
+        rows, cols = logits.shape
+        if mean:
+            # g over the number of rows in range, counted on the device: no host sync
+            g = cp.ascontiguousarray(g, dtype=logits.dtype).reshape(1)
+            gscale = cp.empty(1, dtype=np.float32)
+            self.function("softmax", f"xent_grad_scale_{_SUFFIX[logits.dtype]}")(
+                (1,), (1024,), (g, labels, gscale, np.int32(rows), np.int32(cols),
+                                np.int32(1)))
+        else:
+            gscale = cp.asarray(g, dtype=np.float32).reshape(1)
+        return self._rows("softmax_xent_bwd", logits, labels=labels, gscale=gscale, out=out)
 
     # -- layer normalisation over the last axis (norm.cu) ------------------------------------
     def _norm(self, mode, a, x, w, b, eps, out):

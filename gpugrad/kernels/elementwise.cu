@@ -100,16 +100,22 @@ __device__ __forceinline__ void bias_act_fwd_body(const T* __restrict__ x, const
 
 GG_ACT_KERNELS(relu, ACT_RELU, f32, float)
 GG_ACT_KERNELS(relu, ACT_RELU, f16, gg_half)
+GG_ACT_KERNELS(relu, ACT_RELU, bf16, gg_bf16)
 GG_ACT_KERNELS(gelu, ACT_GELU, f32, float)
 GG_ACT_KERNELS(gelu, ACT_GELU, f16, gg_half)
+GG_ACT_KERNELS(gelu, ACT_GELU, bf16, gg_bf16)
 GG_ACT_KERNELS(gelu_tanh, ACT_GELU_TANH, f32, float)
 GG_ACT_KERNELS(gelu_tanh, ACT_GELU_TANH, f16, gg_half)
+GG_ACT_KERNELS(gelu_tanh, ACT_GELU_TANH, bf16, gg_bf16)
 GG_ACT_KERNELS(tanh, ACT_TANH, f32, float)
 GG_ACT_KERNELS(tanh, ACT_TANH, f16, gg_half)
+GG_ACT_KERNELS(tanh, ACT_TANH, bf16, gg_bf16)
 GG_ACT_KERNELS(sigmoid, ACT_SIGMOID, f32, float)
 GG_ACT_KERNELS(sigmoid, ACT_SIGMOID, f16, gg_half)
+GG_ACT_KERNELS(sigmoid, ACT_SIGMOID, bf16, gg_bf16)
 GG_BIAS_ACT_KERNEL(none, ACT_NONE, f32, float)
 GG_BIAS_ACT_KERNEL(none, ACT_NONE, f16, gg_half)
+GG_BIAS_ACT_KERNEL(none, ACT_NONE, bf16, gg_bf16)
 
 // -- rows with a parameter: the same three kernels with a trailing float alpha ----------------
 #define GG_ACT_KERNELS_ALPHA(NAME, ACT, SUFFIX, T)                                            \
@@ -132,7 +138,10 @@ GG_BIAS_ACT_KERNEL(none, ACT_NONE, f16, gg_half)
 // rows added with the nn.functional set
 GG_ACT_KERNELS(silu, ACT_SILU, f32, float)
 GG_ACT_KERNELS(silu, ACT_SILU, f16, gg_half)
+GG_ACT_KERNELS(silu, ACT_SILU, bf16, gg_bf16)
 GG_ACT_KERNELS_ALPHA(leaky_relu, ACT_LEAKY_RELU, f32, float)
 GG_ACT_KERNELS_ALPHA(leaky_relu, ACT_LEAKY_RELU, f16, gg_half)
+GG_ACT_KERNELS_ALPHA(leaky_relu, ACT_LEAKY_RELU, bf16, gg_bf16)
 GG_ACT_KERNELS_ALPHA(elu, ACT_ELU, f32, float)
 GG_ACT_KERNELS_ALPHA(elu, ACT_ELU, f16, gg_half)
+GG_ACT_KERNELS_ALPHA(elu, ACT_ELU, bf16, gg_bf16)

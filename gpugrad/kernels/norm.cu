@@ -166,5 +166,7 @@ __device__ __forceinline__ void norm_block_body(const T* __restrict__ a, const T
 
 GG_NORM_KERNELS(layer_norm_fwd, NORM_FWD, f32, float)
 GG_NORM_KERNELS(layer_norm_fwd, NORM_FWD, f16, gg_half)
+GG_NORM_KERNELS(layer_norm_fwd, NORM_FWD, bf16, gg_bf16)
 GG_NORM_KERNELS(layer_norm_bwd, NORM_BWD, f32, float)
 GG_NORM_KERNELS(layer_norm_bwd, NORM_BWD, f16, gg_half)
+GG_NORM_KERNELS(layer_norm_bwd, NORM_BWD, bf16, gg_bf16)

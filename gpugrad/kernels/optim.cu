@@ -60,3 +60,4 @@ __device__ __forceinline__ void adam_body(T* __restrict__ p, const T* __restrict
 
 GG_OPTIM_KERNELS(f32, float)
 GG_OPTIM_KERNELS(f16, gg_half)
+GG_OPTIM_KERNELS(bf16, gg_bf16)

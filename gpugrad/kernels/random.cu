@@ -73,6 +73,7 @@ __device__ __forceinline__ void dropout_body(const T* __restrict__ x, T* __restr
 
 GG_RANDOM_KERNELS(f32, float)
 GG_RANDOM_KERNELS(f16, gg_half)
+GG_RANDOM_KERNELS(bf16, gg_bf16)
 
 // state[1] += count: a captured step advances its generator on the device, no host sync
 extern "C" __global__ void philox_advance(long long* state, long long count) {

@@ -57,3 +57,14 @@ extern "C" __global__ void bias_grad_finish_f16(const float* __restrict__ partia
                                                 gg_half* __restrict__ out, int chunks, int cols) {
     col_sum_finish_body<gg_half>(partial, out, chunks, cols);
 }
+
+extern "C" __global__ void bias_grad_partial_bf16(const gg_bf16* __restrict__ g,
+                                                  float* __restrict__ partial, int rows, int cols,
+                                                  int rows_per_chunk) {
+    col_sum_body<gg_bf16>(g, partial, rows, cols, rows_per_chunk);
+}
+
+extern "C" __global__ void bias_grad_finish_bf16(const float* __restrict__ partial,
+                                                 gg_bf16* __restrict__ out, int chunks, int cols) {
+    col_sum_finish_body<gg_bf16>(partial, out, chunks, cols);
+}

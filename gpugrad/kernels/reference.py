@@ -57,6 +57,29 @@ def _result(value, out):
     return out
 
 
+# -- matrix products -------------------------------------------------------------------------
+# dtype characters of float16 and bfloat16 (ml_dtypes)
+_LOW_CHARS = "eE"
+
+
+def matmul(a, b, out=None):
+    """out = a @ b; two float16 or two bfloat16 operands accumulate in float32"""
+    # the item size first: the one test a float32 product pays
+    if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+        return lowp_matmul(a, b, out=out)
+    if out is None:
+        return _xp(a).matmul(a, b)
+    return _xp(a).matmul(a, b, out=out)
+
+
+def lowp_matmul(a, b, out=None):
+    """out = a @ b for two float16 or two bfloat16 operands: the products summed in
+    float32 and the result rounded once to the operands' dtype, the rounding points of a
+    cuBLAS GEMM with compute type 32F (NumPy has no fast low-precision GEMM)"""
+    value = _xp(a).matmul(a.astype(np.float32), b.astype(np.float32))
+    return _result(value.astype(a.dtype), out)
+
+
 # -- activations: forward and backward -----------------------------------------------------
 def relu_fwd(x, out=None):
     """out = max(x, 0)"""
@@ -204,25 +227,45 @@ def log_softmax_bwd(g, y, out=None):
     return _result(g - xp.exp(y) * g.sum(axis=-1, keepdims=True), out)
 
 
-def softmax_xent_fwd(logits, labels, scale, out=None):
-    """out = scale * sum_i (logsumexp(logits[i]) - logits[i, labels[i]]), a 0-d array"""
+def _rows_in_range(labels, classes, xp):
+    """(in range, labels with the others replaced by 0): a row whose label lies outside
+    [0, classes) is ignored (PyTorch's ignore_index)"""
+    labels = xp.asarray(labels)
+    valid = (labels >= 0) & (labels < classes)
+    return valid, xp.where(valid, labels, 0)
+
+
+def softmax_xent_fwd(logits, labels, mean, out=None):
+    """out = the sum over rows of logsumexp(logits[i]) - logits[i, labels[i]], divided (mean)
+    by the number of rows whose label is in [0, C) (nan for none); a row whose label lies
+    outside it counts 0. A 0-d array; no host sync on CuPy."""
     xp = _xp(logits)
+    valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    picked = shifted[xp.arange(shifted.shape[0]), labels]
+    picked = shifted[xp.arange(shifted.shape[0]), safe]
     xp.exp(shifted, out=shifted)
     lse = xp.log(shifted.sum(axis=-1))
-    value = xp.asarray((lse.sum() - picked.sum()) * scale, dtype=logits.dtype)
-    return _result(value, out)
+    total = xp.where(valid, lse - picked, 0).sum()
+    if mean:
+        with np.errstate(invalid="ignore", divide="ignore"):   # 0 / 0: nan, as PyTorch
+            total = total / valid.sum()
+    return _result(xp.asarray(total, dtype=logits.dtype), out)
 
 
-def softmax_xent_bwd(logits, labels, g, scale, out=None):
-    """out = (softmax(logits) - onehot(labels)) * g * scale, g a 0-d array"""
+def softmax_xent_bwd(logits, labels, g, mean, out=None):
+    """out = (softmax(logits) - onehot(labels)) * g, divided (mean) by the number of rows whose
+    label is in [0, C); g a 0-d array. A row whose label lies outside it gets 0."""
     xp = _xp(logits)
+    valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
     p = xp.subtract(logits, logits.max(axis=-1, keepdims=True), out=out)
     xp.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
-    p[xp.arange(p.shape[0]), labels] -= 1
-    p *= g * scale
+    p[xp.arange(p.shape[0]), safe] -= 1
+    if mean:
+        p *= g / xp.maximum(valid.sum(), 1).astype(p.dtype)
+    else:
+        p *= g
+    xp.copyto(p, 0, where=~valid[:, None])
     return p
 
 
@@ -234,9 +277,13 @@ def softmax_xent_bwd(logits, labels, g, scale, out=None):
 _host_scratch = threading.local()
 
 
+_SCRATCH_MIN_BYTES = 1 << 16
+
+
 def _scratch(like):
-    """An uninitialised array of like's shape and dtype, reused across calls (NumPy)."""
-    if type(like) is not np.ndarray:
+    """An uninitialised array of like's shape and dtype, reused across calls for large
+    NumPy arrays (a small one is cheaper to allocate than to carve out of the buffer)."""
+    if type(like) is not np.ndarray or like.nbytes < _SCRATCH_MIN_BYTES:
         return _xp(like).empty_like(like)
     nbytes = like.nbytes
     buf = getattr(_host_scratch, "buf", None)
@@ -263,7 +310,8 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             d = d + momentum * buf
         else:
             d = buf
-    step = xp.multiply(d, lr, out=_scratch(param))
+    step = xp.multiply(d, lr) if param.nbytes < _SCRATCH_MIN_BYTES else \
+        xp.multiply(d, lr, out=_scratch(param))
     param -= step
 
 
@@ -337,8 +385,9 @@ def dropout(x, seed, offset, p, scale, out=None):
     xp = _xp(x)
     if xp is not np:
         keep = xp.asarray(keep)
-    # float16 is scaled in float32 and rounded once, as the kernel does
-    work = np.float32 if x.dtype in (np.float16, np.float32) else x.dtype.type
+    # float16 and bfloat16 are scaled in float32 and rounded once, as the kernel does
+    work = np.float32 if x.dtype in (np.float16, np.float32) or x.dtype.name == "bfloat16" \
+        else x.dtype.type
     value = xp.where(keep, x.astype(work, copy=False) * work(scale), work(0))
     return _result(value.astype(x.dtype, copy=False), out)
 

@@ -18,6 +18,8 @@ import tempfile
 
 import numpy as np
 
+from .. import _dtypes
+
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 SHIM_DIR = os.path.join(KERNEL_DIR, "shim")
 FLAGS = ["-std=c++20", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-gnu-unique",
@@ -26,6 +28,8 @@ FLAGS = ["-std=c++20", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-g
 _CODES = {np.dtype(np.float32): 1, np.dtype(np.float64): 2, np.dtype(np.int32): 3,
           np.dtype(np.int64): 4, np.dtype(np.float16): 5, np.dtype(np.uint8): 6,
           np.dtype(np.bool_): 7, np.dtype(np.uint16): 8}
+if _dtypes.bfloat16 is not None:
+    _CODES[_dtypes.bfloat16] = 9
 _PTR = 16
 
 

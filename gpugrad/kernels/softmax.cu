@@ -4,8 +4,9 @@
 //
 // Every kernel takes the same arguments; a mode uses what it needs:
 //   a, b      inputs (x; or g and y for the backward modes)
-//   labels    int64 class per row (cross-entropy)
-//   gscale    pointer to the incoming scalar gradient (cross-entropy backward)
+//   labels    int64 class per row (cross-entropy); a row whose label lies outside
+//             [0, cols) is ignored (PyTorch's ignore_index): loss 0, gradient row 0
+//   gscale    pointer to the scalar gradient multiplier (cross-entropy backward)
 //   out       (rows, cols) output; row_out: one float per row (cross-entropy loss)
 #include "common.cuh"
 
@@ -17,6 +18,27 @@ enum {
     MODE_XENT_FWD = 4,         // row_out = logsumexp(x) - x[label]
     MODE_XENT_BWD = 5          // out = (softmax(x) - onehot(label)) * gscale[0] * scale
 };
+
+__device__ __forceinline__ bool label_in_range(long long label, int cols) {
+    return label >= 0 && label < cols;
+}
+
+// An ignored cross-entropy row: loss 0 (forward) or a zero gradient row (backward).
+// Returns whether the row was ignored; the caller's threads then leave together.
+template <typename T, int MODE>
+__device__ __forceinline__ bool xent_row_ignored(const long long* __restrict__ labels,
+                                                 T* __restrict__ out,
+                                                 float* __restrict__ row_out, long long row,
+                                                 int cols, int first, int stride) {
+    if (MODE != MODE_XENT_FWD && MODE != MODE_XENT_BWD) return false;
+    if (label_in_range(labels[row], cols)) return false;
+    if (MODE == MODE_XENT_FWD) {
+        if (first == 0) row_out[row] = 0.f;
+    } else {
+        for (int c = first; c < cols; c += stride) out[row * cols + c] = from_float<T>(0.f);
+    }
+    return true;
+}
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -39,6 +61,7 @@ __device__ __forceinline__ void row_warp_body(const T* __restrict__ a, const T* 
     const int lane = threadIdx.x & 31;
     const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= rows) return;  // the whole warp shares the row, so it leaves together
+    if (xent_row_ignored<T, MODE>(labels, out, row_out, row, cols, lane, 32)) return;
     const long long base = row * cols;
     const bool backward = MODE == MODE_SOFTMAX_BWD || MODE == MODE_LOG_SOFTMAX_BWD;
     float va[PER_LANE];
@@ -132,6 +155,8 @@ __device__ __forceinline__ void row_block_body(const T* __restrict__ a, const T*
     __shared__ float smem[33];
     const long long row = blockIdx.x;
     if (row >= rows) return;  // the whole block shares the row
+    if (xent_row_ignored<T, MODE>(labels, out, row_out, row, cols, threadIdx.x, blockDim.x))
+        return;
     const long long base = row * cols;
     if (MODE == MODE_SOFTMAX_BWD || MODE == MODE_LOG_SOFTMAX_BWD) {
         float acc = 0.f;
@@ -197,7 +222,8 @@ __device__ __forceinline__ void row_block_body(const T* __restrict__ a, const T*
 
 #define GG_ROW_FAMILY(NAME, MODE)                \
     GG_ROW_KERNELS(NAME, MODE, f32, float)       \
-    GG_ROW_KERNELS(NAME, MODE, f16, gg_half)
+    GG_ROW_KERNELS(NAME, MODE, f16, gg_half)     \
+    GG_ROW_KERNELS(NAME, MODE, bf16, gg_bf16)
 
 GG_ROW_FAMILY(softmax_fwd, MODE_SOFTMAX)
 GG_ROW_FAMILY(log_softmax_fwd, MODE_LOG_SOFTMAX)
@@ -206,23 +232,56 @@ GG_ROW_FAMILY(log_softmax_bwd, MODE_LOG_SOFTMAX_BWD)
 GG_ROW_FAMILY(softmax_xent_fwd, MODE_XENT_FWD)
 GG_ROW_FAMILY(softmax_xent_bwd, MODE_XENT_BWD)
 
-// out[0] = scale * sum(values[0..n)), one block, a fixed order: deterministic
+// The rows of a cross-entropy whose label lies in [0, cols), counted by one block.
+__device__ __forceinline__ float block_count_in_range(const long long* __restrict__ labels,
+                                                      int n, int cols, float* smem) {
+    float count = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        count += label_in_range(labels[i], cols) ? 1.f : 0.f;
+    return block_reduce<false>(count, smem);
+}
+
+// out[0] = sum(values[0..n)), divided (mean) by the number of rows whose label is in range
+// (nan for none, as PyTorch); one block, a fixed order: deterministic
 template <typename T>
-__device__ __forceinline__ void sum_scale_body(const float* __restrict__ values,
-                                               T* __restrict__ out, int n, float scale) {
+__device__ __forceinline__ void xent_sum_body(const float* __restrict__ values,
+                                              const long long* __restrict__ labels,
+                                              T* __restrict__ out, int n, int cols, int mean) {
     __shared__ float smem[33];
     float acc = 0.f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) acc += values[i];
     acc = block_reduce<false>(acc, smem);
-    if (threadIdx.x == 0) out[0] = from_float<T>(acc * scale);
+    if (mean) acc /= block_count_in_range(labels, n, cols, smem);
+    if (threadIdx.x == 0) out[0] = from_float<T>(acc);
 }
 
-extern "C" __global__ void sum_scale_f32(const float* __restrict__ values,
-                                         float* __restrict__ out, int n, float scale) {
-    sum_scale_body<float>(values, out, n, scale);
+// gscale[0] = g[0], divided (mean) by the number of rows whose label is in range: the
+// backward's multiplier, from device values only (no host sync); one block
+template <typename T>
+__device__ __forceinline__ void xent_grad_scale_body(const T* __restrict__ g,
+                                                     const long long* __restrict__ labels,
+                                                     float* __restrict__ gscale, int n,
+                                                     int cols, int mean) {
+    __shared__ float smem[33];
+    float value = to_float(g[0]);
+    if (mean) value /= block_count_in_range(labels, n, cols, smem);
+    if (threadIdx.x == 0) gscale[0] = value;
 }
 
-extern "C" __global__ void sum_scale_f16(const float* __restrict__ values,
-                                         gg_half* __restrict__ out, int n, float scale) {
-    sum_scale_body<gg_half>(values, out, n, scale);
-}
+#define GG_XENT_FINISH(SUFFIX, TYPE)                                                        \
+    extern "C" __global__ void xent_sum_##SUFFIX(const float* __restrict__ values,          \
+                                                 const long long* __restrict__ labels,      \
+                                                 TYPE* __restrict__ out, int n, int cols,    \
+                                                 int mean) {                                \
+        xent_sum_body<TYPE>(values, labels, out, n, cols, mean);                            \
+    }                                                                                       \
+    extern "C" __global__ void xent_grad_scale_##SUFFIX(const TYPE* __restrict__ g,         \
+                                                        const long long* __restrict__ labels, \
+                                                        float* __restrict__ gscale, int n,   \
+                                                        int cols, int mean) {               \
+        xent_grad_scale_body<TYPE>(g, labels, gscale, n, cols, mean);                       \
+    }
+
+GG_XENT_FINISH(f32, float)
+GG_XENT_FINISH(f16, gg_half)
+GG_XENT_FINISH(bf16, gg_bf16)

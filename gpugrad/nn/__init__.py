@@ -1,5 +1,5 @@
 """Neural-network layers, losses and functional forms (PyTorch's names and layouts)."""
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .modules import (
     CELU,
     ELU,
@@ -45,9 +45,9 @@ from .modules import (
 )
 
 __all__ = [
-    "functional", "init", "utils", "Module", "Parameter", "Linear", "Sequential", "ModuleList",
-    "ModuleDict", "MLP", "Identity", "Flatten", "Dropout", "LayerNorm", "BatchNorm1d",
-    "Embedding",
+    "functional", "init", "parallel", "utils", "Module", "Parameter", "Linear", "Sequential",
+    "ModuleList", "ModuleDict", "MLP", "Identity", "Flatten", "Dropout", "LayerNorm",
+    "BatchNorm1d", "Embedding",
     # activations
     "ReLU", "Tanh", "GELU", "Sigmoid", "SiLU", "LeakyReLU", "ELU", "SELU", "CELU", "Softplus",
     "Mish", "Softsign", "Hardtanh", "ReLU6", "Hardswish", "Hardsigmoid", "LogSigmoid",

@@ -4,9 +4,11 @@ compositions of the primitive ops."""
 import math
 import warnings
 
-from .. import _tensor, ops
+from .. import _autocast, _tensor, ops
 from .._autograd.mode import no_grad
 from .._tensor import Tensor
+from ..ops._amp import to_float32 as _to_float32
+from ..ops._amp import to_low as _to_low
 from ..ops._common import shape_str as _shape_str
 from ..ops.normalization import check_normalized_shape as _check_normalized_shape
 
@@ -135,7 +137,10 @@ def gelu(x, approximate="none"):
 def linear(x, weight, bias=None, activation="none"):
     """activation(x @ weight.T + bias), with PyTorch's layout: weight has shape (out, in).
     ``activation``: none or a name of the activation table (relu, tanh, sigmoid, gelu
-    (exact), gelu_tanh); bias and activation run as one fused kernel."""
+    (exact), gelu_tanh); bias and activation run as one fused kernel. Under autocast, in
+    its low dtype with float32 accumulation."""
+    if _autocast.active:
+        x, weight, bias = _to_low(x, weight, bias)
     if (bias is not None and activation in ops.LINEAR_ACTS and weight.ndim == 2
             and x.ndim >= 1 and x.shape[-1] == weight.shape[1]
             and bias.shape == (weight.shape[0],) and x.dtype == weight.dtype == bias.dtype):
@@ -161,6 +166,8 @@ def linear(x, weight, bias=None, activation="none"):
 
 def _linear_act(x, weight, bias, activation, params):
     """activation(x @ weight.T + bias) for an activation with a parameter (MLP's fused path)."""
+    if _autocast.active:
+        x, weight, bias = _to_low(x, weight, bias)
     if not params:
         return linear(x, weight, bias, activation)
     return ops.bias_act(linear(x, weight), bias, activation, *params)
@@ -168,7 +175,9 @@ def _linear_act(x, weight, bias, activation, params):
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the trailing ``normalized_shape`` axes, then scale and shift (one fused
-    kernel forward, one backward)."""
+    kernel forward, one backward); in float32 under autocast."""
+    if _autocast.active:
+        input = _to_float32(input)
     ndim = _check_normalized_shape(input, normalized_shape, weight, bias)
     p = ops.layer_norm_params(ndim, eps)
     if weight is not None and bias is not None:
@@ -320,7 +329,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     """Softmax cross-entropy of logits ``input`` ((N, C), (N, C, d1, ...) or (C,)) against
     class indices or class probabilities (a float ``target`` of input's shape), with
     PyTorch's ``weight``, ``ignore_index`` and ``label_smoothing``. (N, C) logits with class
-    indices and nothing else run as one fused kernel forward and one backward."""
+    indices, no weight or smoothing, and an ``ignore_index`` outside [0, C) (the default -100
+    is) run as one fused kernel forward and one backward. A class index outside [0, C) that is
+    not ``ignore_index`` raises a ValueError on a host device, as in PyTorch; on a GPU the
+    fused kernel treats it as ignored (checking would cost a host sync per call)."""
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
@@ -333,8 +345,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                                     class_axis)
     target = _as_index(target, input, "cross_entropy")
     if (input.ndim == 2 and weight is None and label_smoothing == 0.0
-            and not (target.device.is_host and bool((target._data == ignore_index).any()))):
-        return ops.softmax_cross_entropy(input, target, reduction)
+            and not 0 <= ignore_index < c):
+        return ops.softmax_cross_entropy(input, target, reduction, ignore_index)
     logp = ops.log_softmax(input, class_axis)
     nll = nll_loss(logp, target, weight, ignore_index, reduction)
     if label_smoothing == 0.0:

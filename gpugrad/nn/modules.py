@@ -1,6 +1,7 @@
 """Modules: parameters in registration order, state dicts, train/eval."""
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import warnings
@@ -12,6 +13,7 @@ from .. import _device, ops
 from .._autograd.mode import no_grad
 from .._tensor import LeafNode, Tensor, bump_version
 from ..ops._common import shape_str
+from ..utils.checkpoint import checkpoint as _checkpoint
 from . import functional as F
 
 
@@ -330,7 +332,8 @@ def _move_in_place(p, dev, dtype):
     if p._grad is not None:
         p._grad = p._grad.to(target_dev).to(p._data.dtype).detach()
     if p._node is not None:
-        p._node = LeafNode(p)     # its gradient sink knew the old device and dtype
+        # its gradient sink knew the old device and dtype; the hooks stay (as PyTorch's)
+        p._node = LeafNode(p, p._node.retained)
     bump_version(p._ver)
 
 
@@ -589,11 +592,19 @@ def activation_module(name):
 class MLP(Sequential):
     """Linear layers of the given sizes with an activation (and dropout) between them.
 
-    ``MLP([784, 256, 10])`` is Linear(784, 256), ReLU, Linear(256, 10).
+    ``MLP([784, 256, 10])`` is Linear(784, 256), ReLU, Linear(256, 10). With
+    ``checkpoint_every=k`` the layers run in segments of k linear layers whose activations
+    are recomputed in backward (``gg.checkpoint``): less memory where activations dominate
+    it (deep and narrow layers, large batches), for about one more forward.
     """
 
-    def __init__(self, sizes, activation="relu", dropout=0.0, device=None):
+    def __init__(self, sizes, activation="relu", dropout=0.0, device=None,
+                 checkpoint_every=None):
         sizes = list(sizes)
+        if checkpoint_every is not None and (int(checkpoint_every) != checkpoint_every
+                                             or checkpoint_every < 1):
+            raise ValueError(f"MLP: checkpoint_every must be a positive integer, got "
+                             f"{checkpoint_every}")
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least two sizes, got {sizes}")
         if activation not in ops.ACTIVATIONS:
@@ -608,23 +619,61 @@ class MLP(Sequential):
                     layers.append(Dropout(dropout))
         super().__init__(*layers)
         self.sizes = sizes
+        self.checkpoint_every = checkpoint_every
 
-    def forward(self, x):
-        # a Linear followed by its activation runs as one fused bias + activation kernel
+    def _steps(self):
+        """(is a linear layer, callable) per step: a Linear followed by its activation runs
+        as one fused bias + activation kernel."""
         layers = list(self._modules.values())
+        steps = []
         i = 0
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             act = getattr(nxt, "activation", None)
             if isinstance(layer, Linear) and layer.bias is not None and act is not None:
-                x = F._linear_act(x, layer.weight, layer.bias, act,
-                                  getattr(nxt, "activation_params", ()))
+                steps.append((True, functools.partial(
+                    _fused_linear, layer, act, getattr(nxt, "activation_params", ()))))
                 i += 2
             else:
-                x = layer(x)
+                steps.append((isinstance(layer, Linear), layer))
                 i += 1
+        return steps
+
+    def forward(self, x):
+        # the fused steps, rebuilt only when the layers change (not per forward: a tiny
+        # MLP's whole step costs little more than building them would)
+        layers = list(self._modules.values())
+        cache = self.__dict__.get("_steps_cache")
+        if cache is None or cache[0] != layers:
+            cache = (layers, self._steps())
+            self.__dict__["_steps_cache"] = cache
+        steps = cache[1]
+        if not self.checkpoint_every:
+            for _, step in steps:
+                x = step(x)
+            return x
+        # segments of checkpoint_every linear layers, each recomputed in backward
+        segment, linears = [], 0
+        for is_linear, step in steps:
+            if is_linear and linears == self.checkpoint_every:
+                x = _checkpoint(_run_segment(segment), x)
+                segment, linears = [], 0
+            segment.append(step)
+            linears += is_linear
+        return _checkpoint(_run_segment(segment), x) if segment else x
+
+
+def _fused_linear(layer, act, params, x):
+    return F._linear_act(x, layer.weight, layer.bias, act, params)
+
+
+def _run_segment(steps):
+    def run(x):
+        for step in steps:
+            x = step(x)
         return x
+    return run
 
 
 # -- containers and shape modules ----------------------------------------------------------

@@ -102,7 +102,8 @@ def elementwise_cost(flops_per_element):
 
 
 # -- type promotion (PyTorch's) -------------------------------------------------------------------
-_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+# "V": bfloat16 (ml_dtypes), the one dtype of that NumPy kind a tensor can hold
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "V": 2, "c": 3}
 DEFAULT_FLOAT = np.dtype(np.float32)
 _SCALAR_DTYPES = {bool: np.dtype(bool), int: np.dtype(np.int64), float: DEFAULT_FLOAT,
                   complex: np.dtype(np.complex64)}
@@ -121,6 +122,8 @@ def promote_types(a, b):
     ra, rb = _KIND_RANK[a.kind], _KIND_RANK[b.kind]
     if ra != rb and (ra < 2 or rb < 2):
         return a if ra > rb else b
+    if {a.kind, b.kind} == {"f", "V"} and a.itemsize == b.itemsize == 2:
+        return DEFAULT_FLOAT      # bfloat16 with float16: float32, as PyTorch (NumPy has none)
     return np.promote_types(a, b)
 
 
@@ -129,7 +132,7 @@ def _combine(higher, lower):
         return lower
     if lower is None:
         return higher
-    if higher.kind == "c" or (higher.kind == "f" and lower.kind != "c"):
+    if higher.kind == "c" or (higher.kind in "fV" and lower.kind != "c"):
         return higher
     if higher.kind == "b" or _KIND_RANK[lower.kind] >= 2:
         return promote_types(higher, lower)

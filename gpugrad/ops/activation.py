@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import _autocast
 from .._autograd.graph import Elementwise, Op, apply, primitive, register
 from .._tensor import Tensor
 from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
+from ._amp import to_low
 from ._common import add_terms, const_like, elementwise_cost, prod, raw, shape_str
 from .elementwise import exp, to_float, where
 from .linalg import matmul
@@ -217,13 +219,13 @@ def relu(x):
 
 
 def tanh(x):
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)    # integers become the default float, as in PyTorch
     return apply(ACTIVATION_OPS["tanh"], (x,))
 
 
 def sigmoid(x):
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)    # integers become the default float, as in PyTorch
     return apply(ACTIVATION_OPS["sigmoid"], (x,))
 
@@ -283,7 +285,8 @@ class LinearAct(Op):
             prod(in_shapes[0]) + prod(in_shapes[1]) + prod(out_shape)
 
     def forward(self, dev, p, x, w, b, out=None):
-        # the device's matmul entry: a captured graph swaps in its own cuBLAS handle there
+        # the device's matmul entry (float32 accumulation for float16/bfloat16): a captured
+        # graph swaps in its own cuBLAS handle there
         y = dev.function("matmul")(x, w.T, out=out)
         return dev.kernels.bias_act_fwd(y, b, p.act, out=y)
 
@@ -314,7 +317,10 @@ _LINEAR_PARAMS = {act: LinearAct.Params(act) for act in LINEAR_ACTS}
 
 
 def linear_act(x, w, b, act="none"):
-    """act(x @ w.T + b) as one primitive; act one of LINEAR_ACTS."""
+    """act(x @ w.T + b) as one primitive; act one of LINEAR_ACTS. Under autocast in its
+    low dtype, accumulating in float32."""
+    if _autocast.active:
+        x, w, b = to_low(x, w, b)
     return apply(LinearAct, (x, w, b), _LINEAR_PARAMS[act])
 
 

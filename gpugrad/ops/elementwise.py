@@ -161,7 +161,7 @@ class Exp(Elementwise):
 
 def exp(x):
     """e^x elementwise."""
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)
     return apply(Exp, (x,))
 
@@ -180,7 +180,7 @@ class Log(Elementwise):
 
 def log(x):
     """Natural logarithm elementwise."""
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)
     return apply(Log, (x,))
 
@@ -198,7 +198,7 @@ class Sqrt(Elementwise):
 
 
 def sqrt(x):
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)
     return apply(Sqrt, (x,))
 
@@ -216,7 +216,7 @@ class Sin(Elementwise):
 
 
 def sin(x):
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)
     return apply(Sin, (x,))
 
@@ -234,7 +234,7 @@ class Cos(Elementwise):
 
 
 def cos(x):
-    if x.__class__ is Tensor and x._data.dtype.kind not in "fc":
+    if x.__class__ is Tensor and x._data.dtype.kind not in "fcV":
         x = to_float(x)
     return apply(Cos, (x,))
 

@@ -1,7 +1,9 @@
 """Matrix products (cuBLAS through CuPy on the GPU, BLAS through NumPy on the CPU)."""
 from __future__ import annotations
 
+from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
+from ._amp import to_low
 from ._common import add_terms, prod, raw, shape_str
 from .shape import reshape, sum_to, swap_last
 
@@ -14,7 +16,8 @@ def matmul_cost(self, in_shapes, out_shape, p):
 
 @primitive
 class MatMul(Op):
-    """out = a @ b (NumPy's matmul: 1-D operands, batched broadcasting)"""
+    """out = a @ b (NumPy's matmul: 1-D operands, batched broadcasting; two float16 or two
+    bfloat16 operands accumulate in float32)"""
     name = "matmul"
     kernel = "matmul"
     save_inputs = True
@@ -64,7 +67,10 @@ def _transposed(t):
 
 
 def matmul(a, b):
-    """Matrix product with NumPy's rules for 1-D and batched operands."""
+    """Matrix product with NumPy's rules for 1-D and batched operands; under autocast in
+    its low dtype, accumulating in float32."""
+    if _autocast.active:
+        a, b = to_low(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: operands must have at least one dimension, got shapes "
                          f"{shape_str(a.shape)} and {shape_str(b.shape)}")

@@ -7,8 +7,10 @@ from collections import namedtuple
 
 import numpy as np
 
+from .. import _autocast
 from .._autograd.graph import Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
+from ._amp import to_float32
 from ._common import computed, const_like, dim_args, keepdims_shape, normalize_axes, raw, xp_of
 from ._common import prod as numel
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, where
@@ -52,6 +54,8 @@ class Sum(Linear):
 def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
     """Sum over ``dim`` (None: all); ``axis``/``keepdims`` are accepted as aliases."""
     dim, keepdim = dim_args("sum", dim, keepdim, axis, keepdims)
+    if _autocast.active:
+        x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
     axes = normalize_axes(dim, x.ndim)
@@ -61,9 +65,11 @@ def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
 def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
     """Mean over ``dim`` (None: all); an integer tensor needs ``dtype`` (as PyTorch)."""
     dim, keepdim = dim_args("mean", dim, keepdim, axis, keepdims)
+    if _autocast.active:
+        x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
-    if raw(x).dtype.kind not in "fc":
+    if raw(x).dtype.kind not in "fcV":      # V: bfloat16
         raise TypeError(f"mean(): could not infer output dtype. Input dtype must be either a "
                         f"floating point or complex dtype. Got: {raw(x).dtype} (pass "
                         "dtype=gg.float32 or convert with .float())")
@@ -206,6 +212,8 @@ def _softmax_weights(x, out, p):
 def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """log(sum(exp(x))) over ``dim`` (None: all), computed stably."""
     dim, keepdim = dim_args("logsumexp", dim, keepdim, axis, keepdims)
+    if _autocast.active:
+        x = to_float32(x)
     axes = normalize_axes(dim, x.ndim)
     return apply(LogSumExp, (x,), LogSumExp.Params(axes, keepdim, x.shape))
 
@@ -242,7 +250,7 @@ def _one_axis(x, dim, what):
 
 
 def _floating_only(x, what):
-    if x.dtype.kind not in "fc":
+    if x.dtype.kind not in "fcV":
         raise TypeError(f"{what}(): expected a floating point tensor as input, got dtype "
                         f"{x.dtype}")
 
@@ -553,10 +561,12 @@ def logcumsumexp(x, dim=None, *, axis=None):
 
 # -- moments --------------------------------------------------------------------------------------
 def _moments(x, dim, unbiased, keepdim, correction, axis, keepdims, what):
+    if _autocast.active:
+        x = to_float32(x)
     if isinstance(dim, bool):                  # the legacy var(x, unbiased)
         dim, unbiased = None, dim
     dim, keepdim = _alias(dim, keepdim, axis, keepdims, what)
-    if x.dtype.kind not in "fc":
+    if x.dtype.kind not in "fcV":
         raise TypeError(f"{what}(): std and var only support floating point and complex "
                         f"dtypes, got {x.dtype}")
     if unbiased is not None and correction is not None:
@@ -646,6 +656,8 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None, *, axis=None, keepdims
     """The vector p-norm over ``dim`` (all elements when None): p = 2 or 'fro' (default),
     1, inf, -inf, 0 or any other number."""
     dim, keepdim = _alias(dim, keepdim, axis, keepdims, "norm")
+    if _autocast.active:
+        x = to_float32(x)
     _floating_only(x, "norm")
     if dtype is not None:
         x = cast(x, dtype)

@@ -2,8 +2,10 @@
 primitive of its own, so that one fused kernel serves it (``<op>_fwd``/``<op>_bwd``)."""
 from __future__ import annotations
 
+from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
+from ._amp import to_float32
 from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
 from .elementwise import cast, exp
 from .reduce import sum
@@ -57,6 +59,8 @@ def _one_axis(axis, ndim, what):
 def softmax(x, dim=-1, *, axis=None, dtype=None):
     """e^x / sum(e^x) along ``dim`` (``axis`` is accepted as an alias)."""
     dim, _ = dim_args("softmax", None if axis is not None else dim, False, axis)
+    if _autocast.active:
+        x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
     return apply(Softmax, (x,), Softmax.Params(_one_axis(dim, x.ndim, "softmax")))
@@ -117,6 +121,8 @@ class LogSoftmax(Op):
 def log_softmax(x, dim=-1, *, axis=None, dtype=None):
     """x - logsumexp(x) along ``dim`` (``axis`` is accepted as an alias)."""
     dim, _ = dim_args("log_softmax", None if axis is not None else dim, False, axis)
+    if _autocast.active:
+        x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
     return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(dim, x.ndim, "log_softmax")))
@@ -155,77 +161,91 @@ def log_softmax_grad(g, y, axis):
 
 
 # -- softmax cross-entropy with integer labels ----------------------------------------------------
+# A row whose label lies outside [0, C) is ignored (PyTorch's ignore_index): it adds 0 to the
+# loss, gets a zero gradient row, and a mean divides by the number of the other rows (nan for
+# none). The kernels count those rows on the device, so a GPU never syncs for it.
 @primitive
 class SoftmaxCrossEntropy(Op):
-    """out = scale * sum_i (logsumexp(z_i) - z_i[label_i]); saves the logits"""
+    """out = sum_i (logsumexp(z_i) - z_i[label_i]) over the rows whose label is in [0, C),
+    divided by their number if ``mean``; saves the logits"""
     name = "softmax_xent"
     save_inputs = True
-    params = ("scale",)
+    params = ("mean",)
     cost = _rows_cost(6, 1)
 
     def forward(self, dev, p, z, labels, out=None):
-        return dev.kernels.softmax_xent_fwd(z, labels, p.scale, out=out)
+        return dev.kernels.softmax_xent_fwd(z, labels, p.mean, out=out)
 
     def vjp(self, g, ins, out, p, needs):
         z, labels = ins
-        return softmax_xent_grad(z, labels, g, p.scale), None
+        return softmax_xent_grad(z, labels, g, p.mean), None
 
     def jvp(self, ts, ins, out, p):
         z, labels = ins
         if ts[0] is None:
             return None
-        return sum(_probs_minus_onehot(z, labels) * ts[0]) * p.scale
+        return sum(_xent_gradient(z, labels, p.mean) * ts[0])
 
 
-def _probs_minus_onehot(z, labels):
-    probs = softmax(z, -1)
-    onehot = _onehot(labels, z)
-    return probs - onehot
+def _xent_gradient(z, labels, mean):
+    """The loss's gradient with respect to the logits (the backward with g = 1)."""
+    one = const_like(xp_of(z).ones((), dtype=z.dtype), z)
+    return softmax_xent_grad(z, labels, one, mean)
 
 
-def _onehot(labels, like):
-    xp = xp_of(like)
-    arr = xp.zeros(like.shape, dtype=like.dtype)
-    arr[xp.arange(like.shape[0]), raw(labels)] = 1
-    return const_like(arr, like)
+def _row_weights(z, labels, mean):
+    """(N, 1) constant: each row's share of the loss (0 for an ignored row)."""
+    xp = xp_of(z)
+    lab = raw(labels)
+    weights = ((lab >= 0) & (lab < z.shape[1])).astype(z.dtype)
+    if mean:
+        weights /= xp.maximum(weights.sum(), 1)
+    return const_like(weights[:, None], z)
 
 
 @primitive
 class SoftmaxCrossEntropyGrad(Op):
-    """out = (softmax(z) - onehot(labels)) * g * scale, in one pass"""
+    """out = (softmax(z) - onehot(labels)) * g, divided by the number of rows in range if
+    ``mean``, 0 on an ignored row; in one pass"""
     name = "softmax_xent_grad"
     save_inputs = True
-    params = ("scale",)
+    params = ("mean",)
     cost = _rows_cost(6, 2)
 
     def forward(self, dev, p, z, labels, g, out=None):
-        return dev.kernels.softmax_xent_bwd(z, labels, g, p.scale, out=out)
+        return dev.kernels.softmax_xent_bwd(z, labels, g, p.mean, out=out)
 
     def vjp(self, gy, ins, out, p, needs):
         z, labels, g = ins
-        scale = p.scale
         gz = gg_ = None
         if needs[0]:
-            gz = softmax_grad(gy, softmax(z, -1), -1) * (g * scale)
+            gz = softmax_grad(gy, softmax(z, -1), -1) * (_row_weights(z, labels, p.mean) * g)
         if needs[2]:
-            gg_ = sum(_probs_minus_onehot(z, labels) * gy) * scale
+            gg_ = sum(_xent_gradient(z, labels, p.mean) * gy)
         return gz, None, gg_
 
     def jvp(self, ts, ins, out, p):
         z, labels, g = ins
         tz, _, tg = ts
-        scale = p.scale
         return add_terms(
-            None if tz is None else softmax_grad(tz, softmax(z, -1), -1) * (g * scale),
-            None if tg is None else _probs_minus_onehot(z, labels) * (tg * scale))
+            None if tz is None else
+            softmax_grad(tz, softmax(z, -1), -1) * (_row_weights(z, labels, p.mean) * g),
+            None if tg is None else softmax_xent_grad(z, labels, tg, p.mean))
 
 
-def softmax_xent_grad(z, labels, g, scale):
-    return apply(SoftmaxCrossEntropyGrad, (z, labels, g), SoftmaxCrossEntropyGrad.Params(scale))
+def softmax_xent_grad(z, labels, g, mean):
+    return apply(SoftmaxCrossEntropyGrad, (z, labels, g), SoftmaxCrossEntropyGrad.Params(mean))
 
 
-def softmax_cross_entropy(logits, labels, reduction="mean"):
-    """Cross-entropy of softmax(logits) against integer class labels, per row."""
+def softmax_cross_entropy(logits, labels, reduction="mean", ignore_index=-100):
+    """Cross-entropy of softmax(logits) against integer class labels, per row; in float32
+    under autocast. A row labelled ``ignore_index`` is ignored, as PyTorch's: it adds 0, gets
+    a zero gradient and does not count in a mean (nan when every row is ignored). A label
+    outside [0, C) must be ``ignore_index`` (which must lie outside it): on a host device any
+    other raises a ValueError; on a GPU it is treated as ignored, since checking it there
+    would cost a host sync per call."""
+    if _autocast.active:
+        logits = to_float32(logits)
     if not isinstance(labels, Tensor):
         labels = wrap(logits.device.asarray(labels), logits.device)
     if logits.ndim != 2:
@@ -238,21 +258,25 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
                          f"match logits of shape {shape_str(logits.shape)}")
     if labels.device is not logits.device:
         raise ValueError(f"cross_entropy: logits on {logits.device}, labels on {labels.device}")
+    classes = logits.shape[1]
+    if 0 <= ignore_index < classes:
+        raise ValueError(f"softmax_cross_entropy: ignore_index {ignore_index} is a class "
+                         f"(in [0, {classes})); use F.cross_entropy, which handles that")
     if labels.device.is_host and labels._data.size:
         # a host check costs nothing there; on a GPU it would be a sync per call
-        lo, hi = int(labels._data.min()), int(labels._data.max())
-        if lo < 0 or hi >= logits.shape[1]:
-            raise ValueError(f"cross_entropy: label {lo if lo < 0 else hi} is out of range for "
-                             f"{logits.shape[1]} classes")
-    n = logits.shape[0]
-    if reduction == "mean":
-        scale = 1.0 / n if n else float("nan")
-    elif reduction == "sum":
-        scale = 1.0
-    elif reduction == "none":
-        picked = getitem(log_softmax(logits, -1),
-                         (wrap(logits.device.xp.arange(n), logits.device), labels))
-        return -picked
-    else:
+        lab = labels._data
+        bad = lab[((lab < 0) | (lab >= classes)) & (lab != ignore_index)]
+        if bad.size:
+            raise ValueError(f"cross_entropy: label {int(bad[0])} is out of range for "
+                             f"{classes} classes (and is not ignore_index {ignore_index})")
+    if reduction in ("mean", "sum"):
+        return apply(SoftmaxCrossEntropy, (logits, labels),
+                     SoftmaxCrossEntropy.Params(reduction == "mean"))
+    if reduction != "none":
         raise ValueError(f"unknown reduction '{reduction}': expected 'mean', 'sum' or 'none'")
-    return apply(SoftmaxCrossEntropy, (logits, labels), SoftmaxCrossEntropy.Params(scale))
+    dev, xp = logits.device, logits.device.xp
+    lab = labels._data
+    valid = (lab >= 0) & (lab < classes)
+    rows = wrap(xp.arange(logits.shape[0]), dev)
+    picked = getitem(log_softmax(logits, -1), (rows, wrap(xp.where(valid, lab, 0), dev)))
+    return -picked * wrap(valid.astype(logits.dtype), dev)

@@ -34,6 +34,17 @@ typedef _Float16 gg_half;
 inline float gg_h2f(gg_half h) { return static_cast<float>(h); }
 inline gg_half gg_f2h(float f) { return static_cast<gg_half>(f); }
 
+struct gg_bf16 {
+    unsigned short bits;
+};
+
+// float32 -> bfloat16 rounding to nearest even, NaN kept quiet (cvt.rn.bf16.f32's result)
+inline unsigned short gg_f2bf_bits(float f) {
+    const unsigned int u = std::bit_cast<unsigned int>(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 using std::fabs;
 using std::max;
 using std::min;

@@ -12,7 +12,7 @@
 
 // type codes shared with kernels/shim.py
 enum { GG_F32 = 1, GG_F64 = 2, GG_I32 = 3, GG_I64 = 4, GG_F16 = 5, GG_U8 = 6, GG_BOOL = 7,
-       GG_U16 = 8, GG_PTR = 16 };
+       GG_U16 = 8, GG_BF16 = 9, GG_PTR = 16 };
 
 template <typename T> struct gg_code { static constexpr int value = -1; };
 template <> struct gg_code<float> { static constexpr int value = GG_F32; };
@@ -23,6 +23,7 @@ template <> struct gg_code<_Float16> { static constexpr int value = GG_F16; };
 template <> struct gg_code<unsigned char> { static constexpr int value = GG_U8; };
 template <> struct gg_code<bool> { static constexpr int value = GG_BOOL; };
 template <> struct gg_code<unsigned short> { static constexpr int value = GG_U16; };
+template <> struct gg_code<gg_bf16> { static constexpr int value = GG_BF16; };
 template <typename T> struct gg_code<T*> {
     static constexpr int value = GG_PTR | gg_code<std::remove_cv_t<T>>::value;
 };
@@ -44,9 +45,9 @@ inline size_t stacks_count = 0;
 
 inline std::string code_name(int code) {
     static const char* names[] = {"?", "float32", "float64", "int32", "int64", "float16",
-                                  "uint8", "bool", "uint16"};
+                                  "uint8", "bool", "uint16", "bfloat16"};
     const int base = code & 15;
-    const char* name = names[base > 0 && base < 9 ? base : 0];
+    const char* name = names[base > 0 && base < 10 ? base : 0];
     return (code & GG_PTR) ? std::string("pointer to ") + name : std::string(name);
 }
 

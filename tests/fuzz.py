@@ -1968,11 +1968,20 @@ def _close(got, want, scale, rtol=1e-5, atol=1e-7, slack=0.0):
 
 def _difference(fn, h):
     """The derivative at 0 of s -> fn(s) (arrays) by central differences at h and 2h,
-    Richardson-extrapolated, and an estimate of its error (the two differences' gap)."""
+    Richardson-extrapolated, and an estimate of its error (the two differences' gap).
+
+    Where the two differences disagree by more than a tenth, the function is not smooth at
+    this scale (a step of floor or round within 2h, say, which the kink margin cannot rule
+    out where the slope is steep): no difference can judge there, the error is infinite."""
     near = [(a - b) / (2 * h) for a, b in zip(fn(h), fn(-h))]
     far = [(a - b) / (4 * h) for a, b in zip(fn(2 * h), fn(-2 * h))]
     best = [n + (n - f) / 3 for n, f in zip(near, far)]
-    return best, [np.abs(n - f) for n, f in zip(near, far)]
+    errors = []
+    for n, f in zip(near, far):
+        gap = np.abs(n - f)
+        rough = gap > 0.1 * (np.abs(n) + np.abs(f)) + 1e-6
+        errors.append(np.where(rough, np.inf, gap))
+    return best, errors
 
 
 def _describe(got, want):

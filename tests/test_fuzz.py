@@ -69,3 +69,11 @@ def test_a_failure_is_shrunk_and_printed_as_a_runnable_program(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "value:" in result.stdout
     assert "def program(x0):" in script.read_text()
+
+
+def test_differences_across_a_step_are_not_trusted_and_smooth_ones_are():
+    def fn(h):
+        return [np.array([np.floor(2.99999 + 1e3 * h), np.sin(0.3 + h)])]
+    (best,), (error,) = fuzz._difference(fn, 1e-5)
+    assert error[0] == np.inf                     # floor steps between h and -h
+    assert error[1] < 1e-9 and abs(best[1] - np.cos(0.3)) < 1e-9

@@ -1,12 +1,13 @@
 """Functional transforms in JAX's style: grad, value_and_grad, vjp, hvp, jacobian,
 hessian, and the Jacobian of a chain of stages multiplied in its cheapest order."""
 import math
+import weakref
 
 import numpy as np
 
 from . import _tensor, ops
 from ._autograd.forward import jvp
-from ._autograd.mode import enable_grad
+from ._autograd.mode import enable_grad, is_grad_enabled
 from ._tensor import Tensor
 from .autograd import grad as _autograd_grad
 
@@ -29,10 +30,44 @@ def _differentiable_alias(x):
     return x.detach().requires_grad_(True)
 
 
+# the leaf sinks of aliases whose transform has its gradients: reaching one from an
+# enclosing transform is no reason to record (see _reaches_beyond)
+_finished_leaves = weakref.WeakValueDictionary()
+
+
+def _finished(aliases):
+    for alias in aliases:
+        node = alias._node
+        if node is not None and node.leaf is not None:
+            _finished_leaves[id(node)] = node
+
+
 def _outer_active(args):
     """Whether an enclosing reverse-mode transform needs the derivative recorded (forward
     mode needs no recording: tangents flow through the VJPs as they run)."""
     return any(isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
+def _reaches_beyond(outputs, aliases):
+    """Whether the graph of ``outputs`` reaches a tensor that requires grad other than
+    ``aliases``: a closed-over tensor of an enclosing transform (or a model's weight), for
+    which the derivative must be recorded too, as torch.func does."""
+    own = {a._node for a in aliases}
+    stack = [o._node for o in outputs if isinstance(o, Tensor) and o._node is not None]
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        if node in own:
+            continue
+        if node.leaf is not None:
+            if _finished_leaves.get(id(node)) is node:
+                continue         # an inner transform's own argument
+            return True          # a leaf that is not ours: a closed-over tensor
+        for parent in node.parents:
+            if parent is not None and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return False
 
 
 def _cut(t):
@@ -69,6 +104,8 @@ def value_and_grad(f, argnums=0):
             raise ValueError("grad: f must return a scalar Tensor, got "
                              + (f"shape {tuple(value.shape)}" if isinstance(value, Tensor)
                                 else type(value).__name__))
+        if not outer and is_grad_enabled():
+            outer = _reaches_beyond([value], [args[i] for i in nums])
         if not value.requires_grad:
             grads = tuple(_zeros_like(args[i]) for i in nums)
         else:
@@ -76,6 +113,7 @@ def value_and_grad(f, argnums=0):
                                    allow_unused=True)
             grads = tuple(_zeros_like(args[i]) if g is None else g
                           for g, i in zip(grads, nums))
+            _finished([args[i] for i in nums])
         if not outer:
             value = _cut(value)
         return value, (grads[0] if isinstance(argnums, int) else grads)
@@ -103,6 +141,9 @@ def vjp(f, *primals):
     aliases = [_differentiable_alias(p) for p in primals]
     with enable_grad():
         out = f(*aliases)
+    if not outer and is_grad_enabled():
+        outer = _reaches_beyond(list(out) if isinstance(out, (tuple, list)) else [out],
+                                aliases)
 
     def vjp_fn(cotangent):
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -116,8 +157,12 @@ def vjp(f, *primals):
         live = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
         if not live:
             return tuple(_zeros_like(a) for a in aliases)
+        # a cotangent that requires grad (a jacobian or grad taken through vjp_fn)
+        # needs the pullback recorded too
+        record = outer or (is_grad_enabled()
+                           and any(isinstance(c, Tensor) and c.requires_grad for _, c in live))
         grads = _autograd_grad([o for o, _ in live], aliases, [c for _, c in live],
-                               retain_graph=True, create_graph=outer, allow_unused=True)
+                               retain_graph=True, create_graph=record, allow_unused=True)
         return tuple(_zeros_like(a) if g is None else g for g, a in zip(grads, aliases))
     if outer:
         return out, vjp_fn
@@ -148,6 +193,7 @@ def hvp(f, primals, tangents, mode="fwd", batched=False):
         _, hv = jvp(lambda *p: grad(f, argnums)(*p), primals, tangents)
         return value.detach(), tuple(hv)
     if mode == "rev":
+        outer = _outer_active(primals + tangents)
         aliases = [_differentiable_alias(p) for p in primals]
         with enable_grad():
             value = f(*aliases)
@@ -158,7 +204,12 @@ def hvp(f, primals, tangents, mode="fwd", batched=False):
             dot = ops.sum(live[0][0] * live[0][1])
             for g, t in live[1:]:
                 dot = dot + ops.sum(g * t)
-        hv = _autograd_grad(dot, aliases, allow_unused=True)
+        if not dot.requires_grad:        # the gradient is constant (f linear, or piecewise)
+            return value.detach(), tuple(_zeros_like(p) for p in primals)
+        if not outer and is_grad_enabled():
+            outer = _reaches_beyond([dot], aliases)
+        hv = _autograd_grad(dot, aliases, allow_unused=True, create_graph=outer)
+        _finished(aliases)
         return value.detach(), tuple(_zeros_like(p) if h is None else h
                                      for h, p in zip(hv, primals))
     raise ValueError(f"hvp: unknown mode '{mode}': expected 'fwd' or 'rev'")

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 
 import numpy as np
 
+from . import _device
 from ._atomic import atomic_path
 from ._tensor import Tensor
 
 FORMAT = "gpugrad-checkpoint"
 VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _flatten(obj, arrays, prefix="a"):
@@ -26,7 +29,7 @@ def _flatten(obj, arrays, prefix="a"):
         return {"__ndarray__": key}
     if isinstance(obj, dict):
         # integer keys too: an optimizer's state is keyed by parameter index, as PyTorch's
-        if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in obj):
+        if not all(_is_key(k) for k in obj):
             raise TypeError("save: dictionary keys must be strings or integers")
         return {"__dict__": [[k, _flatten(v, arrays)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
@@ -40,18 +43,35 @@ def _flatten(obj, arrays, prefix="a"):
 
 
 def _restore(node, arrays, device):
+    """The object ``_flatten`` made ``node`` from; anything else in the tree is damage."""
     if isinstance(node, dict):
-        if "__tensor__" in node:
-            return Tensor(arrays[node["__tensor__"]], device=device)
-        if "__ndarray__" in node:
-            return arrays[node["__ndarray__"]]
-        if "__dict__" in node:
-            return {k: _restore(v, arrays, device) for k, v in node["__dict__"]}
-        if "__list__" in node:
-            return [_restore(v, arrays, device) for v in node["__list__"]]
-        if "__tuple__" in node:
-            return tuple(_restore(v, arrays, device) for v in node["__tuple__"])
-    return node
+        if len(node) != 1:
+            raise ValueError(f"unexpected entry {sorted(node)!r} in the header")
+        (kind, value), = node.items()
+        if kind in ("__tensor__", "__ndarray__"):
+            if not isinstance(value, str) or value not in arrays:
+                raise ValueError(f"the header refers to an array {value!r} the file lacks")
+            return Tensor(arrays[value], device=device) if kind == "__tensor__" \
+                else arrays[value]
+        if not isinstance(value, list):
+            raise ValueError(f"unexpected {kind!r} entry in the header")
+        if kind == "__dict__":
+            if not all(isinstance(kv, list) and len(kv) == 2 and _is_key(kv[0])
+                       for kv in value):
+                raise ValueError("a dictionary in the header is malformed")
+            return {k: _restore(v, arrays, device) for k, v in value}
+        if kind == "__list__":
+            return [_restore(v, arrays, device) for v in value]
+        if kind == "__tuple__":
+            return tuple(_restore(v, arrays, device) for v in value)
+        raise ValueError(f"unexpected {kind!r} entry in the header")
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    raise ValueError(f"unexpected {type(node).__name__} in the header")
+
+
+def _is_key(k):
+    return isinstance(k, (str, int)) and not isinstance(k, bool)
 
 
 def save(obj, path):
@@ -67,24 +87,83 @@ def save(obj, path):
         np.savez(fh, __header__=np.frombuffer(header.encode(), dtype=np.uint8), **arrays)
 
 
+def _array_from_npy(raw, name):
+    """An array from the bytes of one .npy member, its size checked against its header
+    before anything is allocated (a damaged header must not ask for terabytes)."""
+    fp = io.BytesIO(raw)
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"member {name!r} has .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError(f"member {name!r} holds Python objects")
+    count = math.prod(shape)
+    offset = fp.tell()
+    if len(raw) - offset != count * dtype.itemsize:
+        raise ValueError(f"member {name!r} holds {len(raw) - offset} bytes of data, its "
+                         f"header says {count * dtype.itemsize}")
+    flat = np.frombuffer(bytearray(memoryview(raw)[offset:]), dtype=dtype, count=count)
+    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
+
+
+def _read_checkpoint(raw):
+    """The header and the arrays of a checkpoint's bytes; raises on any damage."""
+    if not raw.startswith(_ZIP_MAGIC):
+        raise ValueError("not a zip archive")
+    header = None
+    arrays = {}
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise ValueError(f"unexpected member {name!r}")
+            with archive.open(info) as member:
+                data = member.read()          # checks the member's CRC-32
+            array = _array_from_npy(data, name)
+            if name == "__header__.npy":
+                header = json.loads(array.tobytes().decode())
+            else:
+                arrays[name[:-4]] = array
+    if header is None:
+        raise ValueError("no gpugrad header")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"format {header.get('format') if isinstance(header, dict) else None!r}"
+                         f", not {FORMAT!r}")
+    version = header.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"checkpoint format version {version!r}")
+    if "tree" not in header:
+        raise ValueError("the header has no tree")
+    return header, arrays
+
+
 def load(path, device=None):
-    """Read what ``save`` wrote; tensors land on ``device`` (default: the default device)."""
+    """Read what ``save`` wrote; tensors land on ``device`` (default: the default device).
+
+    A file that is not a gpugrad checkpoint, or is damaged anywhere, raises ``ValueError``
+    naming ``path``; a missing or unreadable file raises the ``OSError`` of opening it.
+    """
+    if device is not None:
+        device = _device.device(device)   # a bad device is the caller's error, not the file's
+    with open(path, "rb") as fh:
+        raw = fh.read()
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-            if "__header__" not in data.files:
-                raise ValueError("no gpugrad header")
-            header = json.loads(bytes(data["__header__"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "__header__"}
-    except FileNotFoundError:
+        header, arrays = _read_checkpoint(raw)
+        if header["version"] > VERSION:
+            raise _TooNew(header["version"])
+        return _restore(header["tree"], arrays, device)
+    except MemoryError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError,
-            UnicodeDecodeError, EOFError) as err:
-        raise ValueError(f"{path} is not a gpugrad checkpoint or is corrupt: {err}") from None
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a gpugrad checkpoint (format {header.get('format')!r})")
-    if header.get("version", 0) > VERSION:
-        raise ValueError(f"{path} has checkpoint format version {header['version']}; this "
-                         f"gpugrad reads up to version {VERSION}")
-    return _restore(header["tree"], arrays, device)
+    except _TooNew as err:
+        raise ValueError(f"{path} has checkpoint format version {err.args[0]}; this "
+                         f"gpugrad reads up to version {VERSION}") from None
+    except Exception as err:   # every way a damaged file can fail to parse, one error
+        raise ValueError(f"{path} is not a gpugrad checkpoint or is corrupt "
+                         f"({type(err).__name__}: {err})") from None
+
+
+class _TooNew(Exception):
+    pass

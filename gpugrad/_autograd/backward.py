@@ -55,7 +55,7 @@ def seed_gradients(outputs, grad_outputs, create_graph):
                 raise TypeError(f"gradient of dtype {g.dtype} given for an output of dtype "
                                 f"{out.dtype}")
             if not create_graph:
-                g = g.detach()
+                g = _cut(g)     # keeps its tangents: a jvp of a vjp_fn sees the cotangent's
         node = out._node
         if not node.seq:
             node.seq = next_tick()     # a leaf seeded directly, never consumed

@@ -2,10 +2,33 @@
 ``jvp`` calls never confuse their perturbations."""
 from __future__ import annotations
 
+import weakref
+
 from .. import ops
-from .._tensor import Tensor, wrap
+from .._tensor import Tensor, _new, wrap
 from . import graph
-from .mode import enter_forward_level, exit_forward_level, state
+from .mode import enter_forward_level, exit_forward_level, kept_tangents, state
+
+
+class Tangents(dict):
+    """A tensor's tangents by level. Never changed once a tensor holds it (several tensors
+    may share one): a new level makes a new dict. A node can refer to it weakly."""
+    __slots__ = ("__weakref__",)
+
+
+def _output_twin(out):
+    """``out`` as a second Tensor object (same array, version counter and node) carrying
+    the tangents ``out`` has so far. JVP rules read the output through it, so that a
+    tangent's graph never refers back to the tensor that holds that tangent (a cycle only
+    the garbage collector could free)."""
+    twin = _new(Tensor)
+    twin._data = out._data
+    twin.device = out.device
+    twin._grad = None
+    twin._node = out._node
+    twin._ver = out._ver
+    twin._tangents = out._tangents
+    return twin
 
 
 def _propagate(op, inputs, out, p):
@@ -27,8 +50,14 @@ def _propagate(op, inputs, out, p):
         ts = tuple(x._tangents.get(level) if isinstance(x, Tensor) and x._tangents else None
                    for x in inputs)
         st.fw_limit = level
+        # a backward without create_graph runs its rules unrecorded, but a tangent that
+        # requires grad (reverse over forward over reverse) must keep its graph
+        record = (st.in_backward and not st.grad_enabled
+                  and any(t is not None and t._node is not None for t in ts))
+        if record:
+            st.grad_enabled = True
         try:
-            t = op.jvp(ts, inputs, out, p)
+            t = op.jvp(ts, inputs, _output_twin(out), p)
             if t is not None:
                 if t.shape != out.shape:
                     t = ops.broadcast_to(t, out.shape)
@@ -36,12 +65,28 @@ def _propagate(op, inputs, out, p):
                     t = ops.cast(t, out.dtype)
         finally:
             st.fw_limit = limit
+            if record:
+                st.grad_enabled = False
         if t is not None:
-            if out._tangents is None:
-                out._tangents = {}
-            out._tangents[level] = t
-    if out._node is not None and out._node.out is not None:
-        out._node.out_tangents = out._tangents
+            tangents = Tangents(out._tangents) if out._tangents else Tangents()
+            tangents[level] = t
+            out._tangents = tangents
+    node = out._node
+    if node is not None and node.out is not None and out._tangents is not None:
+        _keep_for_backward(node, out._tangents)
+
+
+def _keep_for_backward(node, tangents):
+    """Let ``node`` (which saved its output) find the output's tangents in backward.
+
+    The tangent of an output is often computed from that output, so its graph leads back
+    to the node: the node refers to the tangents weakly, and each active level keeps them
+    alive until it ends (after it they are never read)."""
+    node.out_tangents = weakref.ref(tangents)
+    for level in tangents:
+        keep = kept_tangents.get(level)
+        if keep is not None:
+            keep.append(tangents)
 
 
 graph.propagate_tangents = _propagate
@@ -89,20 +134,25 @@ def jvp(f, primals, tangents):
         inputs = []
         for p, t in zip(primals, tangents):
             alias = ops.identity(p)
-            alias._tangents = dict(p._tangents) if p._tangents else {}
-            alias._tangents[level] = t
+            tangents = Tangents(p._tangents) if p._tangents else Tangents()
+            tangents[level] = t
+            alias._tangents = tangents
             inputs.append(alias)
         out = f(*inputs)
     finally:
         exit_forward_level(level)
     outs = out if isinstance(out, (tuple, list)) else (out,)
-    results = []
     for o in outs:
         if not isinstance(o, Tensor):
             raise TypeError(f"jvp: f must return Tensors, got {type(o).__name__}")
-        # read, not popped: the same tensor may be returned twice, or share its array
-        t = o._tangents.get(level) if o._tangents else None
-        results.append(_zero_tangent(o) if t is None else t)
+    # every tangent read before the level is dropped from the outputs: they may be one
+    # tensor twice, or share a tangent dict (which is therefore replaced, not changed)
+    found = [o._tangents.get(level) if o._tangents else None for o in outs]
+    for o in outs:
+        if o._tangents and level in o._tangents:
+            rest = {k: v for k, v in o._tangents.items() if k != level}
+            o._tangents = Tangents(rest) if rest else None
+    results = [_zero_tangent(o) if t is None else t for o, t in zip(outs, found)]
     if isinstance(out, (tuple, list)):
         return out, type(out)(results)
     return out, results[0]

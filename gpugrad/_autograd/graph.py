@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _device
 from .._tensor import Tensor, _new, next_tick, wrap
-from .mode import state
+from .mode import state, threads_without_grad
 
 # name -> the primitive; tests enumerate it
 PRIMITIVES: dict = {}
@@ -175,7 +175,8 @@ class Node:
         t = wrap(self.out, self.dev)
         t._node = self if grad_mode else None
         t._ver = self.out_ver
-        t._tangents = self.out_tangents
+        tangents = self.out_tangents          # held weakly: see forward._keep_for_backward
+        t._tangents = None if tangents is None else tangents()
         return t
 
 
@@ -193,7 +194,7 @@ def apply(op, inputs, p=None):
                 break          # an array constant beside tensors: the recorded path below
         else:
             return home.run(op, p, inputs)     # a rule inside a backward recording nothing
-    record = state.grad_enabled
+    record = state.grad_enabled if threads_without_grad[0] else True
     dev = None
     parents = None
     tangents = False

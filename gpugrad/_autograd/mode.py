@@ -31,10 +31,20 @@ def is_grad_enabled():
     return state.grad_enabled
 
 
+# how many threads have recording off now: while none has, the op path knows that it records
+# from one global read, without the (slower) thread-local lookup
+threads_without_grad = [0]
+_count_lock = threading.Lock()
+
+
 def set_grad_enabled(flag):
     """Turn recording on or off for this thread; returns the previous setting."""
+    flag = bool(flag)
     previous = state.grad_enabled
-    state.grad_enabled = bool(flag)
+    if flag is not previous:
+        with _count_lock:
+            threads_without_grad[0] += -1 if flag else 1
+        state.grad_enabled = flag
     return previous
 
 
@@ -86,13 +96,20 @@ class inference_mode(_GradMode):
         super().__init__(not mode)
 
 
+# per active level, the tangent dicts that nodes refer to only weakly (see
+# forward._keep_for_backward): alive while the level is, freed with it
+kept_tangents: dict = {}
+
+
 def enter_forward_level():
     with _level_lock:
         _next_level[0] += 1
         level = _next_level[0]
+    kept_tangents[level] = []
     state.fw_levels = state.fw_levels | {level}
     return level
 
 
 def exit_forward_level(level):
     state.fw_levels = state.fw_levels - {level}
+    kept_tangents.pop(level, None)

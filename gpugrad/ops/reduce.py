@@ -386,9 +386,12 @@ def prod(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
     elif x.dtype.kind in "biu":
         x = cast(x, np.int64)              # PyTorch multiplies integers in int64
     if dim is None:
-        if x.ndim != 1:
+        ndim = x.ndim
+        if ndim != 1:
             x = reshape(x, (-1,))
-        return apply(Prod, (x,), Prod.Params(0, False, x.shape))
+        out = apply(Prod, (x,), Prod.Params(0, False, x.shape))
+        # keepdim over every dim keeps them all, of size 1 (as sum, amax, mean, ...)
+        return reshape(out, (1,) * ndim) if keepdim else out
     axis_ = _one_axis(x, dim, "prod")
     if axis_ is None:
         return clone(x)

@@ -341,8 +341,8 @@ def stack(tensors, dim=None, *, axis=None):
 
 
 def hstack(tensors):
-    tensors = _joined(tensors, "hstack")
-    return cat(tensors, 0 if tensors[0].ndim <= 1 else 1)
+    tensors = [t if t.ndim else reshape(t, (1,)) for t in _joined(tensors, "hstack")]
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
 
 
 def vstack(tensors):
@@ -647,8 +647,7 @@ def masked_scatter(x, mask, source):
     """x with the leading entries of ``source`` written where ``mask`` is true."""
     arr = _mask_of(mask, x, "masked_scatter")
     arr = x.device.xp.broadcast_to(arr, tuple(x.shape))
-    where_true = x.device.xp.nonzero(arr)
-    count = int(where_true[0].shape[0]) if where_true else 0
+    count = int(x.device.xp.count_nonzero(arr))
     values = getitem(flatten(source), slice(0, count), True)
     flat = flatten(x)
     positions = x.device.xp.flatnonzero(arr)

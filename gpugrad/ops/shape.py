@@ -289,6 +289,15 @@ class BasicGetItem(_Index):
     name = "getitem_view"
     view = True
 
+    def forward(self, dev, p, x, out=None):
+        y = x[p.index]
+        if isinstance(y, np.generic):
+            # NumPy gives a copy (a scalar) for an index that picks one element; with a
+            # trailing ``...`` it gives the 0-d view that writes and reads must go through
+            index = p.index if isinstance(p.index, tuple) else (p.index,)
+            y = x[index + (Ellipsis,)]
+        return _into(out, y)
+
 
 def getitem(x, idx, basic=None):
     """x[idx] with PyTorch's indexing rules; ``basic`` given: idx is a NumPy index already."""

@@ -9,7 +9,6 @@ Nothing above this layer branches on the kind of device.
 """
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -38,6 +37,12 @@ def refuse_while_recording(what, why):
         raise RuntimeError(f"{what} while gg.compile records a step: {why}")
 
 
+class _TrackedRef(weakref.ref):
+    """A weak reference to a counted array that knows its key and size (one object per
+    array, where a callback bound to the key would take two)."""
+    __slots__ = ("key", "nbytes")
+
+
 class HostMemory:
     """Live bytes of the arrays a CPU device allocated, with a peak."""
 
@@ -51,18 +56,25 @@ class HostMemory:
     def track(self, arr):
         """Count ``arr`` until it dies; counting it twice counts it once."""
         nbytes = arr.nbytes
-        key = id(arr)
-        if nbytes < TRACK_MIN_BYTES or key in self._refs:
+        if nbytes < TRACK_MIN_BYTES:
             return
-        self._refs[key] = (weakref.ref(arr, functools.partial(self._release, key)), nbytes)
+        key = id(arr)
+        refs = self._refs
+        if key in refs:
+            return
+        ref = _TrackedRef(arr, self._release)
+        ref.key = key
+        ref.nbytes = nbytes
+        refs[key] = ref
         self.current += nbytes
         if self.current > self.peak:
             self.peak = self.current
 
-    def _release(self, key, ref):
-        entry = self._refs.pop(key, None)
-        if entry is not None:
-            self.current -= entry[1]
+    def _release(self, ref):
+        refs = self._refs
+        if refs.get(ref.key) is ref:
+            del refs[ref.key]
+            self.current -= ref.nbytes
 
     def stats(self):
         return {"current_bytes": self.current, "peak_bytes": self.peak,

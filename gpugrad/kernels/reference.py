@@ -8,7 +8,6 @@ write into a caller-given buffer.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
@@ -247,8 +246,11 @@ def softmax_xent_fwd(logits, labels, mean, out=None):
     lse = xp.log(shifted.sum(axis=-1))
     total = xp.where(valid, lse - picked, 0).sum()
     if mean:
-        with np.errstate(invalid="ignore", divide="ignore"):   # 0 / 0: nan, as PyTorch
-            total = total / valid.sum()
+        count = valid.sum()
+        if xp is np:     # on the host: a plain test (0 / 0 is nan, as PyTorch, unwarned)
+            total = total / count if count else np.nan
+        else:            # on a device: no sync, and no warning is raised there
+            total = total / count
     return _result(xp.asarray(total, dtype=logits.dtype), out)
 
 
@@ -265,31 +267,16 @@ def softmax_xent_bwd(logits, labels, g, mean, out=None):
         p *= g / xp.maximum(valid.sum(), 1).astype(p.dtype)
     else:
         p *= g
-    xp.copyto(p, 0, where=~valid[:, None])
+    if xp is not np or not valid.all():     # a host test is free; a device one would sync
+        xp.copyto(p, 0, where=~valid[:, None])
     return p
 
 
 # -- optimizer updates, in place on the parameter and its state ------------------------------
 # The CUDA kernels make one pass and no temporaries; the twins use at most one scratch
-# array of the parameter's size, where NumPy cannot fuse the arithmetic. On the host the
-# scratch is kept between calls (one per thread, as large as the largest parameter): a
-# fresh large array every step costs page faults worth a pass over the parameter.
-_host_scratch = threading.local()
-
-
-_SCRATCH_MIN_BYTES = 1 << 16
-
-
-def _scratch(like):
-    """An uninitialised array of like's shape and dtype, reused across calls for large
-    NumPy arrays (a small one is cheaper to allocate than to carve out of the buffer)."""
-    if type(like) is not np.ndarray or like.nbytes < _SCRATCH_MIN_BYTES:
-        return _xp(like).empty_like(like)
-    nbytes = like.nbytes
-    buf = getattr(_host_scratch, "buf", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = _host_scratch.buf = np.empty(max(nbytes, 64), dtype=np.uint8)
-    return buf[:nbytes].view(like.dtype).reshape(like.shape)
+# array of the parameter's size, where NumPy cannot fuse the arithmetic, freed when the
+# update ends (a scratch kept between steps would hold the largest parameter's size for
+# good: bench/memory.py counts it).
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step."""
@@ -310,8 +297,7 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             d = d + momentum * buf
         else:
             d = buf
-    step = xp.multiply(d, lr) if param.nbytes < _SCRATCH_MIN_BYTES else \
-        xp.multiply(d, lr, out=_scratch(param))
+    step = xp.multiply(d, lr)
     param -= step
 
 
@@ -328,7 +314,7 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     m -= grad
     m *= beta1
     m += grad
-    scratch = xp.multiply(grad, grad, out=_scratch(param))
+    scratch = xp.multiply(grad, grad)
     scratch *= 1 - beta2
     v *= beta2
     v += scratch

@@ -51,6 +51,15 @@ def _floats(params):
     return tuple(np.float32(v) for v in params)
 
 
+def _row_launch(rows, cols):
+    """(variant, grid, block) of a row-wise kernel (softmax.cu, norm.cu): a warp per row
+    holding it in registers up to 1024 columns, a block per row beyond."""
+    if cols <= 1024:
+        per_lane = next(k for k in (1, 4, 16, 32) if 32 * k >= cols)
+        return f"w{per_lane}", (max(1, -(-rows // (THREADS // 32))),), (THREADS,)
+    return "block", (max(1, rows),), (512,)
+
+
 class _NoContext:
     def __enter__(self):
         return None
@@ -217,15 +226,9 @@ class CudaKernels:
         b = a if b is None else cp.ascontiguousarray(b)
         if out is None:
             out = cp.empty_like(a)
-        if cols <= 1024:
-            per_lane = next(k for k in (1, 4, 16, 32) if 32 * k >= cols)
-            variant, block = f"w{per_lane}", THREADS
-            grid = (max(1, -(-rows // (THREADS // 32))),)
-        else:
-            variant, block = "block", 512
-            grid = (max(1, rows),)
+        variant, grid, block = _row_launch(rows, cols)
         self.function("softmax", f"{mode}_{variant}_{sfx}")(
-            grid, (block,),
+            grid, block,
             (a, b, self._dummy_labels if labels is None else labels,
              self._dummy_scale if gscale is None else gscale, out,
              self._dummy_rows if row_out is None else row_out,
@@ -308,15 +311,9 @@ class CudaKernels:
         b_arg = a if b is None else cp.ascontiguousarray(b)
         if out is None:
             out = cp.empty_like(a)
-        if cols <= 1024:
-            per_lane = next(k for k in (1, 4, 16, 32) if 32 * k >= cols)
-            variant, block = f"w{per_lane}", THREADS
-            grid = (max(1, -(-rows // (THREADS // 32))),)
-        else:
-            variant, block = "block", 512
-            grid = (max(1, rows),)
+        variant, grid, block = _row_launch(rows, cols)
         self.function("norm", f"{mode}_{variant}_{sfx}")(
-            grid, (block,),
+            grid, block,
             (a, x, w_arg, b_arg, out, np.int32(rows), np.int32(cols), np.float32(eps),
              np.int32(w is not None), np.int32(b is not None)))
         return out

@@ -15,6 +15,7 @@ from .ops.shape import flat_positions, index_put, index_steps, view_positions
 
 _SCALARS = (int, float, bool, np.number, np.bool_)
 _FAST_SCALARS = frozenset((int, float))
+_ndarray = np.ndarray
 
 
 def _operand(value, like):
@@ -27,7 +28,34 @@ def _operand(value, like):
     return NotImplemented
 
 
-def _binary(op, true_division=False):
+# (number, dtype) -> a read-only 0-d NumPy array holding it in that dtype
+_scalar_arrays: dict = {}
+_SCALAR_ARRAYS_MAX = 256
+
+
+def _scalar_array(value, dtype):
+    """A Python number beside a floating NumPy array as a 0-d array of the array's dtype:
+    NumPy then runs its array loop, twice as fast as its path for a Python scalar, in the
+    forward and again in every rule that multiplies by it. The value is the one NumPy
+    would use (the number cast to ``dtype``). Zero (whose sign a key cannot tell), NaN
+    and numbers that do not fit the dtype stay Python numbers."""
+    arr = _scalar_arrays.get((value, dtype))
+    if arr is not None:
+        return arr
+    if not value or value != value or abs(value) > 1e30:
+        return value
+    with np.errstate(over="ignore"):
+        arr = np.array(value, dtype)
+    if not np.isfinite(arr):
+        return value
+    arr.flags.writeable = False
+    if len(_scalar_arrays) >= _SCALAR_ARRAYS_MAX:
+        _scalar_arrays.clear()
+    _scalar_arrays[(value, dtype)] = arr
+    return arr
+
+
+def _binary(op, true_division=False, scalar_arrays=True):
     """The operator and its reflection, calling ``apply`` directly: they are the
     busiest entry points of the engine. Operands are promoted as PyTorch does; the common
     cases (same dtype, a Python scalar) cost one dtype test."""
@@ -70,7 +98,11 @@ def _binary(op, true_division=False):
                     not true_division or self._data.dtype.kind in "fc"):
                 return apply(op, (self, other))
         elif cls is float or cls is int:
-            if self._data.dtype.kind in "fc" or (cls is int and not true_division):
+            data = self._data
+            kind = data.dtype.kind
+            if kind == "f" and scalar_arrays and data.__class__ is _ndarray:
+                return apply(op, (self, _scalar_array(other, data.dtype)))
+            if kind in "fc" or (cls is int and not true_division):
                 return apply(op, (self, other))
         a, b = prepare_div(self, other)
         if a is None:
@@ -79,10 +111,13 @@ def _binary(op, true_division=False):
 
     def reflected(self, other):
         cls = other.__class__
-        dtype = self._data.dtype
-        if (cls is float or cls is int) and (dtype.kind in "fc" or (
-                cls is int and not true_division)):
-            return apply(op, (other, self))
+        data = self._data
+        kind = data.dtype.kind
+        if cls is float or cls is int:
+            if kind == "f" and scalar_arrays and data.__class__ is _ndarray:
+                return apply(op, (_scalar_array(other, data.dtype), self))
+            if kind in "fc" or (cls is int and not true_division):
+                return apply(op, (other, self))
         a, b = prepare_div(self, other)
         if a is None:
             return NotImplemented
@@ -338,7 +373,8 @@ def _install():
     T.__sub__, T.__rsub__ = _binary(Sub)
     T.__mul__, T.__rmul__ = _binary(Mul)
     T.__truediv__, T.__rtruediv__ = _binary(Div, true_division=True)
-    T.__pow__, T.__rpow__ = _binary(Pow)
+    # a power keeps its Python exponent: its rules look at it (x ** 0, integer powers)
+    T.__pow__, T.__rpow__ = _binary(Pow, scalar_arrays=False)
     T.__matmul__ = lambda a, b: ops.matmul(a, _matmul_operand(b, a))
     T.__rmatmul__ = lambda a, b: ops.matmul(_matmul_operand(b, a), a)
     T.__neg__ = ops.neg

@@ -154,8 +154,12 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                 continue
             parents = node.parents
             if needed is None:
-                needs = all_needed[len(parents)] if None not in parents else \
-                    [p is not None for p in parents]
+                if None not in parents:
+                    needs = all_needed[len(parents)]
+                elif len(parents) == 2:     # a tensor and a constant: no comprehension's frame
+                    needs = (parents[0] is not None, parents[1] is not None)
+                else:
+                    needs = [p is not None for p in parents]
             else:
                 needs = [p is not None and p in needed for p in parents]
                 if not any(needs):
@@ -166,9 +170,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
             if last_write[0] > node.seq:
                 _check_versions(node)    # something was written since it was saved
             if arrays:
-                if ins is not None:
-                    ins = tuple([x._data if isinstance(x, Tensor) else x for x in ins])
-                gs = node.op.vjp(g, ins, node.out, node.p, needs)
+                gs = node.op.vjp(g, None if ins is None else node.arrays, node.out, node.p, needs)
             else:
                 out = None if node.out is None else node.saved_output(create_graph)
                 gs = node.op.vjp(g, ins, out, node.p, needs)
@@ -198,6 +200,7 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                     grads[parent] = previous + gi
             if not retain_graph and (ins is not None or node.out is not None):
                 node.ins = released
+                node.arrays = None
                 node.out = None
                 node.out_tangents = None
         if anomaly is not None:

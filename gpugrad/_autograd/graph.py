@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _device
 from .._tensor import Tensor, _new, next_tick, wrap
-from .mode import state, threads_without_grad
+from .mode import kept_tangents, state, threads_without_grad
 
 # name -> the primitive; tests enumerate it
 PRIMITIVES: dict = {}
@@ -153,8 +153,9 @@ class Node:
     the nodes of its inputs, what it saved, and the shape and dtype of its output."""
 
     # retained: None, or the TensorHooks of the tensor this node made (hooks, retain_grad)
-    __slots__ = ("op", "parents", "ins", "out", "out_ver", "seq", "p", "shape", "dtype", "dev",
-                 "retained", "out_tangents", "__weakref__")
+    # arrays: the saved inputs' arrays, set (and read) only where ins is not None
+    __slots__ = ("op", "parents", "ins", "arrays", "out", "out_ver", "seq", "p", "shape", "dtype",
+                 "dev", "retained", "out_tangents", "__weakref__")
     leaf = None
 
     @property
@@ -187,23 +188,22 @@ def _device_mismatch(op, a, b):
 def apply(op, inputs, p=None):
     """Run ``op`` on ``inputs`` (Tensors, Python scalars) and record it when needed.
     Given bare arrays instead of Tensors, it runs the kernel and returns the array."""
-    home = array_homes.get(inputs[0].__class__)
-    if home is not None and profiler is None:
-        for x in inputs:
-            if isinstance(x, Tensor):
-                break          # an array constant beside tensors: the recorded path below
-        else:
-            return home.run(op, p, inputs)     # a rule inside a backward recording nothing
+    first = inputs[0].__class__
+    if first is not Tensor:
+        home = array_homes.get(first)
+        if home is not None and profiler is None:
+            for x in inputs:
+                if isinstance(x, Tensor):
+                    break          # an array constant beside tensors: the recorded path below
+            else:
+                return home.run(op, p, inputs)     # a rule inside a backward recording nothing
     record = state.grad_enabled if threads_without_grad[0] else True
     dev = None
     parents = None
-    tangents = False
     arrays = list(inputs)
     i = 0
     for x in inputs:
         if x.__class__ is Tensor or isinstance(x, Tensor):
-            if x._tangents is not None:
-                tangents = True
             xdev = x.device
             if dev is None:
                 dev = xdev
@@ -248,12 +248,16 @@ def apply(op, inputs, p=None):
         node.op = op
         node.parents = parents
         save = op.save_inputs
+        # the saved inputs twice: as tensors (a recorded backward, version checks) and as
+        # the arrays the kernel ran on (a backward recording nothing reads those directly)
         if save is None:
             node.ins = None
         elif save is True:
             node.ins = inputs
+            node.arrays = tuple(arrays)     # of arrays and numbers: the collector untracks it
         else:
             node.ins = tuple([x if keep else None for x, keep in zip(inputs, save)])
+            node.arrays = tuple([x if keep else None for x, keep in zip(arrays, save)])
         if op.save_output:
             node.out = data
             node.out_ver = out._ver
@@ -271,7 +275,7 @@ def apply(op, inputs, p=None):
             on_record(node)
     else:
         out._node = None
-    if tangents and state.fw_levels:
+    if kept_tangents and state.fw_levels:     # a forward-mode level is open (in some thread)
         propagate_tangents(op, inputs, out, p)
     return out
 

@@ -128,6 +128,8 @@ def _new_node(op, parents, ins, p, shape, dtype, dev):
     node.op = op
     node.parents = parents
     node.ins = ins
+    if ins is not None:
+        node.arrays = [x._data if isinstance(x, Tensor) else x for x in ins]
     node.out = None
     node.out_ver = None
     node.seq = _next_tick()

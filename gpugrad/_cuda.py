@@ -125,6 +125,42 @@ class CapturedGraph:
             self.graph.launch()
 
 
+class PinnedScalarFeed:
+    """Scalars for a captured graph's kernels (``Device.scalar_feed``): a ring of pinned host
+    buffers, each copied asynchronously into one device buffer on the current stream
+    before the graph launch that reads it. The host refills a pinned buffer only once its
+    previous copy has run (an event per buffer), so that it can run several replays ahead
+    of the GPU without overwriting scalars not yet sent; stream order keeps a copy from
+    overtaking the graph that reads the previous values."""
+
+    DEPTH = 4
+
+    def __init__(self, cupy, cuda_device, count):
+        self._cupy, self._cuda_device = cupy, cuda_device
+        nbytes = max(8, 8 * count)
+        with cuda_device:
+            self.device = cupy.zeros(count, dtype=np.float64)
+            self._memory = [cupy.cuda.alloc_pinned_memory(nbytes) for _ in range(self.DEPTH)]
+            self._events = [cupy.cuda.Event(disable_timing=True) for _ in range(self.DEPTH)]
+        self._hosts = [np.ndarray((count,), np.float64, buffer=m) for m in self._memory]
+        self._recorded = [False] * self.DEPTH
+        self._turn = 0
+
+    def acquire(self):
+        if self._recorded[self._turn]:
+            self._events[self._turn].synchronize()
+        return self._hosts[self._turn]
+
+    def push(self):
+        turn = self._turn
+        with self._cuda_device:
+            stream = self._cupy.cuda.get_current_stream()
+            self.device.set(self._hosts[turn], stream=stream)
+            self._events[turn].record(stream)
+        self._recorded[turn] = True
+        self._turn = (turn + 1) % self.DEPTH
+
+
 class CUDADevice(_device.Device):
     """One GPU through CuPy."""
 
@@ -239,6 +275,9 @@ class CUDADevice(_device.Device):
                 else:
                     self._functions["matmul"] = previous
         return CapturedGraph(graph, stream, pool, self._cuda_device)
+
+    def scalar_feed(self, count):
+        return PinnedScalarFeed(self.xp, self._cuda_device, count)
 
     def _capture_blas(self):
         handle = getattr(self, "_blas", None)

@@ -112,6 +112,16 @@ class Optimizer:
         ``step()``)."""
         return None
 
+    _fused = None      # the class whose ``_update`` its ``_device_update`` mirrors
+
+    def _device_updates_ok(self):
+        """gg.compile: whether ``step()`` may be replayed as ``_device_update`` launches;
+        not where a subclass changes ``step()`` or the update."""
+        cls, fused = type(self), self._fused
+        return (fused is not None and cls.step is Optimizer.step
+                and cls._update is fused._update
+                and cls._device_update is fused._device_update)
+
     def _device_updates(self, grads):
         """gg.compile: ``step()`` as launches (``_device_update``) for the parameters in
         ``grads`` ({parameter: gradient array}), in ``step()``'s order; state buffers are
@@ -266,8 +276,6 @@ class SGD(Optimizer):
                                     group["nesterov"], first, group["maximize"])
 
     def _device_update(self, p, grad, state, group):
-        if type(self)._update is not SGD._update:
-            return None
         momentum = group["momentum"]
         buf = self._state_buffer(state, "momentum_buffer", p) if momentum else None
         first = not state.get("started", False)
@@ -275,6 +283,9 @@ class SGD(Optimizer):
         return ("sgd_update_dev", (p._data, grad, buf),
                 (group["lr"], momentum, group["dampening"], group["weight_decay"]),
                 (bool(group["nesterov"]), first, bool(group["maximize"])))
+
+
+SGD._fused = SGD
 
 
 class Adam(Optimizer):
@@ -314,8 +325,6 @@ class Adam(Optimizer):
                                      self.decoupled, vmax, group["maximize"])
 
     def _device_update(self, p, grad, state, group):
-        if type(self)._update is not Adam._update:
-            return None
         state["step"] = state.get("step", 0) + 1
         m = self._state_buffer(state, "exp_avg", p)
         v = self._state_buffer(state, "exp_avg_sq", p)
@@ -325,6 +334,9 @@ class Adam(Optimizer):
                 reference.adam_scalars(group["lr"], beta1, beta2, group["eps"],
                                        group["weight_decay"], state["step"]),
                 (self.decoupled, bool(group["maximize"])))
+
+
+Adam._fused = Adam
 
 
 class AdamW(Adam):

@@ -292,12 +292,20 @@ class CUDADevice(_device.Device):
         return handle
 
     def _captured_matmul(self, a, b, out=None):
-        if (a.ndim != 2 or b.ndim != 2 or out is None or a.dtype != b.dtype
-                or a.dtype != out.dtype or a.dtype not in _CAPTURED_DTYPES):
+        batched = (a.ndim == 3 and b.ndim == 3 and out is not None and out.ndim == 3
+                   and a.shape[0] == b.shape[0] == out.shape[0])
+        if ((not batched and (a.ndim != 2 or b.ndim != 2)) or out is None
+                or a.dtype != b.dtype or a.dtype != out.dtype
+                or a.dtype not in _CAPTURED_DTYPES):
             raise NotImplementedError(
-                f"gg.compile captures 2-D float32/float16/bfloat16 GEMMs into a given buffer "
-                f"only, got "
+                f"gg.compile captures 2-D and equally batched 3-D float32/float16/bfloat16 "
+                f"GEMMs into a given buffer only, got "
                 f"{a.shape} {a.dtype} @ {b.shape} {b.dtype}")
+        if batched:
+            # one GEMM per matrix of the batch: each a 2-D view cuBLAS reads by its strides
+            for i in range(a.shape[0]):
+                self._blas.gemm(a[i], b[i], out[i])
+            return out
         return self._blas.gemm(a, b, out)
 
     # -- between processes: what gpugrad.distributed's NCCL engine needs ---------------------

@@ -7,10 +7,15 @@ tape of launches over numbered buffers. A liveness plan then places every interm
 buffer that dies within the step in one arena; buffers that outlive it (gradients, the
 returned loss) get their own, and parameters, optimizer state and inputs stay where they
 live. Later calls copy the inputs in and run the tape, each launch writing into its planned
-buffer (``out=``). The optimizer's ``step()`` is replayed as a call, so learning rates,
-step counts and state are read where they live at every replay, and a scheduler or
-``load_state_dict`` between calls is seen. Dropout masks are drawn by a counter-based
-generator whose counter advances at every replay.
+buffer (``out=``). On the CPU the optimizer's ``step()`` is replayed as a call, so
+learning rates, step counts and state are read where they live at every replay, and a
+scheduler or ``load_state_dict`` between calls is seen. On a device that captures (a GPU)
+the whole step is one CUDA graph: the optimizer does its host bookkeeping and computes its
+per-step scalars (lr, bias corrections) in Python as ``step()`` does, writes them into a
+scalar feed copied to the device before each launch, and the graph's update kernels read
+them there; a state buffer replaced between calls makes the next replay capture anew.
+Dropout masks are drawn by a counter-based generator whose counter advances at every
+replay.
 """
 from __future__ import annotations
 

@@ -7,10 +7,15 @@ tape of launches over numbered buffers. A liveness plan then places every interm
 buffer that dies within the step in one arena; buffers that outlive it (gradients, the
 returned loss) get their own, and parameters, optimizer state and inputs stay where they
 live. Later calls copy the inputs in and run the tape, each launch writing into its planned
-buffer (``out=``). The optimizer's ``step()`` is replayed as a call, so learning rates,
-step counts and state are read where they live at every replay, and a scheduler or
-``load_state_dict`` between calls is seen. Dropout masks are drawn by a counter-based
-generator whose counter advances at every replay.
+buffer (``out=``). On the CPU the optimizer's ``step()`` is replayed as a call, so
+learning rates, step counts and state are read where they live at every replay, and a
+scheduler or ``load_state_dict`` between calls is seen. On a device that captures (a GPU)
+the whole step is one CUDA graph: the optimizer does its host bookkeeping and computes its
+per-step scalars (lr, bias corrections) in Python as ``step()`` does, writes them into a
+scalar feed copied to the device before each launch, and the graph's update kernels read
+them there; a state buffer replaced between calls makes the next replay capture anew.
+Dropout masks are drawn by a counter-based generator whose counter advances at every
+replay.
 """
 from __future__ import annotations
 
@@ -489,6 +494,7 @@ class Plan:
         calls = []
         profiled = []
         bound = []            # (launch, its arrays, its output) or None for host work
+        aligned = []          # the entry of each item of bound
         self._dropout_streams = {}
         for e in self.entries:
             if isinstance(e, _Launch):
@@ -501,8 +507,10 @@ class Plan:
                 profiled.append((call, e))
                 bound.append((e, args, arrays[e.out]))
                 calls.append(call)
+                aligned.append(e)
                 continue
             bound.append(None)
+            aligned.append(e)
             if e[0] == "grads":
                 call = functools.partial(_set_gradients, [
                     (t, None if s is None else wrap(arrays[s], t.device))
@@ -516,8 +524,130 @@ class Plan:
         self.profiled_calls = profiled
         self.arrays = arrays
         self.graphs = 0
+        self._whole = None
         if any(not dev.is_host for dev in self.devices):
-            self.calls = self._captured(calls, bound)
+            whole = self._whole_step(aligned, bound)
+            if whole is not None:
+                self._whole = whole
+                self.calls = [self._replay_whole]
+            else:
+                self.calls = self._captured(calls, bound)
+
+    # -- the whole step as one graph: optimizer updates as device-scalar launches --------------
+    def _whole_step(self, aligned, bound):
+        """The step as one CUDA graph where it can be: one device that captures, every
+        optimizer step replayable as launches of the device-scalar update kernels on
+        arrays they take. Returns a _WholeStep, or None (then host work splits the
+        graphs)."""
+        devices = {b[0].dev for b in bound if b is not None}
+        if len(devices) != 1:
+            return None
+        dev = devices.pop()
+        if dev.is_host or not hasattr(dev, "capture") or \
+                not hasattr(dev.kernels, "fused_update_ok"):
+            return None
+        items = []
+        grads = {}
+        for e, b in zip(aligned, bound):
+            if b is not None:
+                items.append(b)
+            elif e[0] == "grads":
+                grads = {t: None if s is None else self.arrays[s] for t, s in e[1].items()}
+                items.append(("grads", self._grad_pairs(e[1])))
+            else:
+                opt = e[1]
+                if not opt._device_updates_ok():
+                    return None
+                step_grads = {}
+                for p in _optimizer_params(opt):
+                    if p not in grads:      # a gradient from before the step: step() reads it
+                        return None
+                    g = grads[p]
+                    if g is not None:
+                        if p.device is not dev or not dev.kernels.fused_update_ok(p._data, g):
+                            return None
+                        step_grads[p] = g
+                items.append(("step", opt, step_grads))
+        for d, stream in self._dropout_streams.items():
+            stream.attach(d)     # before capture: a graph reads its seed and offset there
+        return _WholeStep(dev, items)
+
+    def _grad_pairs(self, state):
+        return [(t, None if s is None else wrap(self.arrays[s], t.device))
+                for t, s in state.items()]
+
+    def _replay_whole(self):
+        """Host work first (gradients handed over, the optimizers' bookkeeping and their
+        scalars written to the feed), then the one graph; captured anew where the updates
+        changed shape (a state buffer replaced by load_state_dict, momentum switched on)."""
+        whole = self._whole
+        updates = []
+        for item in whole.items:
+            if item[0] == "grads":
+                _set_gradients(item[1])
+            elif item[0] == "step":
+                updates.append(item[1]._device_updates(item[2]))
+        structure = [(kernel, tuple(map(id, arrays)), flags, len(scalars))
+                     for step in updates for kernel, arrays, scalars, flags in step]
+        if structure != whole.structure:
+            self._capture_whole(whole, updates, structure)
+        host = whole.feed.acquire()
+        at = 0
+        for step in updates:
+            for _, _, scalars, _ in step:
+                host[at:at + len(scalars)] = scalars
+                at += len(scalars)
+        whole.feed.push()
+        whole.graph()
+
+    def _capture_whole(self, whole, updates, structure):
+        dev = whole.dev
+        count = sum(len(u[2]) for step in updates for u in step)
+        if whole.feed is None or whole.feed.device.shape != (count,):
+            whole.feed = dev.scalar_feed(count)
+        launches = iter(updates)
+        program = []
+        at = 0
+        for item in whole.items:
+            if item[0] == "grads":
+                continue
+            if item[0] == "step":
+                step = []
+                for kernel, arrays, scalars, flags in next(launches):
+                    step.append((dev.function(kernel), arrays,
+                                 whole.feed.device[at:at + len(scalars)], flags))
+                    at += len(scalars)
+                program.append(("updates", step))
+            else:
+                program.append(item)
+        run = functools.partial(self._run_program, program, bool(self._dropout_streams))
+        whole.structure = structure
+        whole.program = program           # keeps the arrays the graph reads alive
+        if whole.failed:
+            whole.graph = run
+            return
+        try:
+            whole.graph = dev.capture(run)
+            self.graphs = 1
+        except Exception as err:   # CuPy or the driver refusing: correct, only slower
+            whole.failed = True
+            whole.graph = run
+            self.graphs = 0
+            warnings.warn(f"gg.compile: the step could not be captured as a CUDA graph "
+                          f"({type(err).__name__}: {err}); replays run launch by launch",
+                          RuntimeWarning, stacklevel=5)
+
+    def _run_program(self, program, advance):
+        """The whole step's launches (inside a capture, or run directly): the recorded
+        kernels and the optimizers' updates, their scalars read from the feed."""
+        for item in program:
+            if item[0] == "updates":
+                for fn, arrays, scalars, flags in item[1]:
+                    fn(*arrays, scalars, *flags)
+            else:
+                self._run_launch(*item)
+        if advance:
+            self._advance_dropout()
 
     def _captured(self, calls, bound):
         """The launches between host work (gradients handed over, an optimizer step) as
@@ -563,21 +693,27 @@ class Plan:
         """Inside a capture: every launch of the segment, dropout reading its seed and
         offset from device memory, and at the end the streams advanced on the device."""
         for e, args, out in item:
-            dev, op, p = e.dev, e.op, e.p
-            if op is Dropout:
-                stream = self._dropout_streams[dev]
-                dev.kernels.dropout_state(args[0], stream.state, p.offset - stream.first, p.p,
-                                          1.0 / (1.0 - p.p), out)
-            elif op.kernel is not None and op.kernel not in _NO_OUT:
-                dev.function(op.kernel)(*args, out=out)
-            elif op.kernel is not None:
-                _copy_into(dev.function(op.kernel), args, out)
-            else:
-                op.forward(dev, p, *args, out=out)
+            self._run_launch(e, args, out)
         if advance:
-            for dev, stream in self._dropout_streams.items():
-                if stream.state is not None:
-                    dev.kernels.philox_advance(stream.state, stream.last - stream.first + 1)
+            self._advance_dropout()
+
+    def _run_launch(self, e, args, out):
+        dev, op, p = e.dev, e.op, e.p
+        if op is Dropout:
+            stream = self._dropout_streams[dev]
+            dev.kernels.dropout_state(args[0], stream.state, p.offset - stream.first, p.p,
+                                      1.0 / (1.0 - p.p), out)
+        elif op.kernel is not None and op.kernel not in _NO_OUT:
+            dev.function(op.kernel)(*args, out=out)
+        elif op.kernel is not None:
+            _copy_into(dev.function(op.kernel), args, out)
+        else:
+            op.forward(dev, p, *args, out=out)
+
+    def _advance_dropout(self):
+        for dev, stream in self._dropout_streams.items():
+            if stream.state is not None:
+                dev.kernels.philox_advance(stream.state, stream.last - stream.first + 1)
 
     def _launch_call(self, e, args, out):
         dev, op = e.dev, e.op
@@ -678,7 +814,25 @@ class Plan:
             "parameters, optimizer state and inputs where they live",
             f"  eager peak of the step's arrays: {_mib(self.peak_eager_bytes)}",
         ]
+        if self.graphs:
+            lines.append(f"  replayed as {self.graphs} CUDA graph launch"
+                         + ("es" if self.graphs > 1 else "")
+                         + (", the optimizer updates inside it reading their scalars from "
+                            "the device" if self._whole is not None else ""))
         return "\n".join(lines)
+
+
+class _WholeStep:
+    """The whole step captured as one graph: its items in order (launches, gradients
+    handed over, optimizer steps), the scalar feed, and the graph with the update
+    structure it was captured for."""
+
+    __slots__ = ("dev", "items", "feed", "graph", "structure", "program", "failed")
+
+    def __init__(self, dev, items):
+        self.dev, self.items = dev, items
+        self.feed = self.graph = self.structure = self.program = None
+        self.failed = False
 
 
 class _ResultSlot:

@@ -125,6 +125,42 @@ class CapturedGraph:
             self.graph.launch()
 
 
+class PinnedScalarFeed:
+    """Scalars for a captured graph's kernels (``Device.scalar_feed``): a ring of pinned host
+    buffers, each copied asynchronously into one device buffer on the current stream
+    before the graph launch that reads it. The host refills a pinned buffer only once its
+    previous copy has run (an event per buffer), so that it can run several replays ahead
+    of the GPU without overwriting scalars not yet sent; stream order keeps a copy from
+    overtaking the graph that reads the previous values."""
+
+    DEPTH = 4
+
+    def __init__(self, cupy, cuda_device, count):
+        self._cupy, self._cuda_device = cupy, cuda_device
+        nbytes = max(8, 8 * count)
+        with cuda_device:
+            self.device = cupy.zeros(count, dtype=np.float64)
+            self._memory = [cupy.cuda.alloc_pinned_memory(nbytes) for _ in range(self.DEPTH)]
+            self._events = [cupy.cuda.Event(disable_timing=True) for _ in range(self.DEPTH)]
+        self._hosts = [np.ndarray((count,), np.float64, buffer=m) for m in self._memory]
+        self._recorded = [False] * self.DEPTH
+        self._turn = 0
+
+    def acquire(self):
+        if self._recorded[self._turn]:
+            self._events[self._turn].synchronize()
+        return self._hosts[self._turn]
+
+    def push(self):
+        turn = self._turn
+        with self._cuda_device:
+            stream = self._cupy.cuda.get_current_stream()
+            self.device.set(self._hosts[turn], stream=stream)
+            self._events[turn].record(stream)
+        self._recorded[turn] = True
+        self._turn = (turn + 1) % self.DEPTH
+
+
 class CUDADevice(_device.Device):
     """One GPU through CuPy."""
 
@@ -240,6 +276,9 @@ class CUDADevice(_device.Device):
                     self._functions["matmul"] = previous
         return CapturedGraph(graph, stream, pool, self._cuda_device)
 
+    def scalar_feed(self, count):
+        return PinnedScalarFeed(self.xp, self._cuda_device, count)
+
     def _capture_blas(self):
         handle = getattr(self, "_blas", None)
         if handle is None:
@@ -253,12 +292,20 @@ class CUDADevice(_device.Device):
         return handle
 
     def _captured_matmul(self, a, b, out=None):
-        if (a.ndim != 2 or b.ndim != 2 or out is None or a.dtype != b.dtype
-                or a.dtype != out.dtype or a.dtype not in _CAPTURED_DTYPES):
+        batched = (a.ndim == 3 and b.ndim == 3 and out is not None and out.ndim == 3
+                   and a.shape[0] == b.shape[0] == out.shape[0])
+        if ((not batched and (a.ndim != 2 or b.ndim != 2)) or out is None
+                or a.dtype != b.dtype or a.dtype != out.dtype
+                or a.dtype not in _CAPTURED_DTYPES):
             raise NotImplementedError(
-                f"gg.compile captures 2-D float32/float16/bfloat16 GEMMs into a given buffer "
-                f"only, got "
+                f"gg.compile captures 2-D and equally batched 3-D float32/float16/bfloat16 "
+                f"GEMMs into a given buffer only, got "
                 f"{a.shape} {a.dtype} @ {b.shape} {b.dtype}")
+        if batched:
+            # one GEMM per matrix of the batch: each a 2-D view cuBLAS reads by its strides
+            for i in range(a.shape[0]):
+                self._blas.gemm(a[i], b[i], out[i])
+            return out
         return self._blas.gemm(a, b, out)
 
     # -- between processes: what gpugrad.distributed's NCCL engine needs ---------------------

@@ -180,6 +180,13 @@ class Device:
         """A context manager that makes this device current."""
         return _NULL_CONTEXT
 
+    def scalar_feed(self, count):
+        """``count`` float64 scalars that the host writes before each launch of a captured
+        graph and its kernels read on the device (gg.compile: learning rates, bias
+        corrections): ``acquire()`` gives the host array to fill, ``push()`` sends it,
+        ``device`` is what the kernels read."""
+        return ScalarFeed(self, count)
+
     # -- timing -----------------------------------------------------------------------------
     def new_mark(self):
         """A point in this device's timeline; ``elapsed`` gives the seconds between two."""
@@ -266,6 +273,24 @@ class Device:
     def from_dlpack(self, obj):
         """An array of this device sharing memory with ``obj`` (DLPack's consumer side)."""
         raise NotImplementedError
+
+
+class ScalarFeed:
+    """A device's scalar feed (``Device.scalar_feed``) where host and device share memory:
+    a host array copied into the device's at ``push``."""
+
+    __slots__ = ("host", "device")
+
+    def __init__(self, dev, count):
+        self.host = np.zeros(count, dtype=np.float64)
+        with dev.context():
+            self.device = dev.allocate(dev.xp.zeros, (count,), np.float64)
+
+    def acquire(self):
+        return self.host
+
+    def push(self):
+        self.device[...] = self.host
 
 
 class PhiloxStream:

@@ -301,7 +301,7 @@ def test_a_host_read_while_recording_raises_and_leaves_the_engine_usable(read):
 @pytest.mark.parametrize("body,match", [
     (lambda x: (x > 0).sum(), "comparison"),
     (lambda x: (x * gg.randn(*x.shape)).sum(), "random draw"),
-    (lambda x: gg.abs(x).sum(), "derivative computed outside the kernels"),
+    (lambda x: F.softplus(x).sum(), "derivative computed outside the kernels"),
 ])
 def test_what_a_replay_could_not_redo_is_refused_while_recording(body, match):
     w = gg.ones(SIZES[0], requires_grad=True)
@@ -406,14 +406,76 @@ def test_a_profile_shows_a_replay_as_its_kernels():
     assert {e.phase for e in prof.events} == {"forward", "backward", "optimizer"}
 
 
+def _piecewise_setup():
+    """An MLP step whose backward needs derivative arrays of their own (abs, clamp,
+    maximum, minimum, amax and max, floor's zero) and a batched matmul."""
+    gg.manual_seed(0)
+    model = gg.nn.MLP(SIZES)
+    w3 = gg.nn.Parameter(gg.randn(2, 5, 3))
+    opt = gg.optim.Adam(list(model.parameters()) + [w3], lr=1e-2)
+
+    def step(x, y):
+        opt.zero_grad()
+        out = model(x)
+        a = out.clamp(-0.5, 0.5)
+        b = gg.maximum(out, a * 0.5) + gg.minimum(out, 0.1)
+        loss = ((a - b).abs().mean() + out.amax(dim=1).sum() * 0.1 + out.max() * 0.01
+                + gg.floor(out).sum() + (out.reshape(2, 4, 5) @ w3).abs().sum() * 0.01)
+        loss.backward()
+        opt.step()
+        return loss
+    return model, opt, None, step
+
+
+def test_backward_rules_with_derivative_arrays_compile_bit_identical_to_eager():
+    """abs (an L1 loss), clamp, maximum/minimum, amax/max and floor differentiate through
+    ops of their own (sign, masks, weights, zeros), which a replay recomputes."""
+    xs, ys = _data(5)
+    eager, compiled = _piecewise_setup(), _piecewise_setup()
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], None, xs, ys)
+    got = _run(step, None, xs, ys)
+    assert step.plan.replays == len(xs) - 1
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    names = str(step.plan)
+    for op in ("sign_of", "inside_mask", "pick_weight", "peak_share", "zeros_of"):
+        assert op in names, op
+
+
+def test_a_captured_batched_gemm_runs_one_gemm_per_matrix():
+    from gpugrad import _cuda
+    from gpugrad.kernels import cublas
+
+    class Blas:
+        def gemm(self, a, b, out):
+            args = cublas.gemm_arguments(a.shape, a.strides, b.shape, b.strides, out.shape,
+                                         out.strides, a.itemsize)
+            out[...] = cublas.emulate_gemm(args, a, b)
+            return out
+    stub = type("Stub", (), {"_blas": Blas()})()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    b = np.ascontiguousarray(rng.standard_normal((3, 6, 5)).astype(np.float32)).transpose(0, 2, 1)
+    out = np.empty((3, 4, 6), np.float32)
+    assert _cuda.CUDADevice._captured_matmul(stub, a, b, out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(NotImplementedError, match="batched 3-D"):
+        _cuda.CUDADevice._captured_matmul(stub, a, b[:2], np.empty((2, 4, 6), np.float32))
+
+
 # -- the capture path, on a stand-in device ---------------------------------------------------
 class _GraphDevice(_compile._device.CPUDevice):
     """A CPU device that captures like a GPU: ``capture(run)`` runs nothing and returns a
-    launcher, and dropout inside a capture must use the device-state kernels of random.cu
-    (run through the CPU shim), since host scalars would be frozen into a real graph."""
+    launcher. Dropout and the optimizer updates run the CUDA C of random.cu and optim.cu
+    through the CPU shim (eagerly and in the graph alike, as on a GPU), and every kernel
+    launch is logged with whether it ran inside a graph launch, so that a test sees what
+    ran outside the graph: host scalars would be frozen into a real graph."""
 
     is_host = False
-    __slots__ = ("captures", "launches")
+    __slots__ = ("captures", "launches", "inside", "log", "refuse")
+    SHIM_KERNELS = ("dropout", "dropout_state", "philox_advance", "sgd_update", "adam_update",
+                    "sgd_update_dev", "adam_update_dev", "fused_update_ok")
 
     def __init__(self, table):
         super().__init__(7)
@@ -421,18 +483,34 @@ class _GraphDevice(_compile._device.CPUDevice):
         for name in dir(_compile._device.reference):
             if not name.startswith("_"):
                 setattr(kernels, name, getattr(_compile._device.reference, name))
-        for name in ("dropout", "dropout_state", "philox_advance"):
-            setattr(kernels, name, getattr(table, name))
+        for name in self.SHIM_KERNELS:
+            setattr(kernels, name, self._logged(name, getattr(table, name)))
         self.kernels = kernels
-        self.captures = 0
-        self.launches = 0
+        self.reset()
+
+    def reset(self):
+        self.captures = self.launches = 0
+        self.inside = self.refuse = False
+        self.log = []
+
+    def _logged(self, name, fn):
+        def call(*args, **kwargs):
+            self.log.append((name, self.inside))
+            return fn(*args, **kwargs)
+        return call
 
     def capture(self, run):
+        if self.refuse:
+            raise RuntimeError("operation not permitted when stream is capturing")
         self.captures += 1
 
         def launch():
             self.launches += 1
-            run()
+            self.inside = True
+            try:
+                run()
+            finally:
+                self.inside = False
         return launch
 
 
@@ -449,6 +527,7 @@ def graph_device():
 
 def test_a_captured_step_launches_one_graph_and_draws_dropout_from_device_state(graph_device):
     dev = graph_device
+    dev.reset()
     xs, ys = _data(6)
     xs = [x.to(dev) for x in xs]
     ys = [y.to(dev) for y in ys]
@@ -467,10 +546,100 @@ def test_a_captured_step_launches_one_graph_and_draws_dropout_from_device_state(
     assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
     _same_state(eager, compiled)
     plan = step.plan
-    assert plan.graphs == 1 and dev.captures == 1       # forward and backward: one graph
+    assert plan.graphs == 1 and dev.captures == 1       # the whole step: one graph
     assert dev.launches == len(xs) - 2                   # one launch per replay
     stream = plan._dropout_streams[dev]
     assert int(stream.state[1]) == dev.generator.philox.offset   # advanced on the device
+
+
+CAPTURED_OPTIMIZERS = dict(OPTIMIZERS, **{
+    "adam_amsgrad": lambda ps: gg.optim.Adam(ps, lr=1e-2, amsgrad=True),
+    "adamw_amsgrad_maximize": lambda ps: gg.optim.AdamW(ps, lr=1e-2, weight_decay=0.1,
+                                                        amsgrad=True, maximize=True),
+    "sgd_maximize": lambda ps: gg.optim.SGD(ps, lr=0.05, momentum=0.9, maximize=True),
+    "two_groups": lambda ps: (lambda ps: gg.optim.Adam([{"params": ps[:2], "lr": 3e-3},
+                                                        {"params": ps[2:]}], lr=1e-2))(
+                                                            list(ps))})
+
+
+def _on(dev, xs, ys):
+    return [x.to(dev) for x in xs], [y.to(dev) for y in ys]
+
+
+@pytest.mark.parametrize("name", list(CAPTURED_OPTIMIZERS))
+def test_a_captured_step_holds_the_optimizer_updates_in_its_one_graph(graph_device, name):
+    """Forward, backward and the optimizer's updates are one graph launch per replay; the
+    updates inside it read their scalars from the device (the eager update kernels never
+    run in a replay), and the result is bit for bit the eager one, a schedule changing the
+    learning rate between replays included."""
+    dev = graph_device
+    dev.reset()
+    xs, ys = _on(dev, *_data(6))
+    schedule = lambda opt: gg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)  # noqa: E731
+    eager = _setup(CAPTURED_OPTIMIZERS[name], schedule=schedule, device=dev)
+    compiled = _setup(CAPTURED_OPTIMIZERS[name], schedule=schedule, device=dev)
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], eager[2], xs, ys)
+    gg.manual_seed(7)
+    got = [step(xs[0], ys[0]).numpy()]        # recorded: an eager step
+    compiled[2].step()
+    dev.log.clear()
+    for x, y in zip(xs[1:], ys[1:]):
+        got.append(step(x, y).numpy())
+        compiled[2].step()
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    plan = step.plan
+    assert plan.graphs == 1 and dev.captures == 1 and dev.launches == len(xs) - 1
+    assert plan.calls == [plan._replay_whole]             # no host work between launches
+    replayed = dev.log
+    update = "adam_update_dev" if "adam" in name or name == "two_groups" else "sgd_update_dev"
+    assert (update, True) in replayed
+    assert all(inside for _, inside in replayed if _ != "fused_update_ok")
+    assert not any(n in ("sgd_update", "adam_update") for n, _ in replayed)
+    assert "1 CUDA graph launch, the optimizer updates inside" in str(plan)
+
+
+def test_a_state_buffer_replaced_between_replays_is_captured_anew(graph_device):
+    """load_state_dict gives the optimizer new state arrays: the graph read the old ones,
+    so the next replay captures again, reading the new ones."""
+    dev = graph_device
+    dev.reset()
+    xs, ys = _on(dev, *_data(5))
+    runs = [_setup(OPTIMIZERS["adam_wd"], device=dev) for _ in range(2)]
+    step = gg.compile(runs[1][3])
+    results = []
+    for which, fn in ((0, runs[0][3]), (1, step)):
+        model, opt = runs[which][:2]
+        out = []
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            if i == 3:
+                state = opt.state_dict()
+                for entry in state["state"].values():
+                    entry["exp_avg"] = entry["exp_avg"] * 0.5
+                opt.load_state_dict(state)
+            out.append(fn(x, y).numpy().tobytes())
+        results.append(out)
+    assert results[0] == results[1]
+    _same_state(runs[0], runs[1])
+    assert dev.captures == 2 and dev.launches == len(xs) - 1
+
+
+def test_a_step_that_cannot_be_captured_replays_launch_by_launch(graph_device):
+    dev = graph_device
+    dev.reset()
+    dev.refuse = True
+    xs, ys = _on(dev, *_data(4))
+    eager = _setup(OPTIMIZERS["sgd_nesterov_wd"], device=dev)
+    compiled = _setup(OPTIMIZERS["sgd_nesterov_wd"], device=dev)
+    step = gg.compile(compiled[3])
+    expected = _run(eager[3], None, xs, ys)
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        got = _run(step, None, xs, ys)
+    dev.refuse = False
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    assert step.plan.graphs == 0 and dev.launches == 0
 
 
 @pytest.mark.parametrize("m,k,n", [(5, 3, 4), (1, 7, 2), (6, 1, 3), (4, 4, 1), (128, 64, 10)])
@@ -502,21 +671,42 @@ def test_the_cublas_library_loads_and_its_entry_points_resolve():
 
 
 @pytest.mark.gpu
-def test_on_a_gpu_a_replay_is_one_graph_launch_and_bit_identical_to_eager():
+@pytest.mark.parametrize("name", ["sgd_momentum", "sgd_nesterov_wd", "adam", "adamw",
+                                  "adam_amsgrad", "adamw_amsgrad_maximize"])
+def test_on_a_gpu_a_replay_is_one_graph_launch_and_bit_identical_to_eager(name):
+    """The real capture: forward, backward and the optimizer updates in one CUDA graph
+    (the updates reading lr and bias terms from the device), bit for bit the eager step,
+    with a schedule changing the learning rate between replays."""
     if not gg.cuda_available():
         pytest.skip("needs a CUDA device")
-    xs, ys = _data(5, device="cuda")
-    eager = _setup(OPTIMIZERS["adam"], dropout=0.2, device="cuda")
-    compiled = _setup(OPTIMIZERS["adam"], dropout=0.2, device="cuda")
+    xs, ys = _data(6, device="cuda")
+    schedule = lambda opt: gg.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)  # noqa: E731
+    eager = _setup(CAPTURED_OPTIMIZERS[name], dropout=0.2, schedule=schedule, device="cuda")
+    compiled = _setup(CAPTURED_OPTIMIZERS[name], dropout=0.2, schedule=schedule,
+                      device="cuda")
     step = gg.compile(compiled[3])
-    expected = _run(eager[3], None, xs, ys)
-    got = _run(step, None, xs, ys)
-    assert step.plan.graphs == 1
+    expected = _run(eager[3], eager[2], xs, ys)
+    got = _run(step, compiled[2], xs, ys)
+    assert step.plan.graphs == 1 and step.plan.calls == [step.plan._replay_whole]
     assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
     _same_state(eager, compiled)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_memory_stays_flat_over_a_thousand_replays():
+    if not gg.cuda_available():
+        pytest.skip("needs a CUDA device")
+    xs, ys = _data(2, device="cuda")
+    compiled = _setup(OPTIMIZERS["adamw"], dropout=0.2, device="cuda")
+    step = gg.compile(compiled[3])
+    for i in range(3):
+        step(xs[i % 2], ys[i % 2])
     dev = gg.device("cuda")
-    mem = gg.memory.stats(dev)["current_bytes"]
-    for _ in range(200):
-        step(xs[0], ys[0])
     dev.synchronize()
+    mem = gg.memory.stats(dev)["current_bytes"]
+    for i in range(1000):
+        loss = step(xs[i % 2], ys[i % 2])
+    dev.synchronize()
+    assert np.isfinite(loss.numpy())
+    assert step.plan.graphs == 1
     assert gg.memory.stats(dev)["current_bytes"] <= mem + 4096

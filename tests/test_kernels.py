@@ -207,33 +207,98 @@ def test_softmax_cross_entropy_kernels_ignore_labels_out_of_range(backend, shape
     _check_xent_kernels(k, cp, z, zd, np.full(shape[0], -100), dtype)
 
 
+SGD_CASES = [  # momentum, nesterov, weight decay, maximize
+    (0.0, False, 0.0, False), (0.9, False, 0.01, False), (0.9, True, 0.0, False),
+    (0.9, False, 0.01, True), (0.0, False, 0.0, True)]
+ADAM_CASES = [  # decoupled, amsgrad, maximize
+    (False, False, False), (True, False, False), (False, True, False), (True, True, True),
+    (False, False, True)]
+
+
+def _adam_operands(cp, rng, n, dtype):
+    p, g, m = (_rand(cp, rng, (n,), dtype) for _ in range(3))
+    v = _rand(cp, rng, (n,), dtype, 0.1, 1.0)
+    vmax = _rand(cp, rng, (n,), dtype, 0.1, 1.0)      # some above v, some below
+    return p, g, m, v, vmax
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 1000, 100_003])
 def test_optimizer_kernels_match_twins(backend, n, dtype):
     k, cp = backend
     rng = np.random.default_rng(n)
     tol = _tol(dtype)
-    for momentum, nesterov, wd in ((0.0, False, 0.0), (0.9, False, 0.01), (0.9, True, 0.0)):
+    for momentum, nesterov, wd, maximize in SGD_CASES:
         p, pd = _rand(cp, rng, (n,), dtype)
         g, gd = _rand(cp, rng, (n,), dtype)
         buf, bufd = _rand(cp, rng, (n,), dtype)
         p64, buf64 = p.astype(np.float64), buf.astype(np.float64)
         k.sgd_update(pd, gd, bufd if momentum else None, 0.1, momentum, 0.0, wd, nesterov,
-                     False)
+                     False, maximize)
         reference.sgd_update(p64, g.astype(np.float64), buf64 if momentum else None, 0.1,
-                             momentum, 0.0, wd, nesterov, False)
+                             momentum, 0.0, wd, nesterov, False, maximize)
         np.testing.assert_allclose(_host(cp, pd).astype(np.float64), p64, **tol)
-    for decoupled in (False, True):
-        p, pd = _rand(cp, rng, (n,), dtype)
-        g, gd = _rand(cp, rng, (n,), dtype)
-        m, md = _rand(cp, rng, (n,), dtype)
-        v, vd = _rand(cp, rng, (n,), dtype, 0.1, 1.0)
-        p64, m64, v64 = (a.astype(np.float64) for a in (p, m, v))
-        k.adam_update(pd, gd, md, vd, 1e-2, 0.9, 0.999, 1e-8, 0.01, 3, decoupled)
+    for decoupled, amsgrad, maximize in ADAM_CASES:
+        (p, pd), (g, gd), (m, md), (v, vd), (vm, vmd) = _adam_operands(cp, rng, n, dtype)
+        p64, m64, v64, vm64 = (a.astype(np.float64) for a in (p, m, v, vm))
+        k.adam_update(pd, gd, md, vd, 1e-2, 0.9, 0.999, 1e-8, 0.01, 3, decoupled,
+                      vmd if amsgrad else None, maximize)
         reference.adam_update(p64, g.astype(np.float64), m64, v64, 1e-2, 0.9, 0.999, 1e-8,
-                              0.01, 3, decoupled)
-        for dev_arr, host in ((pd, p64), (md, m64), (vd, v64)):
+                              0.01, 3, decoupled, vm64 if amsgrad else None, maximize)
+        for dev_arr, host in ((pd, p64), (md, m64), (vd, v64), (vmd, vm64)):
             np.testing.assert_allclose(_host(cp, dev_arr).astype(np.float64), host, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 37, 100_003])
+def test_device_scalar_update_kernels_equal_the_argument_forms_bit_for_bit(backend, n, dtype):
+    """The ``*_dev`` kernels gg.compile captures read their scalars from a float64 buffer
+    on the device: they give bit for bit what the eager kernels give with the scalars as
+    arguments, match the twins, and read the buffer when they run (a changed buffer,
+    a changed update)."""
+    k, cp = backend
+    rng = np.random.default_rng(n + 1)
+    tol = _tol(dtype)
+    for momentum, nesterov, wd, maximize in SGD_CASES:
+        for first in (True, False):
+            (p, pa), (g, ga), (buf, bufa) = (_rand(cp, rng, (n,), dtype) for _ in range(3))
+            pb, bufb = cp.array(pa), cp.array(bufa)
+            p64, buf64 = p.astype(np.float64), buf.astype(np.float64)
+            scalars = (0.1 / 3, momentum, 0.25 if not nesterov else 0.0, wd)
+            k.sgd_update(pa, ga, bufa if momentum else None, *scalars, nesterov, first,
+                         maximize)
+            k.sgd_update_dev(pb, ga, bufb if momentum else None,
+                             cp.asarray(np.array(scalars)), nesterov, first, maximize)
+            assert _host(cp, pa).tobytes() == _host(cp, pb).tobytes()
+            assert _host(cp, bufa).tobytes() == _host(cp, bufb).tobytes()
+            reference.sgd_update_dev(p64, g.astype(np.float64), buf64 if momentum else None,
+                                     np.array(scalars), nesterov, first, maximize)
+            np.testing.assert_allclose(_host(cp, pb).astype(np.float64), p64, **tol)
+    for decoupled, amsgrad, maximize in ADAM_CASES:
+        for step in (1, 7):
+            operands = _adam_operands(cp, rng, n, dtype)
+            (p, pa), (g, ga), (m, ma), (v, va), (vm, vma) = operands
+            pb, mb, vb, vmb = (cp.array(a) for a in (pa, ma, va, vma))
+            p64, m64, v64, vm64 = (a.astype(np.float64) for a in (p, m, v, vm))
+            k.adam_update(pa, ga, ma, va, 3e-3, 0.9, 0.99, 1e-6, 0.05, step, decoupled,
+                          vma if amsgrad else None, maximize)
+            scalars = np.array(reference.adam_scalars(3e-3, 0.9, 0.99, 1e-6, 0.05, step))
+            k.adam_update_dev(pb, ga, mb, vb, vmb if amsgrad else None, cp.asarray(scalars),
+                              decoupled, maximize)
+            for a, b in ((pa, pb), (ma, mb), (va, vb), (vma, vmb)):
+                assert _host(cp, a).tobytes() == _host(cp, b).tobytes()
+            reference.adam_update_dev(p64, g.astype(np.float64), m64, v64,
+                                      vm64 if amsgrad else None, scalars, decoupled, maximize)
+            for dev_arr, host in ((pb, p64), (mb, m64), (vb, v64), (vmb, vm64)):
+                np.testing.assert_allclose(_host(cp, dev_arr).astype(np.float64), host, **tol)
+    # the buffer is read when the kernel runs: a learning rate of 0 there leaves p alone
+    (p, pd), (g, gd) = (_rand(cp, rng, (n,), dtype) for _ in range(2))
+    feed = cp.asarray(np.array([0.5, 0.0, 0.0, 0.0]))
+    feed[0] = 0.0
+    k.sgd_update_dev(pd, gd, None, feed, False, True, False)
+    assert _host(cp, pd).tobytes() == p.tobytes()
+    with pytest.raises(ValueError, match="4 contiguous float64"):
+        k.sgd_update_dev(pd, gd, None, cp.asarray(np.zeros(4, np.float32)), False, True)
 
 
 @pytest.mark.skipif(not shim.available(), reason="no g++ to expand the kernel macros")

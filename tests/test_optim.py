@@ -25,6 +25,13 @@ OPTIMIZERS = [
     ("Adam", dict(lr=0.02, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.03, betas=(0.85, 0.99), weight_decay=0.3)),
+    ("SGD", dict(lr=0.05, maximize=True)),
+    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True, maximize=True)),
+    ("Adam", dict(lr=0.01, amsgrad=True)),
+    ("Adam", dict(lr=0.02, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("Adam", dict(lr=0.01, maximize=True)),
+    ("AdamW", dict(lr=0.01, amsgrad=True)),
+    ("AdamW", dict(lr=0.03, weight_decay=0.3, amsgrad=True, maximize=True)),
 ]
 
 
@@ -44,7 +51,8 @@ def test_twenty_steps_match_torch_in_float64_with_two_groups(name, options):
         if step == 10:
             for groups in (opt.param_groups, topt.param_groups):
                 groups[0]["lr"] *= 0.3
-        grads = [rng.standard_normal(p.shape) for p in ours]
+        # gradients large every fourth step: AMSGrad's maximum then differs from v
+        grads = [rng.standard_normal(p.shape) * (3.0 if step % 4 == 0 else 0.2) for p in ours]
         for p, tp, g in zip(ours, theirs, grads):
             if step == 5 and p is ours[1]:
                 p.grad, tp.grad = None, None       # a parameter without a gradient is skipped
@@ -55,6 +63,14 @@ def test_twenty_steps_match_torch_in_float64_with_two_groups(name, options):
         topt.step()
         for p, tp in zip(ours, theirs):
             np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    theirs_state = topt.state_dict()["state"]
+    for index, entry in opt.state_dict()["state"].items():
+        for key, value in theirs_state.get(index, {}).items():   # SGD without momentum: none
+            if key == "step":
+                assert entry[key] == int(value)
+            elif value is not None:
+                np.testing.assert_allclose(entry[key].numpy(), value.numpy(), rtol=1e-10,
+                                           atol=1e-14, err_msg=key)
 
 
 def test_the_fused_update_kernels_are_used(monkeypatch):
@@ -70,6 +86,32 @@ def test_the_fused_update_kernels_are_used(monkeypatch):
         opt.param_groups[0]["lr"] = 0.125
         opt.step()
     assert seen == [("sgd_update", 0.125), ("adam_update", 0.125)]
+
+
+def test_amsgrad_and_maximize_by_hand_without_torch():
+    """AMSGrad divides by the largest second moment seen, not the current one; maximize
+    walks up the gradient."""
+    p = nn.Parameter(gg.zeros(1, dtype=gg.float64))
+    opt = optim.Adam([p], lr=0.1, betas=(0.0, 0.5), eps=0.0, amsgrad=True)
+    steps = []
+    for g in (2.0, 0.5):
+        before = p.item()
+        p.grad = gg.tensor([g], dtype=gg.float64)
+        opt.step()
+        steps.append(before - p.item())
+    v = [0.5 * 4.0, 0.25 * 4.0 + 0.5 * 0.25]        # beta2 = 0.5: v_t = v/2 + g^2/2
+    vmax = max(v)
+    assert steps[0] == pytest.approx(0.1 * 2.0 / (np.sqrt(v[0]) / np.sqrt(0.5)), rel=1e-12)
+    assert steps[1] == pytest.approx(0.1 * 0.5 / (np.sqrt(vmax) / np.sqrt(0.75)), rel=1e-12)
+    np.testing.assert_allclose(opt.state[p]["max_exp_avg_sq"], [vmax], rtol=1e-12)
+    assert set(opt.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq",
+                                                 "max_exp_avg_sq"}
+    q = nn.Parameter(gg.zeros(2, dtype=gg.float64))
+    sgd = optim.SGD([q], lr=0.5, maximize=True)
+    q.grad = gg.tensor([1.0, -2.0], dtype=gg.float64)
+    sgd.step()
+    assert q.tolist() == [0.5, -1.0]
+    assert opt.param_groups[0]["amsgrad"] and sgd.param_groups[0]["maximize"]
 
 
 def test_add_param_group_and_group_defaults():

@@ -9,7 +9,6 @@ contiguous ones, run the twin, which is written against CuPy as well as NumPy.
 from __future__ import annotations
 
 import functools
-import math
 import os
 
 import numpy as np
@@ -338,33 +337,68 @@ class CudaKernels:
                 and all(o is None or (o.dtype == param.dtype and o.flags.c_contiguous)
                         for o in others))
 
+    def fused_update_ok(self, param, *others):
+        """Whether the update kernels take these arrays (else the launchers run the twin):
+        gg.compile captures only updates that run as kernels."""
+        return self._update_ok(param, *others) and all(
+            o is None or o.shape == param.shape for o in others)
+
     def sgd_update(self, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
-                   first):
+                   first, maximize=False):
         grad = self.xp.ascontiguousarray(grad, dtype=param.dtype)
         if not self._update_ok(param, buf):
             return reference.sgd_update(param, grad, buf, lr, momentum, dampening,
-                                        weight_decay, nesterov, first)
+                                        weight_decay, nesterov, first, maximize)
         n = param.size
         self.function("optim", f"sgd_update_{_SUFFIX[param.dtype]}")(
             self._grid(n), (THREADS,),
             (param, grad, param if buf is None else buf, np.int64(n), np.float32(lr),
              np.float32(momentum), np.float32(dampening), np.float32(weight_decay),
-             np.int32(bool(nesterov)), np.int32(bool(first))))
+             np.int32(bool(nesterov)), np.int32(bool(first)), np.int32(bool(maximize))))
+
+    def sgd_update_dev(self, param, grad, buf, scalars, nesterov, first, maximize=False):
+        """``sgd_update`` with lr, momentum, dampening and weight_decay read from
+        ``scalars`` (four float64 on the device) when the kernel runs: the form a captured
+        graph launches."""
+        grad = self.xp.ascontiguousarray(grad, dtype=param.dtype)
+        if not self._update_ok(param, buf):
+            return reference.sgd_update_dev(param, grad, buf, scalars, nesterov, first,
+                                            maximize)
+        n = param.size
+        self.function("optim", f"sgd_update_dev_{_SUFFIX[param.dtype]}")(
+            self._grid(n), (THREADS,),
+            (param, grad, param if buf is None else buf, np.int64(n), _doubles(scalars, 4),
+             np.int32(bool(nesterov)), np.int32(bool(first)), np.int32(bool(maximize))))
 
     def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step,
-                    decoupled):
+                    decoupled, vmax=None, maximize=False):
         grad = self.xp.ascontiguousarray(grad, dtype=param.dtype)
-        if not self._update_ok(param, m, v):
+        if not self._update_ok(param, m, v, vmax):
             return reference.adam_update(param, grad, m, v, lr, beta1, beta2, eps,
-                                         weight_decay, step, decoupled)
+                                         weight_decay, step, decoupled, vmax, maximize)
         n = param.size
-        step_size = lr / (1 - beta1 ** step)
-        inv_sqrt_bias2 = 1 / math.sqrt(1 - beta2 ** step)
+        step_size, inv_sqrt_bias2 = reference.adam_bias_terms(lr, beta1, beta2, step)
         self.function("optim", f"adam_update_{_SUFFIX[param.dtype]}")(
             self._grid(n), (THREADS,),
-            (param, grad, m, v, np.int64(n), np.float32(lr), np.float32(beta1),
-             np.float32(beta2), np.float32(eps), np.float32(weight_decay),
-             np.float32(step_size), np.float32(inv_sqrt_bias2), np.int32(bool(decoupled))))
+            (param, grad, m, v, param if vmax is None else vmax, np.int64(n), np.float32(lr),
+             np.float32(beta1), np.float32(beta2), np.float32(eps), np.float32(weight_decay),
+             np.float32(step_size), np.float32(inv_sqrt_bias2), np.int32(bool(decoupled)),
+             np.int32(vmax is not None), np.int32(bool(maximize))))
+
+    def adam_update_dev(self, param, grad, m, v, vmax, scalars, decoupled, maximize=False):
+        """``adam_update`` with lr, beta1, beta2, eps, weight_decay, step_size and
+        inv_sqrt_bias2 (``reference.adam_scalars``) read from ``scalars`` (seven float64 on
+        the device) when the kernel runs: the form a captured graph launches."""
+        grad = self.xp.ascontiguousarray(grad, dtype=param.dtype)
+        if not self._update_ok(param, m, v, vmax):
+            return reference.adam_update_dev(param, grad, m, v, vmax, scalars, decoupled,
+                                             maximize)
+        n = param.size
+        self.function("optim", f"adam_update_dev_{_SUFFIX[param.dtype]}")(
+            self._grid(n), (THREADS,),
+            (param, grad, m, v, param if vmax is None else vmax, np.int64(n),
+             _doubles(scalars, 7), np.int32(bool(decoupled)), np.int32(vmax is not None),
+             np.int32(bool(maximize))))
 
     # -- random numbers (random.cu) -------------------------------------------------------------
     def dropout(self, x, seed, offset, p, scale, out=None):
@@ -395,6 +429,13 @@ class CudaKernels:
     def philox_advance(self, state, count):
         """state[1] += count on the device."""
         self.function("random", "philox_advance")((1,), (1,), (state, np.int64(count)))
+
+
+def _doubles(scalars, count):
+    if scalars.dtype != np.float64 or scalars.shape != (count,) or not scalars.flags.c_contiguous:
+        raise ValueError(f"an update's device scalars must be {count} contiguous float64, got "
+                         f"shape {tuple(scalars.shape)} {scalars.dtype}")
+    return scalars
 
 
 def _signed64(value):

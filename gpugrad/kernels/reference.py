@@ -277,13 +277,15 @@ def softmax_xent_bwd(logits, labels, g, mean, out=None):
 # array of the parameter's size, where NumPy cannot fuse the arithmetic, freed when the
 # update ends (a scratch kept between steps would hold the largest parameter's size for
 # good: bench/memory.py counts it).
-def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+               maximize=False):
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
-    momentum is 0), ``first`` whether this is its first step."""
+    momentum is 0), ``first`` whether this is its first step, ``maximize`` whether to
+    ascend (the gradient negated)."""
     xp = _xp(param)
-    d = grad
+    d = -grad if maximize else grad
     if weight_decay:
-        d = grad + weight_decay * param
+        d = d + weight_decay * param
     if momentum:
         if first:
             xp.copyto(buf, d)
@@ -301,10 +303,45 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
     param -= step
 
 
-def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+def sgd_update_dev(param, grad, buf, scalars, nesterov, first, maximize=False):
+    """``sgd_update`` with lr, momentum, dampening and weight_decay from ``scalars``."""
+    lr, momentum, dampening, weight_decay = (float(s) for s in scalars[:4])
+    sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+               maximize)
+
+
+def adam_bias_terms(lr, beta1, beta2, step):
+    """(step_size, inv_sqrt_bias2) = (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)): computed
+    on the host in float64, here once for the kernels' launchers and gg.compile's feed, so
+    that an eager and a captured step round the same numbers."""
+    return lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step)
+
+
+def adam_scalars(lr, beta1, beta2, eps, weight_decay, step):
+    """The seven scalars ``adam_update_dev`` reads, in its order."""
+    return (lr, beta1, beta2, eps, weight_decay) + adam_bias_terms(lr, beta1, beta2, step)
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled,
+                vmax=None, maximize=False):
     """PyTorch's Adam (``decoupled=False``, L2 weight decay) or AdamW step on one
-    parameter, updating the moments ``m`` and ``v`` in place."""
+    parameter, updating the moments ``m`` and ``v`` in place; with ``vmax`` (AMSGrad) the
+    running maximum of ``v`` is kept there and divides instead of ``v``; ``maximize``
+    ascends (the gradient negated)."""
+    _adam(param, grad, m, v, vmax, (lr, beta1, beta2, eps, weight_decay)
+          + adam_bias_terms(lr, beta1, beta2, step), decoupled, maximize)
+
+
+def adam_update_dev(param, grad, m, v, vmax, scalars, decoupled, maximize=False):
+    """``adam_update`` with the scalars of ``adam_scalars`` read from ``scalars``."""
+    _adam(param, grad, m, v, vmax, [float(s) for s in scalars[:7]], decoupled, maximize)
+
+
+def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
     xp = _xp(param)
+    lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bias2 = scalars
+    if maximize:
+        grad = -grad
     if weight_decay:
         if decoupled:
             param *= 1 - lr * weight_decay
@@ -318,13 +355,13 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     scratch *= 1 - beta2
     v *= beta2
     v += scratch
-    bias1 = 1 - beta1 ** step
-    bias2 = 1 - beta2 ** step
-    xp.sqrt(v, out=scratch)
-    scratch *= 1 / math.sqrt(bias2)
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+    xp.sqrt(v if vmax is None else vmax, out=scratch)
+    scratch *= inv_sqrt_bias2
     scratch += eps
     xp.divide(m, scratch, out=scratch)
-    scratch *= lr / bias1
+    scratch *= step_size
     param -= scratch
 
 

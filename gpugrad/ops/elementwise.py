@@ -8,7 +8,8 @@ import numpy as np
 
 from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
 from .._tensor import Tensor
-from ._common import const_like, elementwise_cost, plain_scalar, raw, result_type, xp_of
+from ._common import const_like, elementwise_cost, plain_scalar, raw, result_type
+from ._derivative import inside_mask, pick_weight, sign_of
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
@@ -248,7 +249,7 @@ class Abs(Elementwise):
 
     def partials(self, ins, out, p, needs):
         x = ins[0]
-        return (const_like(xp_of(x).sign(raw(x)), x),)
+        return (sign_of(x),)
 
 
 def abs(x):
@@ -256,25 +257,16 @@ def abs(x):
 
 
 # -- selection ------------------------------------------------------------------------------------
-def _pick_weights(a, b, a_wins):
-    """Constant weights routing the gradient to a where it won, splitting ties in two."""
-    xa, xb = raw(a), raw(b)
-    like = a if hasattr(a, "shape") else b
-    xp = xp_of(like)
-    dtype = raw(like).dtype
-    w = a_wins(xa, xb).astype(dtype) + 0.5 * xp.equal(xa, xb).astype(dtype)
-    return const_like(w.astype(dtype, copy=False), like)
-
-
 class _Pick(Elementwise):
     """max or min elementwise: the gradient goes to the side that won, half to each on a tie"""
     save_inputs = True
 
-    def a_wins(self, a, b):
-        raise NotImplementedError
+    larger = None          # maximum: True, minimum: False
 
     def partials(self, ins, out, p, needs):
-        w = _pick_weights(ins[0], ins[1], self.a_wins)
+        # a constant weight routing the gradient to a where it won, splitting ties in two
+        a, b = ins
+        w = pick_weight(a, b, self.larger, a if hasattr(a, "shape") else b)
         return (w if needs[0] else None), (1 - w if needs[1] else None)
 
 
@@ -283,9 +275,7 @@ class Maximum(_Pick):
     """out = max(a, b) elementwise"""
     name = "maximum"
     kernel = "maximum"
-
-    def a_wins(self, a, b):
-        return a > b
+    larger = True
 
 
 @primitive
@@ -293,9 +283,7 @@ class Minimum(_Pick):
     """out = min(a, b) elementwise"""
     name = "minimum"
     kernel = "minimum"
-
-    def a_wins(self, a, b):
-        return a < b
+    larger = False
 
 
 def maximum(a, b):
@@ -359,14 +347,7 @@ class Clip(Elementwise):
         return dev.xp.clip(x, p.min, p.max, out=out)
 
     def partials(self, ins, out, p, needs):
-        x = ins[0]
-        arr = raw(x)
-        inside = arr == arr
-        if p.min is not None:
-            inside &= arr >= p.min
-        if p.max is not None:
-            inside &= arr <= p.max
-        return (const_like(inside.astype(arr.dtype), x),)
+        return (inside_mask(ins[0], p.min, p.max),)
 
 
 def clip(x, min=None, max=None):

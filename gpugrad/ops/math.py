@@ -18,6 +18,7 @@ from .._autograd.graph import Elementwise, Op, apply, primitive
 from .._tensor import Tensor
 from ..kernels.reference import erf as _erf_kernel
 from ._common import computed, const_like, elementwise_cost, raw, xp_of
+from ._derivative import zeros_of
 from .elementwise import cast, exp
 
 _LN2 = math.log(2.0)
@@ -35,7 +36,7 @@ def _floating(x):
 
 def _zeros_of(g):
     """A zero cotangent shaped like g (a tensor or an array)."""
-    return const_like(xp_of(g).zeros_like(raw(g)), g)
+    return zeros_of(g)
 
 
 def _into(out, value):

@@ -13,6 +13,7 @@ from .._tensor import Tensor, wrap
 from ._amp import to_float32
 from ._common import computed, const_like, dim_args, keepdims_shape, normalize_axes, raw, xp_of
 from ._common import prod as numel
+from ._derivative import peak_share
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, where
 from .math import sign
 from .select import _pad_constant, clone, flip
@@ -109,12 +110,7 @@ def _check_nonempty(shape, axes, what):
 
 
 def _max_mask(x, out, p):
-    arr = raw(x)
-    peak = raw(out)
-    if not p.keepdims:
-        peak = peak.reshape(keepdims_shape(p.in_shape, p.axes))
-    hit = (arr == peak).astype(arr.dtype)
-    return const_like(hit / hit.sum(axis=p.axes, keepdims=True), x)
+    return peak_share(x, out, p.axes, keepdims_shape(p.in_shape, p.axes))
 
 
 def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):

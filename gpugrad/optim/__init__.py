@@ -5,6 +5,7 @@ from .. import _tensor
 from .._autograd import graph as _graph
 from .._autograd.mode import enable_grad
 from .._tensor import Tensor
+from ..kernels import reference
 from . import lr_scheduler
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
@@ -102,6 +103,41 @@ class Optimizer:
 
     def _update(self, p, grad, state, group):
         raise NotImplementedError
+
+    def _device_update(self, p, grad, state, group):
+        """gg.compile: this step's update of ``p`` as a launch of a device-scalar kernel,
+        ``(kernel, arrays, scalars, flags)`` for ``p.device.kernels.<kernel>(*arrays,
+        scalars_on_device, *flags)``, with the step's host bookkeeping (step counts) done as
+        ``step()`` does it; None where the update has no such form (then a replay calls
+        ``step()``)."""
+        return None
+
+    _fused = None      # the class whose ``_update`` its ``_device_update`` mirrors
+
+    def _device_updates_ok(self):
+        """gg.compile: whether ``step()`` may be replayed as ``_device_update`` launches;
+        not where a subclass changes ``step()`` or the update."""
+        cls, fused = type(self), self._fused
+        return (fused is not None and cls.step is Optimizer.step
+                and cls._update is fused._update
+                and cls._device_update is fused._device_update)
+
+    def _device_updates(self, grads):
+        """gg.compile: ``step()`` as launches (``_device_update``) for the parameters in
+        ``grads`` ({parameter: gradient array}), in ``step()``'s order; state buffers are
+        made and versions bumped as ``step()`` does."""
+        updates = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                grad = grads.get(p)
+                if grad is None:
+                    continue
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {}
+                updates.append(self._device_update(p, grad, state, group))
+                _tensor.bump_version(p._ver)
+        return updates
 
     def _update_cost(self, group):
         """(FLOPs per element, arrays read or written per element) of the fused update: the
@@ -207,14 +243,14 @@ def _check_number(name, value, low=0.0):
 
 class SGD(Optimizer):
     """Stochastic gradient descent as torch.optim.SGD: weight decay added to the gradient,
-    momentum buffer started from the first gradient, dampening, Nesterov."""
+    momentum buffer started from the first gradient, dampening, Nesterov; ``maximize``
+    ascends (the gradient negated)."""
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False):
-        if maximize:
-            raise NotImplementedError("SGD(maximize=True) is not supported; negate the loss")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
 
     def _check_group(self, group):
         _check_number("learning rate", group["lr"])
@@ -237,22 +273,33 @@ class SGD(Optimizer):
         state["started"] = True
         p.device.kernels.sgd_update(p._data, grad, buf, group["lr"], momentum,
                                     group["dampening"], group["weight_decay"],
-                                    group["nesterov"], first)
+                                    group["nesterov"], first, group["maximize"])
+
+    def _device_update(self, p, grad, state, group):
+        momentum = group["momentum"]
+        buf = self._state_buffer(state, "momentum_buffer", p) if momentum else None
+        first = not state.get("started", False)
+        state["started"] = True
+        return ("sgd_update_dev", (p._data, grad, buf),
+                (group["lr"], momentum, group["dampening"], group["weight_decay"]),
+                (bool(group["nesterov"]), first, bool(group["maximize"])))
+
+
+SGD._fused = SGD
 
 
 class Adam(Optimizer):
     """Adam (Kingma and Ba) as torch.optim.Adam: bias-corrected moments, weight decay added
-    to the gradient (L2)."""
+    to the gradient (L2); ``amsgrad`` divides by the running maximum of the second moment
+    (state ``max_exp_avg_sq``), ``maximize`` ascends."""
 
     decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False):
-        if amsgrad or maximize:
-            raise NotImplementedError(f"{type(self).__name__}: amsgrad and maximize are not "
-                                      "supported")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, amsgrad=False))
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize))
 
     def _check_group(self, group):
         _check_number("learning rate", group["lr"])
@@ -268,13 +315,28 @@ class Adam(Optimizer):
         return 12, 7
 
     def _update(self, p, grad, state, group):
+        state["step"] = state.get("step", 0) + 1
         m = self._state_buffer(state, "exp_avg", p)
         v = self._state_buffer(state, "exp_avg_sq", p)
-        state["step"] = state.get("step", 0) + 1
+        vmax = self._state_buffer(state, "max_exp_avg_sq", p) if group["amsgrad"] else None
         beta1, beta2 = group["betas"]
         p.device.kernels.adam_update(p._data, grad, m, v, group["lr"], beta1, beta2,
                                      group["eps"], group["weight_decay"], state["step"],
-                                     self.decoupled)
+                                     self.decoupled, vmax, group["maximize"])
+
+    def _device_update(self, p, grad, state, group):
+        state["step"] = state.get("step", 0) + 1
+        m = self._state_buffer(state, "exp_avg", p)
+        v = self._state_buffer(state, "exp_avg_sq", p)
+        vmax = self._state_buffer(state, "max_exp_avg_sq", p) if group["amsgrad"] else None
+        beta1, beta2 = group["betas"]
+        return ("adam_update_dev", (p._data, grad, m, v, vmax),
+                reference.adam_scalars(group["lr"], beta1, beta2, group["eps"],
+                                       group["weight_decay"], state["step"]),
+                (self.decoupled, bool(group["maximize"])))
+
+
+Adam._fused = Adam
 
 
 class AdamW(Adam):

@@ -94,6 +94,10 @@ def tanh_fwd(x, out=None):
     return _xp(x).tanh(x, out=out)
 
 
+# the twins that are one NumPy ufunc on NumPy arrays: the CPU device calls the ufunc itself
+NUMPY_UFUNCS = {"tanh_fwd": np.tanh}
+
+
 def tanh_bwd(g, y, out=None):
     """out = g * (1 - y^2) (y is tanh's output), as g - (g y) y: three array operations and
     no Python scalar, which NumPy handles at twice an array's cost"""

@@ -90,7 +90,7 @@ class ActivationOp(Op):
         return out if self.save_output else ins[0]
 
     def vjp(self, g, ins, out, p, needs):
-        return (apply(self.grad_op, (g, self._saved(ins, out)), p),)
+        return (apply(self.grad_op, (g, out if self.save_output else ins[0]), p),)
 
     def jvp(self, ts, ins, out, p):
         return apply(self.grad_op, (ts[0], self._saved(ins, out)), p)

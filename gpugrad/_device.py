@@ -413,6 +413,8 @@ _DLPACK_CPU = 1
 # -- the registry ----------------------------------------------------------------------------
 _kinds = {"cpu": CPUDevice}     # device type -> class; _cuda.py adds "cuda"
 _devices: dict = {}
+# the array classes of the devices made so far, renewed as each is made
+_array_types = [frozenset([np.ndarray])]
 # array class -> the device whose kernels run on bare arrays of that class, where one device
 # serves them all (every NumPy array: the CPU's kernels are the same on each instance); a
 # GPU's arrays are told apart by their device id instead (array_device)
@@ -466,6 +468,7 @@ def device(spec="cpu") -> Device:
                 "(CuPy missing, no driver, or GPUGRAD_DEVICE=cpu)")
         dev = cls(key[1])
         _devices[key] = dev
+        _array_types[0] = frozenset([np.ndarray] + [d.array_type for d in _devices.values()])
         if key == ("cpu", 0):
             ARRAY_HOMES[np.ndarray] = dev
     return dev
@@ -502,7 +505,7 @@ def devices():
 
 def array_types():
     """The array classes of the kinds of device in use (NumPy's, and CuPy's once loaded)."""
-    return frozenset(cls for cls in [np.ndarray] + [dev.array_type for dev in _devices.values()])
+    return _array_types[0]
 
 
 def manual_seed(seed: int):

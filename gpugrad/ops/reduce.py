@@ -17,7 +17,7 @@ from ._derivative import peak_share
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, where
 from .math import sign
 from .select import _pad_constant, clone, flip
-from .shape import broadcast_to, getitem, reshape
+from .shape import BroadcastTo, Reshape, broadcast_to, getitem, reshape
 
 # what max(dim) and min(dim) return, as PyTorch's torch.return_types.max / .min
 MaxResult = namedtuple("max", ("values", "indices"))
@@ -32,10 +32,17 @@ def _reduce_cost(self, in_shapes, out_shape, p):
 
 
 def _expand(g, p):
-    """g reshaped with the reduced axes kept, then broadcast back to the input shape."""
-    if not p.keepdims:
-        g = reshape(g, keepdims_shape(p.in_shape, p.axes))
-    return broadcast_to(g, p.in_shape)
+    """g reshaped with the reduced axes kept, then broadcast back to the input shape: the
+    primitives themselves, the shapes being valid by construction (a 0-d g, the reduction
+    of everything, broadcasts as it is)."""
+    shape = g.shape
+    if not p.keepdims and shape:
+        kept = keepdims_shape(p.in_shape, p.axes)
+        g = apply(Reshape, (g,), Reshape.Params(kept, shape))
+        shape = kept
+    if shape == p.in_shape:
+        return g
+    return apply(BroadcastTo, (g,), BroadcastTo.Params(p.in_shape, shape))
 
 
 @primitive

@@ -230,11 +230,27 @@ def log_softmax_bwd(g, y, out=None):
     return _result(g - xp.exp(y) * g.sum(axis=-1, keepdims=True), out)
 
 
+# a signed label read as unsigned: a negative one becomes huge, so one comparison with the
+# class count tells the labels in [0, C)
+_UNSIGNED = {np.dtype(t): np.dtype(u) for t, u in (
+    (np.int8, np.uint8), (np.int16, np.uint16), (np.int32, np.uint32), (np.int64, np.uint64))}
+
+
+def labels_in_range(labels, classes):
+    """Whether each label lies in [0, classes) (a mask of the labels' shape)."""
+    unsigned = _UNSIGNED.get(labels.dtype)
+    return (labels if unsigned is None else labels.view(unsigned)) < classes
+
+
 def _rows_in_range(labels, classes, xp):
-    """(in range, labels with the others replaced by 0): a row whose label lies outside
-    [0, classes) is ignored (PyTorch's ignore_index)"""
+    """(in range or None when every row is, labels with the others replaced by 0): a row
+    whose label lies outside [0, classes) is ignored (PyTorch's ignore_index). On the host
+    the common case, every label a class, is told by one test and costs nothing more; a
+    device keeps the mask (testing it there would be a host sync)."""
     labels = xp.asarray(labels)
-    valid = (labels >= 0) & (labels < classes)
+    valid = labels_in_range(labels, classes)
+    if xp is np and np.count_nonzero(valid) == valid.size:
+        return None, labels
     return valid, xp.where(valid, labels, 0)
 
 
@@ -248,9 +264,13 @@ def softmax_xent_fwd(logits, labels, mean, out=None):
     picked = shifted[xp.arange(shifted.shape[0]), safe]
     xp.exp(shifted, out=shifted)
     lse = xp.log(shifted.sum(axis=-1))
-    total = xp.where(valid, lse - picked, 0).sum()
-    if mean:
+    if valid is None:
+        total = (lse - picked).sum()
+        count = lse.shape[0]
+    else:
+        total = xp.where(valid, lse - picked, 0).sum()
         count = valid.sum()
+    if mean:
         if xp is np:     # on the host: a plain test (0 / 0 is nan, as PyTorch, unwarned)
             total = total / count if count else np.nan
         else:            # on a device: no sync, and no warning is raised there
@@ -267,12 +287,14 @@ def softmax_xent_bwd(logits, labels, g, mean, out=None):
     xp.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
     p[xp.arange(p.shape[0]), safe] -= 1
+    if valid is None:
+        p *= g / p.dtype.type(p.shape[0]) if mean else g
+        return p
     if mean:
         p *= g / xp.maximum(valid.sum(), 1).astype(p.dtype)
     else:
         p *= g
-    if xp is not np or not valid.all():     # a host test is free; a device one would sync
-        xp.copyto(p, 0, where=~valid[:, None])
+    xp.copyto(p, 0, where=~valid[:, None])
     return p
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
+from ..kernels.reference import labels_in_range
 from ._amp import to_float32
 from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
 from .elementwise import cast, exp
@@ -265,8 +266,10 @@ def softmax_cross_entropy(logits, labels, reduction="mean", ignore_index=-100):
     if labels.device.is_host and labels._data.size:
         # a host check costs nothing there; on a GPU it would be a sync per call
         lab = labels._data
-        bad = lab[((lab < 0) | (lab >= classes)) & (lab != ignore_index)]
-        if bad.size:
+        inside = labels_in_range(lab, classes)
+        all_in = xp_of(lab).count_nonzero(inside) == lab.size
+        bad = () if all_in else lab[~inside & (lab != ignore_index)]
+        if len(bad):
             raise ValueError(f"cross_entropy: label {int(bad[0])} is out of range for "
                              f"{classes} classes (and is not ignore_index {ignore_index})")
     if reduction in ("mean", "sum"):

@@ -225,6 +225,15 @@ def _inplace(self, compute, value=None, linear=False, cast_any=False):
     return self
 
 
+def apply_inplace(self, fn, saves_input=True):
+    """self's values replaced by ``fn(self)`` in place (``relu_``, ``F.silu(x, inplace=True)``),
+    recorded as the other in-place ops; returns self. ``saves_input=False`` for an ``fn``
+    whose backward needs only its output: the old value is then not copied aside."""
+    if not isinstance(self, Tensor):
+        raise TypeError(f"an in-place op needs a Tensor, got {type(self).__name__}")
+    return _inplace(self, lambda s, v: fn(s), None, linear=not saves_input)
+
+
 def _rederive_views(root, written, flat):
     """Every other live recorded view of ``root`` (noted on the shared version counter)
     takes its elements of the new base as its graph, as the written chain does: used
@@ -317,6 +326,9 @@ def _install_inplace(T):
     T.clamp_ = lambda self, min=None, max=None: _inplace(
         self, lambda s, v: ops.clip(s, min, max), None)
     T.clip_ = T.clamp_
+    T.relu_ = lambda self: apply_inplace(self, ops.relu, saves_input=False)
+    T.sigmoid_ = lambda self: apply_inplace(self, ops.sigmoid, saves_input=False)
+    T.tanh_ = lambda self: apply_inplace(self, ops.tanh, saves_input=False)
     T.__setitem__ = _setitem
 
 

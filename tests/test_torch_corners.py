@@ -215,3 +215,46 @@ def test_activation_modules_show_inplace_as_pytorch():
     assert nn.ReLU6(inplace=True).inplace and not nn.SELU().inplace
     with pytest.raises(TypeError):
         nn.Tanh(inplace=True)              # as PyTorch: Tanh and Sigmoid take no inplace
+
+
+# -- softmax of a 0-d tensor ----------------------------------------------------------------
+@pytest.mark.parametrize("dim", [0, -1])
+def test_softmax_and_log_softmax_of_a_0d_tensor_are_1_and_0(dim):
+    x = gg.tensor(2.5, dtype=gg.float64, requires_grad=True)
+    s, ls = gg.softmax(x, dim), F.log_softmax(x, dim=dim)
+    assert s.shape == ls.shape == () and s.item() == 1.0 and ls.item() == 0.0
+    assert x.softmax(dim).item() == 1.0 and nn.Softmax(dim)(x).item() == 1.0
+    (s * 3 + ls).backward()
+    assert x.grad.item() == 0.0
+    assert gg.gradcheck(lambda t: gg.softmax(t, dim) * 2 + gg.log_softmax(t, dim), [x])
+    with pytest.raises(IndexError, match=r"range of \[-1, 0\], but got 1"):
+        gg.softmax(x, 1)
+    if torch is not None:
+        t = torch.tensor(2.5, dtype=torch.float64)
+        assert torch.softmax(t, dim).item() == s.item()
+        assert torch.log_softmax(t, dim).item() == ls.item()
+
+
+# -- F.normalize of a zero vector -----------------------------------------------------------
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, float("inf")])
+def test_normalize_of_a_zero_vector_has_a_finite_gradient(p):
+    x_np = np.array([[0.0, 0.0, 0.0], [3.0, -4.0, 1.0]])
+    u_np = np.array([[0.3, -0.2, 0.5], [0.1, 0.7, -0.4]])
+    x = gg.tensor(x_np, requires_grad=True)
+    out = F.normalize(x, p)
+    assert out.numpy()[0].tolist() == [0.0, 0.0, 0.0]
+    (out * gg.tensor(u_np)).sum().backward()
+    grad = x.grad.numpy()
+    # the zero row: x / eps, so its gradient is u / eps
+    np.testing.assert_allclose(grad[0], u_np[0] / 1e-12)
+    _, tangent = gg.jvp(lambda a: F.normalize(a, p), (gg.tensor(x_np),), (gg.tensor(u_np),))
+    np.testing.assert_allclose(tangent.numpy()[0], u_np[0] / 1e-12)
+    assert np.isfinite(grad).all() and np.isfinite(tangent.numpy()).all()
+    if torch is None:
+        return
+    t = torch.tensor(x_np, requires_grad=True)
+    (TF.normalize(t, p) * torch.tensor(u_np)).sum().backward()
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-12)
+    _, t_tangent = torch.func.jvp(lambda a: TF.normalize(a, p), (torch.tensor(x_np),),
+                                  (torch.tensor(u_np),))
+    np.testing.assert_allclose(tangent.numpy(), t_tangent.numpy(), rtol=1e-12, atol=1e-15)

@@ -238,16 +238,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
-    """x / max(||x||_p, eps) along ``dim``."""
-    if p == 2:
-        norm = ops.sqrt(ops.sum(input * input, dim, True))
-    elif p == 1:
-        norm = ops.sum(ops.abs(input), dim, True)
-    elif p == math.inf:
-        norm = ops.max(ops.abs(input), dim, True)
-    else:
-        norm = ops.sum(ops.abs(input) ** float(p), dim, True) ** (1.0 / p)
-    return input / ops.clip(norm, min=eps)
+    """x / max(||x||_p, eps) along ``dim``, as PyTorch's: a zero vector stays zero and its
+    gradient is 1/eps (the norm's own gradient is 0 where the norm is)."""
+    return input / ops.clip(ops.norm(input, p, dim, True), min=eps)
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,

@@ -326,10 +326,49 @@ def _install_inplace(T):
     T.clamp_ = lambda self, min=None, max=None: _inplace(
         self, lambda s, v: ops.clip(s, min, max), None)
     T.clip_ = T.clamp_
+    _install_selection_inplace(T)
     T.relu_ = lambda self: apply_inplace(self, ops.relu, saves_input=False)
     T.sigmoid_ = lambda self: apply_inplace(self, ops.sigmoid, saves_input=False)
     T.tanh_ = lambda self: apply_inplace(self, ops.tanh, saves_input=False)
     T.__setitem__ = _setitem
+
+
+def _scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+    """x.scatter_(dim, index, src) or (dim, index, value); ``reduce='add'`` adds instead."""
+    if src is None and value is None:
+        raise TypeError("scatter_(): expected src or value")
+    if not isinstance(src, Tensor):
+        src, value = None, src if src is not None else value
+    if reduce is None:
+        return _inplace(self, lambda s, v: ops.scatter(s, dim, index, v, value), src, True)
+    if reduce != "add":
+        raise NotImplementedError(f"scatter_(): reduce={reduce!r} is not supported (only "
+                                  "'add'; PyTorch deprecates the argument)")
+    return _inplace(self, lambda s, v: ops.scatter_add(s, dim, index, value if v is None else v),
+                    src, True)
+
+
+def _install_selection_inplace(T):
+    """PyTorch's in-place selection methods (each the out-of-place op, written in place)."""
+    T.scatter_ = _scatter_
+    T.scatter_add_ = lambda self, dim, index, src: _inplace(
+        self, lambda s, v: ops.scatter_add(s, dim, index, v), src, True)
+    T.index_add_ = lambda self, dim, index, source, *, alpha=1: _inplace(
+        self, lambda s, v: ops.index_add(s, dim, index, v, alpha=alpha), source, True)
+    T.index_copy_ = lambda self, dim, index, source: _inplace(
+        self, lambda s, v: ops.index_copy(s, dim, index, v), source, True)
+    T.index_fill_ = lambda self, dim, index, value: _inplace(
+        self, lambda s, v: ops.index_fill(s, dim, index, v), value, True)
+    T.masked_fill_ = lambda self, mask, value: _inplace(
+        self, lambda s, v: ops.masked_fill(s, mask, v), value, True)
+    T.masked_scatter_ = lambda self, mask, source: _inplace(
+        self, lambda s, v: ops.masked_scatter(s, mask, v), source, True)
+    T.index_put_ = lambda self, indices, values, accumulate=False: _inplace(
+        self, lambda s, v: index_put(s, indices, v, accumulate), values, True, cast_any=True)
+    T.index_put = lambda self, indices, values, accumulate=False: index_put(
+        self, indices, values, accumulate)
+    for name in ("index_add", "index_copy", "index_fill"):
+        setattr(T, name, getattr(ops, name))
 
 
 def _fill_(self, value):

@@ -2,6 +2,8 @@
 selection ops, ``index_put``, the nuclear norm, softmax of a 0-d tensor, ``F.normalize`` of a
 zero vector, and the habits a ported script relies on. Each is checked on its own and, where
 torch is installed, against torch in float64 (those comparisons are skipped otherwise)."""
+import types
+
 import numpy as np
 import pytest
 
@@ -258,3 +260,159 @@ def test_normalize_of_a_zero_vector_has_a_finite_gradient(p):
     _, t_tangent = torch.func.jvp(lambda a: TF.normalize(a, p), (torch.tensor(x_np),),
                                   (torch.tensor(u_np),))
     np.testing.assert_allclose(tangent.numpy(), t_tangent.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# -- in-place selection ops -------------------------------------------------------------------
+# (name, the call on a tensor y, given s (a float tensor of y's shape) and m (a bool mask))
+_SELECTION = [
+    ("scatter_", lambda y, s, m, T: y.scatter_(1, T.tensor([[2, 0], [1, 3], [0, 0]]),
+                                                      s[:, :2])),
+    ("scatter_value", lambda y, s, m, T: y.scatter_(0, T.tensor([[2, 0, 1, 1]]), 1.5)),
+    ("scatter_add_", lambda y, s, m, T: y.scatter_add_(0, T.tensor([[2, 0, 2, 2]]), s[:1])),
+    ("scatter_reduce_add", lambda y, s, m, T: y.scatter_(1, T.tensor([[1, 1]]), s[:1, :2],
+                                                          reduce="add")),
+    ("index_add_", lambda y, s, m, T: y.index_add_(1, T.tensor([3, 0, 3]), s[:, :3],
+                                                   alpha=2.0)),
+    ("index_copy_", lambda y, s, m, T: y.index_copy_(0, T.tensor([2, 0]), s[:2])),
+    ("index_fill_", lambda y, s, m, T: y.index_fill_(1, T.tensor([1, 3]), -2.0)),
+    ("index_fill_tensor", lambda y, s, m, T: y.index_fill_(0, T.tensor([1]), s[0, 0] * 1.0)),
+    ("masked_fill_", lambda y, s, m, T: y.masked_fill_(m, 0.75)),
+    ("masked_fill_row_mask", lambda y, s, m, T: y.masked_fill_(m[0], s[1, 1] * 1.0)),
+    ("masked_scatter_", lambda y, s, m, T: y.masked_scatter_(m, s * 2.0)),
+    ("index_put_", lambda y, s, m, T: y.index_put_((T.tensor([0, 2]), T.tensor([1, 3])),
+                                                   s[0, :2])),
+    ("index_put_accumulate", lambda y, s, m, T: y.index_put_((T.tensor([0, 0, 2]),),
+                                                             s[:3], accumulate=True)),
+    ("index_put_mask", lambda y, s, m, T: y.index_put_((m,), s[m])),
+]
+SELECTION = [pytest.param(*row, id=row[0]) for row in _SELECTION]
+
+
+def _selection_inputs():
+    rng = np.random.default_rng(5)
+    return rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 4)), rng.random((3, 4)) < 0.5
+
+
+@pytest.mark.parametrize("name,call", SELECTION)
+def test_inplace_selection_op_on_a_non_leaf(name, call):
+    """The same object comes back, its version moved; values and gradients (to the input
+    and to the written source) as torch's in float64."""
+    x_np, s_np, m_np = _selection_inputs()
+    x = gg.tensor(x_np, requires_grad=True)
+    s = gg.tensor(s_np, requires_grad=True)
+    y = x * 1.0
+    version = y._ver[0]
+    assert call(y, s, gg.tensor(m_np), gg) is y
+    assert y._ver[0] > version
+    ((y * y).sum() + y.sum()).backward()
+    gx = np.zeros_like(x_np) if x.grad is None else x.grad.numpy()
+    gs = np.zeros_like(s_np) if s.grad is None else s.grad.numpy()
+    if torch is None:
+        return
+    differentiable = name != "scatter_reduce_add"       # torch has no derivative there
+    tx = torch.tensor(x_np, requires_grad=differentiable)
+    ts = torch.tensor(s_np, requires_grad=differentiable)
+    ty = tx * 1.0
+    call(ty, ts, torch.tensor(m_np), torch)
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-12)
+    if not differentiable:
+        return
+    ((ty * ty).sum() + ty.sum()).backward()
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-12)
+    t_gs = np.zeros_like(s_np) if ts.grad is None else ts.grad.numpy()
+    np.testing.assert_allclose(gs, t_gs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name,call", SELECTION)
+def test_inplace_selection_op_refused_on_a_leaf_that_requires_grad(name, call):
+    x_np, s_np, m_np = _selection_inputs()
+    x = gg.tensor(x_np, requires_grad=True)
+    s = gg.tensor(s_np)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        call(x, s, gg.tensor(m_np), gg)
+    np.testing.assert_array_equal(x.numpy(), x_np)
+    with gg.no_grad():
+        assert call(x, s, gg.tensor(m_np), gg) is x
+    if torch is not None:
+        t = torch.tensor(x_np)
+        call(t, torch.tensor(s_np), torch.tensor(m_np), torch)
+        np.testing.assert_allclose(x.numpy(), t.numpy(), rtol=1e-12)
+
+
+def test_a_buffer_written_in_place_with_a_source_that_requires_grad():
+    buf = gg.zeros(2, 3, dtype=gg.float64)        # a leaf that does not require grad
+    s = gg.tensor([[1.0, 2.0, 3.0]], dtype=gg.float64, requires_grad=True)
+    buf.index_add_(0, gg.tensor([1]), s, alpha=3.0)
+    assert buf.requires_grad and not buf.is_leaf
+    (buf * buf).sum().backward()
+    np.testing.assert_allclose(s.grad.numpy(), 18.0 * s.detach().numpy())
+
+
+def test_selection_ops_check_their_arguments_as_pytorch():
+    x = gg.zeros(3, 4)
+    with pytest.raises(TypeError, match="same dtype"):
+        x.index_add_(0, gg.tensor([0]), gg.ones(1, 4, dtype=gg.float64))
+    with pytest.raises(ValueError, match="does not fit"):
+        x.index_copy_(0, gg.tensor([0, 1]), gg.ones(1, 4))
+    with pytest.raises(IndexError, match="out of bounds"):
+        x.index_fill_(1, gg.tensor([4]), 1.0)
+    with pytest.raises(IndexError, match="vector"):
+        x.index_add(0, gg.tensor([[0]]), gg.ones(1, 4))
+    v = gg.ones(2, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="repeats a position"):
+        gg.index_copy(x, 0, gg.tensor([1, 1]), v)
+    assert x.abs().sum().item() == 0.0                 # untouched, the engine still usable
+    assert gg.index_copy(x, 0, gg.tensor([1, 1]), v.detach()).sum().item() == 4.0
+
+
+# -- index_put with tensor positions and a value that requires grad ---------------------------
+def test_index_put_with_tensor_positions_and_a_value_that_requires_grad():
+    x = gg.tensor([1.0, 2.0, 3.0, 4.0], dtype=gg.float64, requires_grad=True)
+    v = gg.tensor([10.0, 20.0], dtype=gg.float64, requires_grad=True)
+    out = gg.ops.index_put(x * 1.0, gg.tensor([0, 2]), v)        # flat positions
+    assert out.tolist() == [10.0, 2.0, 20.0, 4.0]
+    (out * gg.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert v.grad.tolist() == [1.0, 3.0] and x.grad.tolist() == [0.0, 2.0, 0.0, 4.0]
+    y = gg.zeros(2, 3, dtype=gg.float64, requires_grad=True)
+    w = gg.tensor([5.0, 6.0], dtype=gg.float64, requires_grad=True)
+    out = gg.index_put(y, (gg.tensor([1, 0]), gg.tensor([2, 2])), w)   # PyTorch's form
+    (out * out).sum().backward()
+    assert out.tolist() == [[0.0, 0.0, 6.0], [0.0, 0.0, 5.0]]
+    assert w.grad.tolist() == [10.0, 12.0]
+    assert gg.gradcheck(lambda a, b: gg.index_put(a, (gg.tensor([1, 0]),), b, True),
+                        [gg.tensor(np.ones((2, 3)), requires_grad=True),
+                         gg.tensor(np.ones(3) * 0.5, requires_grad=True)])
+    with pytest.raises(TypeError, match="must be integers"):
+        gg.ops.index_put(x, gg.tensor([0.0]), v[:1])
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        gg.ops.index_put(x, gg.tensor([0, 1]), gg.ones(3, dtype=gg.float64))
+    if torch is not None:
+        tx = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+        tv = torch.tensor([7.0, 8.0], dtype=torch.float64)
+        expected = torch.index_put(tx, (torch.tensor([1, 1]),), tv, accumulate=True)
+        got = gg.index_put(gg.tensor(tx.numpy()), (gg.tensor([1, 1]),), gg.tensor(tv.numpy()),
+                           accumulate=True)
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("index", [
+    lambda T: T.tensor([2, 0]),
+    lambda T: (T.tensor([2, 0]), T.tensor([1, 1])),
+    lambda T: T.tensor([True, False, True]),
+    lambda T: (slice(None), T.tensor([0, 2])),
+], ids=["rows", "pairs", "mask", "columns"])
+def test_setitem_with_an_index_tensor_and_a_value_that_requires_grad(index):
+    np_index = index(types.SimpleNamespace(tensor=np.array))
+    x_np = np.arange(9.0).reshape(3, 3)
+    x = gg.tensor(x_np, requires_grad=True)
+    y = x * 1.0
+    v = gg.tensor(np.full(np.shape(x_np[np_index]), 0.5), requires_grad=True)
+    y[index(gg)] = v * 3.0
+    (y * y).sum().backward()
+    expected_y = x_np.copy()
+    expected_y[np_index] = 1.5
+    np.testing.assert_allclose(y.detach().numpy(), expected_y)
+    written = np.zeros((3, 3), dtype=bool)
+    written[np_index] = True
+    np.testing.assert_allclose(x.grad.numpy(), np.where(written, 0.0, 2 * x_np))
+    np.testing.assert_allclose(v.grad.numpy(), np.full(v.shape, 9.0))

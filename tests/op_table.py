@@ -793,6 +793,14 @@ OPS += [
     OpCase("norm_dim", lambda x: x.norm(dim=-1, keepdim=True) + x.norm(3, dim=-1, keepdim=True),
            lambda x: np.linalg.norm(x, axis=-1, keepdims=True)
            + np.sum(np.abs(x) ** 3, axis=-1, keepdims=True) ** (1 / 3), matrix_last),
+    OpCase("norm_nuc", lambda x: gg.norm(x, "nuc"), lambda x: np.linalg.norm(x, "nuc"),
+           lambda rng: [random_shape(rng, 2, 2)], torch_order=2),
+    OpCase("norm_nuc_dims", lambda x: x.norm("nuc", dim=(2, 0), keepdim=True)
+           + gg.norm(x, "fro", dim=(0, 2), keepdim=True),
+           lambda x: np.linalg.svd(np.moveaxis(x, 1, 0).transpose(0, 2, 1),
+                                   compute_uv=False).sum(-1)[None, :, None]
+           + np.sqrt((x * x).sum(axis=(0, 2), keepdims=True)),
+           lambda rng: [random_shape(rng, 3, 3)], torch_order=2),
     OpCase("norm_1_inf", lambda x: x.norm(1) + x.norm(float("inf"), dim=0),
            lambda x: np.abs(x).sum() + np.abs(x).max(axis=0), matrix_last, domain="away",
            smooth=False),

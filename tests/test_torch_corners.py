@@ -416,3 +416,31 @@ def test_setitem_with_an_index_tensor_and_a_value_that_requires_grad(index):
     written[np_index] = True
     np.testing.assert_allclose(x.grad.numpy(), np.where(written, 0.0, 2 * x_np))
     np.testing.assert_allclose(v.grad.numpy(), np.full(v.shape, 9.0))
+
+
+# -- the nuclear norm ------------------------------------------------------------------------------
+def test_nuclear_norm_third_derivative_is_a_clear_error_and_the_engine_stays_usable():
+    x = gg.tensor(np.random.default_rng(2).uniform(-1, 1, (3, 2)), requires_grad=True)
+    (g,) = gg.autograd.grad(gg.norm(x, "nuc"), [x], create_graph=True)
+    (h,) = gg.autograd.grad((g * g).sum(), [x], create_graph=True)     # second order: fine
+    with pytest.raises(NotImplementedError, match="third derivative of the nuclear norm"):
+        gg.autograd.grad((h * h).sum(), [x])
+    assert gg.norm(x, "nuc").item() == pytest.approx(
+        np.linalg.norm(x.detach().numpy(), "nuc"))
+
+
+def test_norm_with_nuc_and_fro_checks_its_dims_as_torch():
+    x = gg.ones(2, 3, 4)
+    with pytest.raises(ValueError, match="2-D tensor"):
+        gg.norm(x, "nuc")
+    with pytest.raises(ValueError, match="2-tuple"):
+        gg.norm(x, "nuc", dim=1)
+    with pytest.raises(ValueError, match="at most two dims"):
+        gg.norm(x, "fro", dim=(0, 1, 2))
+    assert gg.norm(x, "fro").item() == pytest.approx(np.sqrt(24))      # all elements
+    with pytest.raises(TypeError, match="floating"):
+        gg.norm(gg.ones(2, 2, dtype=gg.int64), "nuc")
+    if torch is not None:
+        for call in (lambda T, t: T.norm(t, "nuc"), lambda T, t: T.norm(t, "fro", dim=(0, 1, 2))):
+            with pytest.raises(RuntimeError):
+                call(torch, torch.ones(2, 3, 4))

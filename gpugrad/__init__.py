@@ -228,6 +228,11 @@ float64 = _np.dtype(_np.float64)
 int32 = _np.dtype(_np.int32)
 int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
+# PyTorch's names of the other integer dtypes and of bool
+int8 = _np.dtype(_np.int8)
+int16 = _np.dtype(_np.int16)
+uint8 = _np.dtype(_np.uint8)
+bool = bool_        # noqa: A001  (torch.bool; the builtin stays reachable as builtins.bool)
 
 __all__ = [
     # namespaces
@@ -237,7 +242,8 @@ __all__ = [
     "Device", "cuda_available", "default_device", "device", "manual_seed",
     "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Size", "Tensor",
     # dtypes
-    "float16", "float32", "float64", "int32", "int64", "bool_",
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
+    "bool_",
     # mixed precision, checkpointing, interchange
     "autocast", "checkpoint", "from_dlpack",
     # creation

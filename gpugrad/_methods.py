@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device, _methods_ops, ops
+from . import _device, _methods_ops, creation, ops
 from ._autograd.backward import backward, register_post_accumulate_grad_hook
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
@@ -380,7 +380,94 @@ def _fill_(self, value):
 
 _CONVERSIONS = tuple((name, np.dtype(t)) for name, t in (
     ("float", np.float32), ("double", np.float64), ("half", np.float16), ("long", np.int64),
-    ("int", np.int32), ("bool", np.bool_)))
+    ("int", np.int32), ("bool", np.bool_), ("short", np.int16), ("char", np.int8),
+    ("byte", np.uint8)))
+
+
+# -- PyTorch's method spellings of the operators and the habits around them ------------------
+def _div(self, other, *, rounding_mode=None):
+    if rounding_mode is None:
+        return self / other
+    if rounding_mode == "floor":
+        return ops.floor_divide(self, other)
+    if rounding_mode == "trunc":
+        if self.dtype.kind in "fV" or getattr(other, "dtype", np.dtype(type(other))).kind == "f":
+            return ops.trunc(self / other)
+        return ops.floor_divide(self - ops.fmod(self, other), other)   # exact on integers
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                     f"found '{rounding_mode}'")
+
+
+def _matrix_product(name, ndim):
+    def product(self, other):
+        if self.ndim != ndim or getattr(other, "ndim", None) != ndim:
+            raise ValueError(f"{name}: expected {ndim}-D tensors, got shapes "
+                             f"{shape_str(self.shape)} and "
+                             f"{shape_str(getattr(other, 'shape', ()))}")
+        return ops.matmul(self, other)
+    return product
+
+
+def _t(self):
+    if self.ndim > 2:
+        raise ValueError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                         f"{self.ndim}D")
+    return ops.transpose(self, 0, 1) if self.ndim == 2 else self
+
+
+def _new(make):
+    """``x.new_zeros(...)`` and its kin: x's dtype and device unless given."""
+    def method(self, *args, dtype=None, device=None, requires_grad=False, **kwargs):
+        return make(*args, dtype=self.dtype if dtype is None else dtype,
+                    device=self.device if device is None else device,
+                    requires_grad=requires_grad, **kwargs)
+    return method
+
+
+# in-place forms of the unary maths: name -> whether its backward needs nothing of its input
+# (it saves its output or nothing): no copy of the old value is kept then
+_UNARY_INPLACE = {"exp": True, "log": False, "sqrt": True, "abs": False, "neg": True,
+                  "square": False, "sin": False, "cos": False, "sign": True, "floor": True,
+                  "ceil": True, "round": True, "trunc": True, "log1p": False,
+                  "expm1": True, "rsqrt": True, "erf": False}
+
+
+def _install_habits(T):
+    T.add = lambda self, other, *, alpha=1: self + _scaled(other, alpha)
+    T.sub = lambda self, other, *, alpha=1: self - _scaled(other, alpha)
+    T.subtract = T.sub
+    T.mul = T.multiply = lambda self, other: self * other
+    T.div = T.divide = _div
+    T.true_divide = lambda self, other: self / other
+    T.pow = lambda self, exponent: self ** exponent
+    T.neg = T.negative = lambda self: -self
+    T.reciprocal = lambda self: 1.0 / self
+    T.maximum = lambda self, other: ops.maximum(self, other)
+    T.minimum = lambda self, other: ops.minimum(self, other)
+    T.clamp_min = lambda self, min: ops.clip(self, min=min)
+    T.clamp_max = lambda self, max: ops.clip(self, max=max)
+    T.clamp_min_ = lambda self, min: self.clamp_(min=min)
+    T.clamp_max_ = lambda self, max: self.clamp_(max=max)
+    T.type_as = lambda self, other: _to(self, other.dtype)
+    T.reshape_as = lambda self, other: ops.reshape(self, tuple(other.shape))
+    T.new_zeros = _new(creation.zeros)
+    T.new_ones = _new(creation.ones)
+    T.new_empty = _new(creation.empty)
+    T.new_full = _new(creation.full)
+    T.new_tensor = _new(creation.tensor)
+    T.mm = _matrix_product("mm", 2)
+    T.bmm = _matrix_product("bmm", 3)
+    T.dot = _matrix_product("dot", 1)
+    T.t = _t
+    T.is_floating_point = lambda self: self.dtype.kind in "fV"
+    T.is_contiguous = lambda self: bool(self._data.flags.c_contiguous)
+    T.element_size = lambda self: self.dtype.itemsize
+    T.nelement = lambda self: self.numel()
+    T.ndimension = lambda self: self.ndim
+    for name, output_only in _UNARY_INPLACE.items():
+        fn = getattr(ops, name)
+        setattr(T, name + "_", lambda self, _f=fn, _o=output_only: apply_inplace(
+            self, _f, saves_input=not _o))
 
 
 def _install():
@@ -416,6 +503,7 @@ def _install():
     T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
     T.backward = _backward
     _methods_ops.install(T)          # PyTorch's op set: maths, reductions, movement
+    _install_habits(T)
     T.register_post_accumulate_grad_hook = register_post_accumulate_grad_hook
 
 

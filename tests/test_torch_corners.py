@@ -444,3 +444,81 @@ def test_norm_with_nuc_and_fro_checks_its_dims_as_torch():
         for call in (lambda T, t: T.norm(t, "nuc"), lambda T, t: T.norm(t, "fro", dim=(0, 1, 2))):
             with pytest.raises(RuntimeError):
                 call(torch, torch.ones(2, 3, 4))
+
+
+# -- habits a ported script relies on (found by comparing against torch) ---------------------
+def test_where_of_two_python_numbers_gives_pytorchs_dtype():
+    cond = gg.tensor([True, False])
+    assert gg.where(cond, 1.0, 0.0).dtype == gg.float32          # was float64 (NumPy's)
+    assert gg.where(cond, 1, 0).dtype == gg.int64
+    assert gg.where(cond, True, False).dtype == gg.bool
+    assert gg.where(cond, 1, 0.5).tolist() == [1.0, 0.5]
+    x = gg.tensor([1.0, -2.0], dtype=gg.float64, requires_grad=True)
+    gg.where(x > 0, x, 0.0).sum().backward()                    # a tensor beside a number
+    assert x.grad.tolist() == [1.0, 0.0]
+
+
+def test_integer_logsumexp_is_the_default_float_and_bool_square_is_int64():
+    i = gg.tensor([[1, 2], [3, 4]])
+    assert gg.logsumexp(i, 1).dtype == gg.float32                # was float64
+    np.testing.assert_allclose(gg.logsumexp(i, 1).numpy(),
+                               np.log(np.exp([[1, 2], [3, 4]]).sum(1)), rtol=1e-6)
+    assert gg.tensor([True, False]).square().dtype == gg.int64   # was int8
+    assert gg.tensor([True, False]).square().tolist() == [1, 0]
+
+
+def test_sum_mean_and_logsumexp_of_a_0d_tensor_over_dim_0_and_minus_1():
+    x = gg.tensor(2.5, dtype=gg.float64, requires_grad=True)
+    for dim in (0, -1):
+        assert x.sum(dim).item() == 2.5 and x.mean(dim).item() == 2.5
+        assert gg.logsumexp(x, dim).item() == pytest.approx(2.5)
+        assert x.sum(dim, keepdim=True).shape == ()
+    (x.sum(0) + x.mean(-1) * 2).backward()
+    assert x.grad.item() == 3.0
+    with pytest.raises(IndexError, match="range of \\[-1, 0\\]"):
+        x.sum(1)
+
+
+@pytest.mark.parametrize("expr", [
+    "T.tensor([1., 2.]).add(T.tensor([1., 1.]), alpha=3)",
+    "T.tensor([1., 2.]).sub(1.5)", "T.tensor([1, 2]).mul(2)", "T.tensor([1, 2]).div(2)",
+    "T.tensor([5, -5]).div(2, rounding_mode='trunc')",
+    "T.tensor([5, -5]).div(2, rounding_mode='floor')",
+    "T.tensor([5., -5.]).div(2, rounding_mode='trunc')", "T.tensor([1, 2]).true_divide(4)",
+    "T.tensor([1, 2]).pow(2)", "T.tensor([1, 2]).pow(0.5)", "T.tensor([1., 2.]).neg()",
+    "T.tensor([1, 2]).reciprocal()", "T.tensor([1, 2]).maximum(T.tensor([2., 1.]))",
+    "T.tensor([1., 2.]).minimum(T.tensor([2., 1.]))", "T.tensor([1, -2]).clamp_min(0)",
+    "T.tensor([1., 3.]).clamp_max(2.0)", "T.tensor([1.5, 2.]).type_as(T.tensor([1]))",
+    "T.tensor([1., 2.]).new_zeros(2, 3)", "T.tensor([1, 2]).new_ones((2,))",
+    "T.tensor([1., 2.]).new_full((2,), 3)", "T.tensor([1., 2.]).new_tensor([3, 4])",
+    "T.tensor([[1., 2.]]).mm(T.tensor([[3.], [4.]]))", "T.ones(2, 1, 3).bmm(T.ones(2, 3, 2))",
+    "T.tensor([1., 2.]).dot(T.tensor([3., 4.]))", "T.tensor([[1., 2.]]).t()",
+    "T.arange(6).reshape_as(T.ones(2, 3))", "T.tensor([1, 2]).byte()",
+    "T.tensor([1, 2]).short()", "T.tensor([1, 2]).char()", "T.ones(2).to(T.bool)",
+    "T.tensor([1.0, 4.0]).sqrt_()", "T.tensor([1.0, -4.0]).abs_()", "T.tensor([0.5]).exp_()",
+    "T.tensor([-1.5, 1.5]).floor_()", "T.tensor([1, 2]).is_floating_point()",
+    "T.tensor([1., 2.]).element_size()", "T.zeros(2, 3).t().is_contiguous()",
+    "T.zeros(2, 3).nelement()", "T.zeros(2, 3).ndimension()",
+])
+def test_method_spellings_match_torch(expr):
+    got = eval(expr, {"T": gg})
+    if torch is None:
+        assert got is not None
+        return
+    expected = eval(expr, {"T": torch})
+    if isinstance(expected, torch.Tensor):
+        assert str(got.dtype) == str(expected.dtype).replace("torch.", "")
+        assert tuple(got.shape) == tuple(expected.shape)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6)
+    else:
+        assert got == expected
+
+
+def test_inplace_unary_methods_on_a_non_leaf():
+    x = gg.tensor([0.5, 1.5], dtype=gg.float64, requires_grad=True)
+    y = x * 2.0
+    assert y.exp_() is y and y.log_() is y and y.sqrt_() is y
+    y.sum().backward()                     # sqrt(log(exp(2x))) = sqrt(2x)
+    np.testing.assert_allclose(x.grad.numpy(), 1 / np.sqrt(2 * x.detach().numpy()))
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        x.exp_()

@@ -13,7 +13,7 @@ from .._tensor import Tensor, wrap
 from ._amp import to_float32
 from ._common import computed, const_like, dim_args, keepdims_shape, normalize_axes, raw, xp_of
 from ._common import prod as numel
-from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, where
+from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, to_float, where
 from .linalg import nuclear_norm
 from .math import sign
 from .select import _pad_constant, clone, flip
@@ -59,7 +59,7 @@ def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
         x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
-    axes = normalize_axes(dim, x.ndim)
+    axes = _axes(x, dim)
     return apply(Sum, (x,), Sum.Params(axes, keepdim, x.shape))
 
 
@@ -74,7 +74,7 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
         raise TypeError(f"mean(): could not infer output dtype. Input dtype must be either a "
                         f"floating point or complex dtype. Got: {raw(x).dtype} (pass "
                         "dtype=gg.float32 or convert with .float())")
-    axes = normalize_axes(dim, x.ndim)
+    axes = _axes(x, dim)
     count = numel(x.shape[a] for a in axes)
     total = apply(Sum, (x,), Sum.Params(axes, keepdim, x.shape))
     return total * (1.0 / count) if count else total * float("nan")
@@ -215,7 +215,9 @@ def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     dim, keepdim = dim_args("logsumexp", dim, keepdim, axis, keepdims)
     if _autocast.active:
         x = to_float32(x)
-    axes = normalize_axes(dim, x.ndim)
+    if x.dtype.kind not in "fcV":
+        x = to_float(x)          # integers become the default float, as in PyTorch
+    axes = _axes(x, dim)
     return apply(LogSumExp, (x,), LogSumExp.Params(axes, keepdim, x.shape))
 
 

@@ -432,7 +432,50 @@ _UNARY_INPLACE = {"exp": True, "log": False, "sqrt": True, "abs": False, "neg": 
                   "expm1": True, "rsqrt": True, "erf": False}
 
 
+def _count_nonzero(self, dim=None):
+    """The number of non-zero elements over ``dim`` (all when None), as int64."""
+    if dim is None:
+        dim = tuple(range(self.ndim))
+    return ops.sum(ops.ne(self, 0), dim).to(np.int64)
+
+
+def _nonzero(self, *, as_tuple=False):
+    """The indices of the non-zero elements: (n, ndim) int64, or one 1-D tensor per dim."""
+    dev = self.device
+    xp = dev.xp
+    found = xp.nonzero(self._data.reshape(1) if self.ndim == 0 else self._data)
+    parts = [wrap(dev.adopt(i.astype(np.int64)), dev) for i in found]
+    if as_tuple:
+        return tuple(parts)
+    if self.ndim == 0:          # one row per non-zero element, of no coordinates
+        return wrap(dev.adopt(xp.zeros((int(found[0].size), 0), dtype=np.int64)), dev)
+    return ops.stack(parts, 1)
+
+
+def _diff(self, n=1, dim=-1, prepend=None, append=None):
+    """The n-th forward difference along ``dim``, as torch.diff."""
+    if self.ndim == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    x = self
+    if prepend is not None or append is not None:
+        x = ops.cat([t for t in (prepend, x, append) if t is not None], dim)
+    for _ in range(n):
+        size = x.shape[dim]
+        if size == 0:
+            break
+        later, earlier = ops.narrow(x, dim, 1, size - 1), ops.narrow(x, dim, 0, size - 1)
+        x = ops.ne(later, earlier) if x.dtype == np.bool_ else later - earlier
+    return x
+
+
 def _install_habits(T):
+    T.addcmul = lambda self, t1, t2, *, value=1: self + _scaled(t1 * t2, value)
+    T.addcdiv = lambda self, t1, t2, *, value=1: self + _scaled(t1 / t2, value)
+    T.addcmul_ = lambda self, t1, t2, *, value=1: self.add_(t1 * t2, alpha=value)
+    T.addcdiv_ = lambda self, t1, t2, *, value=1: self.add_(t1 / t2, alpha=value)
+    T.count_nonzero = _count_nonzero
+    T.nonzero = _nonzero
+    T.diff = _diff
     T.add = lambda self, other, *, alpha=1: self + _scaled(other, alpha)
     T.sub = lambda self, other, *, alpha=1: self - _scaled(other, alpha)
     T.subtract = T.sub

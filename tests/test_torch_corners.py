@@ -522,3 +522,54 @@ def test_inplace_unary_methods_on_a_non_leaf():
     np.testing.assert_allclose(x.grad.numpy(), 1 / np.sqrt(2 * x.detach().numpy()))
     with pytest.raises(RuntimeError, match="leaf Variable"):
         x.exp_()
+
+
+@pytest.mark.parametrize("shape,dim", [((0,), 0), ((2, 0), -1), ((0, 3), 1)])
+def test_softmax_of_an_empty_tensor_is_empty(shape, dim):
+    x = gg.zeros(*shape, requires_grad=True)
+    for f in (gg.softmax, gg.log_softmax):
+        out = f(x, dim)
+        assert out.shape == shape and out.dtype == gg.float32
+        out.sum().backward()
+        assert x.grad.shape == shape
+
+
+@pytest.mark.parametrize("expr", [
+    "T.tensor([[1., 0.], [3., 0.]]).count_nonzero()",
+    "T.tensor([[1., 0.], [3., 0.]]).count_nonzero(0)",
+    "T.tensor([[1, 0], [3, 0]]).count_nonzero((0, 1))",
+    "T.tensor([[1., 0.], [3., 0.]]).nonzero()",
+    "T.tensor([[1., 0.], [3., 0.]]).nonzero(as_tuple=True)[1]",
+    "T.tensor([0., 0.]).nonzero()", "T.tensor(2.).nonzero()", "T.tensor(0.).nonzero()",
+    "T.tensor([1, 4, 9, 16]).diff()", "T.tensor([[1., 4.], [9., 16.]]).diff(dim=0)",
+    "T.tensor([1, 4, 9, 16]).diff(n=2)",
+    "T.tensor([1, 4]).diff(prepend=T.tensor([0]), append=T.tensor([5, 7]))",
+    "T.tensor([True, False, False]).diff()",
+    "T.tensor([1., 2.]).addcmul(T.tensor([2., 3.]), T.tensor([4., 5.]), value=0.5)",
+    "T.tensor([1., 2.]).addcdiv(T.tensor([2., 3.]), T.tensor([4., 5.]), value=2)",
+    "T.tensor([1, 2]).addcmul(T.tensor([2, 3]), T.tensor([4, 5]))",
+])
+def test_counting_and_difference_methods_match_torch(expr):
+    test_method_spellings_match_torch(expr)
+
+
+def test_addcmul_and_diff_are_differentiable():
+    a, b, c = (gg.tensor(np.random.default_rng(k).uniform(0.5, 1.5, (2, 3)), requires_grad=True)
+               for k in range(3))
+    assert gg.gradcheck(lambda x, y, z: x.addcdiv(y, z, value=0.5).addcmul(y, z).diff(dim=0),
+                        [a, b, c])
+    y = a * 1.0
+    y.addcmul_(b, c, value=2.0)
+    y.sum().backward()
+    np.testing.assert_allclose(b.grad.numpy(), 2.0 * c.detach().numpy())
+
+
+def test_forward_mode_through_an_inplace_activation():
+    x = gg.tensor([0.3, -1.2], dtype=gg.float64)
+    t = gg.tensor([1.0, 0.5], dtype=gg.float64)
+    for f, g in ((lambda a: F.silu(a * 2.0, inplace=True).sum(), lambda a: F.silu(a * 2.0).sum()),
+                 (lambda a: (a * 1.0).tanh_().sum(), lambda a: gg.tanh(a).sum())):
+        np.testing.assert_allclose(gg.jvp(f, (x,), (t,))[1].numpy(),
+                                   gg.jvp(g, (x,), (t,))[1].numpy(), rtol=1e-12)
+        np.testing.assert_allclose(gg.hvp(f, (x,), (t,))[1][0].numpy(),
+                                   gg.hvp(g, (x,), (t,))[1][0].numpy(), rtol=1e-12)

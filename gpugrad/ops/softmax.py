@@ -59,9 +59,11 @@ def _one_axis(axis, ndim, what):
 
 def _over_rows(op, x, axis):
     """op along ``axis``; a 0-d x is one row of one element (1 for softmax, 0 for
-    log_softmax, as PyTorch gives)."""
+    log_softmax, as PyTorch gives); an empty x gives an empty result."""
     if x.ndim == 0:
         return reshape(apply(op, (reshape(x, (1,)),), op.Params(0)), ())
+    if 0 in x.shape:
+        return x * 0.0           # no rows, or rows of nothing: an empty result, as PyTorch
     return apply(op, (x,), op.Params(axis))
 
 

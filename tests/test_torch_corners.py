@@ -384,6 +384,10 @@ def test_index_put_with_tensor_positions_and_a_value_that_requires_grad():
                          gg.tensor(np.ones(3) * 0.5, requires_grad=True)])
     with pytest.raises(TypeError, match="must be integers"):
         gg.ops.index_put(x, gg.tensor([0.0]), v[:1])
+    with pytest.raises(TypeError, match="tuple of index tensors"):
+        gg.index_put(x, [0, 2], v)                   # not x[0, 2]: PyTorch refuses ints too
+    assert gg.index_put(gg.zeros(2, 2), (None, gg.tensor([1])), 1.0).tolist() == [[0.0, 1.0],
+                                                                                  [0.0, 1.0]]
     with pytest.raises(ValueError, match="cannot be broadcast"):
         gg.ops.index_put(x, gg.tensor([0, 1]), gg.ones(3, dtype=gg.float64))
     if torch is not None:

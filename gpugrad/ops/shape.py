@@ -352,6 +352,10 @@ def index_put(x, indices, value, accumulate=False):
     dev = x.device
     xp = dev.xp
     if isinstance(indices, (tuple, list)):
+        for i in indices:
+            if i is not None and not isinstance(i, Tensor):
+                raise TypeError(f"index_put(): indices must be a tuple of index tensors (None "
+                                f"for a whole dimension), got a {type(i).__name__} among them")
         items = tuple(slice(None) if i is None else i for i in indices)
         positions = flat_positions(x.shape, index_steps(items, dev), dev)
     else:

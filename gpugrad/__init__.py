@@ -122,6 +122,10 @@ from .ops import (
                        greater_equal,
                        gt,
                        hstack,
+                       index_add,
+                       index_copy,
+                       index_fill,
+                       index_put,
                        index_select,
                        isclose,
                        isfinite,
@@ -224,6 +228,11 @@ float64 = _np.dtype(_np.float64)
 int32 = _np.dtype(_np.int32)
 int64 = _np.dtype(_np.int64)
 bool_ = _np.dtype(_np.bool_)
+# PyTorch's names of the other integer dtypes and of bool
+int8 = _np.dtype(_np.int8)
+int16 = _np.dtype(_np.int16)
+uint8 = _np.dtype(_np.uint8)
+bool = bool_        # noqa: A001  (torch.bool; the builtin stays reachable as builtins.bool)
 
 __all__ = [
     # namespaces
@@ -233,7 +242,8 @@ __all__ = [
     "Device", "cuda_available", "default_device", "device", "manual_seed",
     "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "Size", "Tensor",
     # dtypes
-    "float16", "float32", "float64", "int32", "int64", "bool_",
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
+    "bool_",
     # mixed precision, checkpointing, interchange
     "autocast", "checkpoint", "from_dlpack",
     # creation
@@ -252,7 +262,8 @@ __all__ = [
     "clip", "clone", "concat", "concatenate", "cos", "cosh", "cumprod", "cumsum", "diag",
     "diag_embed", "diagonal", "einsum", "eq", "equal", "erf", "exp", "exp2", "expm1", "fix",
     "flatten", "flip", "fliplr", "flipud", "floor", "floor_divide", "fmod", "gather", "ge", "ger",
-    "greater", "greater_equal", "gt", "hstack", "index_select", "isclose", "isfinite",
+    "greater", "greater_equal", "gt", "hstack", "index_add", "index_copy", "index_fill",
+    "index_put", "index_select", "isclose", "isfinite",
     "isinf", "isnan", "isneginf", "isposinf", "kthvalue", "le", "lerp", "less", "less_equal",
     "log", "log10", "log1p", "log2", "log_softmax", "logaddexp", "logcumsumexp", "logical_and",
     "logical_not", "logical_or", "logical_xor", "logsumexp", "lt", "masked_fill", "masked_scatter",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _device, _methods_ops, ops
+from . import _device, _methods_ops, creation, ops
 from ._autograd.backward import backward, register_post_accumulate_grad_hook
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
@@ -260,6 +260,15 @@ def _inplace(self, compute, value=None, linear=False, cast_any=False):
     return self
 
 
+def apply_inplace(self, fn, saves_input=True):
+    """self's values replaced by ``fn(self)`` in place (``relu_``, ``F.silu(x, inplace=True)``),
+    recorded as the other in-place ops; returns self. ``saves_input=False`` for an ``fn``
+    whose backward needs only its output: the old value is then not copied aside."""
+    if not isinstance(self, Tensor):
+        raise TypeError(f"an in-place op needs a Tensor, got {type(self).__name__}")
+    return _inplace(self, lambda s, v: fn(s), None, linear=not saves_input)
+
+
 def _rederive_views(root, written, flat):
     """Every other live recorded view of ``root`` (noted on the shared version counter)
     takes its elements of the new base as its graph, as the written chain does: used
@@ -352,7 +361,49 @@ def _install_inplace(T):
     T.clamp_ = lambda self, min=None, max=None: _inplace(
         self, lambda s, v: ops.clip(s, min, max), None)
     T.clip_ = T.clamp_
+    _install_selection_inplace(T)
+    T.relu_ = lambda self: apply_inplace(self, ops.relu, saves_input=False)
+    T.sigmoid_ = lambda self: apply_inplace(self, ops.sigmoid, saves_input=False)
+    T.tanh_ = lambda self: apply_inplace(self, ops.tanh, saves_input=False)
     T.__setitem__ = _setitem
+
+
+def _scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+    """x.scatter_(dim, index, src) or (dim, index, value); ``reduce='add'`` adds instead."""
+    if src is None and value is None:
+        raise TypeError("scatter_(): expected src or value")
+    if not isinstance(src, Tensor):
+        src, value = None, src if src is not None else value
+    if reduce is None:
+        return _inplace(self, lambda s, v: ops.scatter(s, dim, index, v, value), src, True)
+    if reduce != "add":
+        raise NotImplementedError(f"scatter_(): reduce={reduce!r} is not supported (only "
+                                  "'add'; PyTorch deprecates the argument)")
+    return _inplace(self, lambda s, v: ops.scatter_add(s, dim, index, value if v is None else v),
+                    src, True)
+
+
+def _install_selection_inplace(T):
+    """PyTorch's in-place selection methods (each the out-of-place op, written in place)."""
+    T.scatter_ = _scatter_
+    T.scatter_add_ = lambda self, dim, index, src: _inplace(
+        self, lambda s, v: ops.scatter_add(s, dim, index, v), src, True)
+    T.index_add_ = lambda self, dim, index, source, *, alpha=1: _inplace(
+        self, lambda s, v: ops.index_add(s, dim, index, v, alpha=alpha), source, True)
+    T.index_copy_ = lambda self, dim, index, source: _inplace(
+        self, lambda s, v: ops.index_copy(s, dim, index, v), source, True)
+    T.index_fill_ = lambda self, dim, index, value: _inplace(
+        self, lambda s, v: ops.index_fill(s, dim, index, v), value, True)
+    T.masked_fill_ = lambda self, mask, value: _inplace(
+        self, lambda s, v: ops.masked_fill(s, mask, v), value, True)
+    T.masked_scatter_ = lambda self, mask, source: _inplace(
+        self, lambda s, v: ops.masked_scatter(s, mask, v), source, True)
+    T.index_put_ = lambda self, indices, values, accumulate=False: _inplace(
+        self, lambda s, v: index_put(s, indices, v, accumulate), values, True, cast_any=True)
+    T.index_put = lambda self, indices, values, accumulate=False: index_put(
+        self, indices, values, accumulate)
+    for name in ("index_add", "index_copy", "index_fill"):
+        setattr(T, name, getattr(ops, name))
 
 
 def _fill_(self, value):
@@ -364,7 +415,137 @@ def _fill_(self, value):
 
 _CONVERSIONS = tuple((name, np.dtype(t)) for name, t in (
     ("float", np.float32), ("double", np.float64), ("half", np.float16), ("long", np.int64),
-    ("int", np.int32), ("bool", np.bool_)))
+    ("int", np.int32), ("bool", np.bool_), ("short", np.int16), ("char", np.int8),
+    ("byte", np.uint8)))
+
+
+# -- PyTorch's method spellings of the operators and the habits around them ------------------
+def _div(self, other, *, rounding_mode=None):
+    if rounding_mode is None:
+        return self / other
+    if rounding_mode == "floor":
+        return ops.floor_divide(self, other)
+    if rounding_mode == "trunc":
+        if self.dtype.kind in "fV" or getattr(other, "dtype", np.dtype(type(other))).kind == "f":
+            return ops.trunc(self / other)
+        return ops.floor_divide(self - ops.fmod(self, other), other)   # exact on integers
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                     f"found '{rounding_mode}'")
+
+
+def _matrix_product(name, ndim):
+    def product(self, other):
+        if self.ndim != ndim or getattr(other, "ndim", None) != ndim:
+            raise ValueError(f"{name}: expected {ndim}-D tensors, got shapes "
+                             f"{shape_str(self.shape)} and "
+                             f"{shape_str(getattr(other, 'shape', ()))}")
+        return ops.matmul(self, other)
+    return product
+
+
+def _t(self):
+    if self.ndim > 2:
+        raise ValueError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                         f"{self.ndim}D")
+    return ops.transpose(self, 0, 1) if self.ndim == 2 else self
+
+
+def _new(make):
+    """``x.new_zeros(...)`` and its kin: x's dtype and device unless given."""
+    def method(self, *args, dtype=None, device=None, requires_grad=False, **kwargs):
+        return make(*args, dtype=self.dtype if dtype is None else dtype,
+                    device=self.device if device is None else device,
+                    requires_grad=requires_grad, **kwargs)
+    return method
+
+
+# in-place forms of the unary maths: name -> whether its backward needs nothing of its input
+# (it saves its output or nothing): no copy of the old value is kept then
+_UNARY_INPLACE = {"exp": True, "log": False, "sqrt": True, "abs": False, "neg": True,
+                  "square": False, "sin": False, "cos": False, "sign": True, "floor": True,
+                  "ceil": True, "round": True, "trunc": True, "log1p": False,
+                  "expm1": True, "rsqrt": True, "erf": False}
+
+
+def _count_nonzero(self, dim=None):
+    """The number of non-zero elements over ``dim`` (all when None), as int64."""
+    if dim is None:
+        dim = tuple(range(self.ndim))
+    return ops.sum(ops.ne(self, 0), dim).to(np.int64)
+
+
+def _nonzero(self, *, as_tuple=False):
+    """The indices of the non-zero elements: (n, ndim) int64, or one 1-D tensor per dim."""
+    dev = self.device
+    xp = dev.xp
+    found = xp.nonzero(self._data.reshape(1) if self.ndim == 0 else self._data)
+    parts = [wrap(dev.adopt(i.astype(np.int64)), dev) for i in found]
+    if as_tuple:
+        return tuple(parts)
+    if self.ndim == 0:          # one row per non-zero element, of no coordinates
+        return wrap(dev.adopt(xp.zeros((int(found[0].size), 0), dtype=np.int64)), dev)
+    return ops.stack(parts, 1)
+
+
+def _diff(self, n=1, dim=-1, prepend=None, append=None):
+    """The n-th forward difference along ``dim``, as torch.diff."""
+    if self.ndim == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    x = self
+    if prepend is not None or append is not None:
+        x = ops.cat([t for t in (prepend, x, append) if t is not None], dim)
+    for _ in range(n):
+        size = x.shape[dim]
+        if size == 0:
+            break
+        later, earlier = ops.narrow(x, dim, 1, size - 1), ops.narrow(x, dim, 0, size - 1)
+        x = ops.ne(later, earlier) if x.dtype == np.bool_ else later - earlier
+    return x
+
+
+def _install_habits(T):
+    T.addcmul = lambda self, t1, t2, *, value=1: self + _scaled(t1 * t2, value)
+    T.addcdiv = lambda self, t1, t2, *, value=1: self + _scaled(t1 / t2, value)
+    T.addcmul_ = lambda self, t1, t2, *, value=1: self.add_(t1 * t2, alpha=value)
+    T.addcdiv_ = lambda self, t1, t2, *, value=1: self.add_(t1 / t2, alpha=value)
+    T.count_nonzero = _count_nonzero
+    T.nonzero = _nonzero
+    T.diff = _diff
+    T.add = lambda self, other, *, alpha=1: self + _scaled(other, alpha)
+    T.sub = lambda self, other, *, alpha=1: self - _scaled(other, alpha)
+    T.subtract = T.sub
+    T.mul = T.multiply = lambda self, other: self * other
+    T.div = T.divide = _div
+    T.true_divide = lambda self, other: self / other
+    T.pow = lambda self, exponent: self ** exponent
+    T.neg = T.negative = lambda self: -self
+    T.reciprocal = lambda self: 1.0 / self
+    T.maximum = lambda self, other: ops.maximum(self, other)
+    T.minimum = lambda self, other: ops.minimum(self, other)
+    T.clamp_min = lambda self, min: ops.clip(self, min=min)
+    T.clamp_max = lambda self, max: ops.clip(self, max=max)
+    T.clamp_min_ = lambda self, min: self.clamp_(min=min)
+    T.clamp_max_ = lambda self, max: self.clamp_(max=max)
+    T.type_as = lambda self, other: _to(self, other.dtype)
+    T.reshape_as = lambda self, other: ops.reshape(self, tuple(other.shape))
+    T.new_zeros = _new(creation.zeros)
+    T.new_ones = _new(creation.ones)
+    T.new_empty = _new(creation.empty)
+    T.new_full = _new(creation.full)
+    T.new_tensor = _new(creation.tensor)
+    T.mm = _matrix_product("mm", 2)
+    T.bmm = _matrix_product("bmm", 3)
+    T.dot = _matrix_product("dot", 1)
+    T.t = _t
+    T.is_floating_point = lambda self: self.dtype.kind in "fV"
+    T.is_contiguous = lambda self: bool(self._data.flags.c_contiguous)
+    T.element_size = lambda self: self.dtype.itemsize
+    T.nelement = lambda self: self.numel()
+    T.ndimension = lambda self: self.ndim
+    for name, output_only in _UNARY_INPLACE.items():
+        fn = getattr(ops, name)
+        setattr(T, name + "_", lambda self, _f=fn, _o=output_only: apply_inplace(
+            self, _f, saves_input=not _o))
 
 
 def _install():
@@ -401,6 +582,7 @@ def _install():
     T.cuda = lambda self, index=0: _to(self, f"cuda:{index}")
     T.backward = _backward
     _methods_ops.install(T)          # PyTorch's op set: maths, reductions, movement
+    _install_habits(T)
     T.register_post_accumulate_grad_hook = register_post_accumulate_grad_hook
 
 

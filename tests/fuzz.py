@@ -1831,6 +1831,9 @@ NOT_FUZZED = {
     "bitwise_left_shift": "integer-only", "bitwise_right_shift": "integer-only",
     "ACTIVATIONS": "a table, not an op", "LINEAR_ACTS": "a table, not an op",
     "PRIMITIVES": "the registry, not an op",
+    "index_add": "scatter_add with one index per slice (the scatter_add row); op table",
+    "index_copy": "scatter with one index per slice (the scatter row); op table",
+    "index_fill": "masked_fill with a mask per slice (the masked_fill row); op table",
 }
 
 

@@ -591,6 +591,99 @@ def _np_scatter(x, idx, src, dim, add=False):
     return out
 
 
+def _slices_shapes(unique):
+    """x of 2 or 3 dims and a source of k slices along dim 1 (k <= x's when ``unique``)."""
+    def make(rng):
+        x = random_shape(rng, 2, 3)
+        k = int(rng.integers(1, x[1] + 1 if unique else 4))
+        return [x, x[:1] + (k,) + x[2:]]
+    return make
+
+
+def _slice_index_const(unique):
+    """A 1-D index into dim 1 of x, one entry per source slice (repeats unless unique)."""
+    def make(rng, shapes):
+        n, k = shapes[0][1], shapes[1][1]
+        return [gg.tensor(rng.permutation(n)[:k] if unique else rng.integers(0, n, size=k))]
+    return make
+
+
+def _np_along_1(x, idx, src, how):
+    out = np.moveaxis(x.copy(), 1, 0)
+    if how == "add":
+        np.add.at(out, idx, np.moveaxis(src, 1, 0))
+    elif how == "copy":
+        out[idx] = np.moveaxis(src, 1, 0)
+    else:
+        out[idx] = src
+    return np.moveaxis(out, 0, 1)
+
+
+def _rows_and_value_shapes(rng):
+    """x of 1 to 3 dims and a value of k rows of x's shape (index_put on dim 0)."""
+    x = random_shape(rng, 1, 3)
+    return [x, (int(rng.integers(1, 4)),) + x[1:]]
+
+
+def _row_index_const(rng, shapes):
+    return [gg.tensor(rng.integers(0, shapes[0][0], size=shapes[1][0]))]
+
+
+def _np_index_put_add(x, v, i):
+    out = x.copy()
+    np.add.at(out, i, v)
+    return out
+
+
+def _flat_positions_shapes(rng):
+    x = random_shape(rng, 1, 3)
+    return [x, (int(rng.integers(1, int(np.prod(x)) + 1)),)]
+
+
+def _flat_positions_const(rng, shapes):
+    return [gg.tensor(rng.permutation(int(np.prod(shapes[0])))[:shapes[1][0]])]
+
+
+def _np_put_flat(x, v, positions):
+    out = x.copy().reshape(-1)
+    out[positions] = v
+    return out.reshape(x.shape)
+
+
+def _inplace_selection(x, s, m, T=gg):
+    """Each in-place selection method once, on a non-leaf (x, s, m of one 2-D shape);
+    ``T`` the module (gpugrad, or torch for its twin)."""
+    r, c = x.shape
+    y = x * 1.0
+    y.scatter_add_(0, T.zeros((1, c), dtype=T.int64), s[:1])
+    y.scatter_(1, T.zeros((r, 1), dtype=T.int64), s[:, :1] * 2.0)
+    y.masked_fill_(m, 0.5)
+    y.masked_scatter_(~m, s * 3.0)
+    y.index_add_(0, T.tensor([r - 1]), s[:1], alpha=-1.0)
+    y.index_copy_(1, T.tensor([c - 1]), s[:, :1] * 4.0)
+    y.index_fill_(0, T.tensor([0]), s[0, 0] * 1.0)
+    y.index_put_((T.tensor([r - 1]),), s[-1] * 5.0, accumulate=True)
+    return y * y
+
+
+def _inplace_selection_ref(x, s, m):
+    y = x.copy()
+    y[0] += s[0]
+    y[:, 0] = 2.0 * s[:, 0]
+    y = np.where(m, 0.5, y)
+    y[~m] = (3.0 * s).reshape(-1)[:int((~m).sum())]
+    y[-1] -= s[0]
+    y[:, -1] = 4.0 * s[:, 0]
+    y[0] = s[0, 0]
+    y[-1] += 5.0 * s[-1]
+    return y * y
+
+
+def _matrix_pair(rng):
+    shape = random_shape(rng, 2, 2)
+    return [shape, shape]
+
+
 def _sq3(rng):
     n = int(rng.integers(1, 4))
     return [(int(rng.integers(1, 3)), n, n)]
@@ -700,6 +793,14 @@ OPS += [
     OpCase("norm_dim", lambda x: x.norm(dim=-1, keepdim=True) + x.norm(3, dim=-1, keepdim=True),
            lambda x: np.linalg.norm(x, axis=-1, keepdims=True)
            + np.sum(np.abs(x) ** 3, axis=-1, keepdims=True) ** (1 / 3), matrix_last),
+    OpCase("norm_nuc", lambda x: gg.norm(x, "nuc"), lambda x: np.linalg.norm(x, "nuc"),
+           lambda rng: [random_shape(rng, 2, 2)], torch_order=2),
+    OpCase("norm_nuc_dims", lambda x: x.norm("nuc", dim=(2, 0), keepdim=True)
+           + gg.norm(x, "fro", dim=(0, 2), keepdim=True),
+           lambda x: np.linalg.svd(np.moveaxis(x, 1, 0).transpose(0, 2, 1),
+                                   compute_uv=False).sum(-1)[None, :, None]
+           + np.sqrt((x * x).sum(axis=(0, 2), keepdims=True)),
+           lambda rng: [random_shape(rng, 3, 3)], torch_order=2),
     OpCase("norm_1_inf", lambda x: x.norm(1) + x.norm(float("inf"), dim=0),
            lambda x: np.abs(x).sum() + np.abs(x).max(axis=0), matrix_last, domain="away",
            smooth=False),
@@ -754,6 +855,25 @@ OPS += [
     OpCase("scatter", lambda x, s, i: gg.scatter(x, 0, i, s),
            lambda x, s, i: _np_scatter(x, i, s, 0), lambda rng: [random_shape(rng, 1)] * 2,
            consts=_perm_index_const(0)),
+    OpCase("index_add", lambda x, s, i: gg.index_add(x, 1, i, s, alpha=1.5),
+           lambda x, s, i: _np_along_1(x, i, 1.5 * s, "add"), _slices_shapes(False),
+           consts=_slice_index_const(False)),
+    OpCase("index_copy", lambda x, s, i: x.index_copy(1, i, s),
+           lambda x, s, i: _np_along_1(x, i, s, "copy"), _slices_shapes(True),
+           consts=_slice_index_const(True)),
+    OpCase("index_fill", lambda x, v, i: x.index_fill(1, i, v) * gg.index_fill(x, -1, i, 0.5),
+           lambda x, v, i: _np_along_1(x, i, v, "fill")
+           * np.moveaxis(_np_along_1(np.moveaxis(x, -1, 1), i, 0.5, "fill"), 1, -1),
+           lambda rng: [random_shape(rng, 2, 2), ()],
+           consts=lambda rng, shapes: [gg.tensor(rng.integers(0, shapes[0][1], size=2))]),
+    OpCase("index_put_accumulate", lambda x, v, i: gg.index_put(x, (i,), v, accumulate=True),
+           lambda x, v, i: _np_index_put_add(x, v, i), _rows_and_value_shapes,
+           consts=_row_index_const),
+    OpCase("index_put_positions", lambda x, v, p: gg.ops.index_put(x, p, v),
+           lambda x, v, p: _np_put_flat(x, v, p), _flat_positions_shapes,
+           consts=_flat_positions_const),
+    OpCase("inplace_selection", _inplace_selection, _inplace_selection_ref, _matrix_pair,
+           consts=lambda rng, shapes: [gg.tensor(rng.random(shapes[0]) < 0.5)]),
     OpCase("scatter_add", lambda x, s, i: x.scatter_add(-1, i, s),
            lambda x, s, i: _np_scatter(x, i, s, x.ndim - 1, add=True),
            lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1)),

@@ -2,7 +2,7 @@
 (skipped where torch is not installed; it is an optional extra)."""
 import numpy as np
 import pytest
-from op_table import OPS, make_inputs
+from op_table import OPS, _inplace_selection, make_inputs
 
 import gpugrad as gg
 from gpugrad.kernels import reference
@@ -291,6 +291,15 @@ TORCH.update({
     "index_select": lambda x: torch.index_select(x, 0, torch.tensor([0, 0, x.shape[0] - 1])),
     "scatter": lambda x, s, i: torch.scatter(x, 0, i, s), "scatter_add": _t_scatter_add,
     "masked_fill": lambda x, m: x.masked_fill(m, 0.25),
+    "norm_nuc": lambda x: torch.norm(x, "nuc"),
+    "norm_nuc_dims": lambda x: x.norm("nuc", dim=(2, 0), keepdim=True)
+    + torch.norm(x, "fro", dim=(0, 2), keepdim=True),
+    "index_add": lambda x, s, i: torch.index_add(x, 1, i, s, alpha=1.5),
+    "index_copy": lambda x, s, i: x.index_copy(1, i, s),
+    "index_fill": lambda x, v, i: x.index_fill(1, i, v) * torch.index_fill(x, -1, i, 0.5),
+    "index_put_accumulate": lambda x, v, i: torch.index_put(x, (i,), v, accumulate=True),
+    "index_put_positions": lambda x, v, p: x.put(p, v),
+    "inplace_selection": lambda x, s, m: _inplace_selection(x, s, m, torch),
     "masked_select": lambda x, m: torch.masked_select(x, m),
     "tril_triu": lambda x: torch.tril(x, -1) + torch.triu(x, 1) * 2,
     "diagonal": lambda x: torch.diagonal(x, 1, -1, 0) + 0,

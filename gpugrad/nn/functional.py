@@ -6,6 +6,7 @@ import warnings
 
 from .. import _autocast, _tensor, ops
 from .._autograd.mode import no_grad
+from .._methods import apply_inplace as _apply_inplace
 from .._tensor import Tensor
 from ..ops._amp import to_float32 as _to_float32
 from ..ops._amp import to_low as _to_low
@@ -14,13 +15,13 @@ from ..ops.normalization import check_normalized_shape as _check_normalized_shap
 
 __all__ = [
     "relu", "tanh", "sigmoid", "gelu", "silu", "leaky_relu", "elu", "selu", "celu", "softplus",
+    "relu_", "leaky_relu_", "elu_", "selu_", "celu_", "hardtanh_",
     "mish", "softsign", "hardtanh", "relu6", "hardswish", "hardsigmoid", "logsigmoid",
     "softmax", "log_softmax", "linear", "layer_norm", "normalize", "embedding", "dropout",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
 ]
 
-relu = ops.relu
 tanh = ops.tanh
 sigmoid = ops.sigmoid
 
@@ -52,33 +53,69 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 
 # -- activations ----------------------------------------------------------------------------
-# ``inplace=True`` is accepted for PyTorch code and computes out of place: the returned
-# value is the same.
+# ``inplace=True`` writes the result into the input, as PyTorch's: the same object comes back,
+# its version counter moves, and autograd records the write as the other in-place ops.
+def _maybe_inplace(input, inplace, fn, saves_input=True):
+    if inplace:
+        return _apply_inplace(input, fn, saves_input)
+    return fn(input)
+
+
+def relu(input, inplace=False):
+    """max(x, 0) (fused kernel)."""
+    return _maybe_inplace(input, inplace, ops.relu, saves_input=False)
+
+
+def relu_(input):
+    """relu in place."""
+    return _apply_inplace(input, ops.relu, saves_input=False)
+
+
 def silu(input, inplace=False):
     """x * sigmoid(x) (fused kernel)."""
-    return ops.silu(input)
+    return _maybe_inplace(input, inplace, ops.silu)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x where x > 0 else negative_slope * x (fused kernel)."""
-    return ops.leaky_relu(input, negative_slope)
+    return _maybe_inplace(input, inplace, lambda x: ops.leaky_relu(x, negative_slope))
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    """leaky_relu in place."""
+    return leaky_relu(input, negative_slope, True)
 
 
 def elu(input, alpha=1.0, inplace=False):
     """x where x > 0 else alpha (e^x - 1) (fused kernel)."""
-    return ops.elu(input, alpha)
+    return _maybe_inplace(input, inplace, lambda x: ops.elu(x, alpha))
+
+
+def elu_(input, alpha=1.0):
+    """elu in place."""
+    return elu(input, alpha, True)
 
 
 def selu(input, inplace=False):
     """scale * elu(x, alpha) with SELU's constants."""
-    return ops.elu(input, _SELU_ALPHA) * _SELU_SCALE
+    return _maybe_inplace(input, inplace, lambda x: ops.elu(x, _SELU_ALPHA) * _SELU_SCALE)
+
+
+def selu_(input):
+    """selu in place."""
+    return selu(input, True)
 
 
 def celu(input, alpha=1.0, inplace=False):
     """max(0, x) + min(0, alpha (e^(x / alpha) - 1)), i.e. alpha * elu(x / alpha)."""
     if alpha == 0:
         raise ValueError("celu: alpha must not be zero")
-    return ops.elu(input * (1.0 / alpha), 1.0) * alpha
+    return _maybe_inplace(input, inplace, lambda x: ops.elu(x * (1.0 / alpha), 1.0) * alpha)
+
+
+def celu_(input, alpha=1.0):
+    """celu in place."""
+    return celu(input, alpha, True)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -88,7 +125,7 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 def mish(input, inplace=False):
     """x * tanh(softplus(x))."""
-    return input * ops.tanh(ops.softplus(input, 1.0, 20.0))
+    return _maybe_inplace(input, inplace, lambda x: x * ops.tanh(ops.softplus(x, 1.0, 20.0)))
 
 
 def softsign(input):
@@ -96,27 +133,37 @@ def softsign(input):
     return input / (ops.abs(input) + 1.0)
 
 
-def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    """x clamped to [min_val, max_val]; the gradient passes strictly inside (as PyTorch)."""
-    if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val {min_val} is larger than max_val {max_val}")
+def _hardtanh(input, min_val, max_val):
     inner = ops.where(input >= max_val, float(max_val), input)
     return ops.where(input <= min_val, float(min_val), inner)
 
 
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """x clamped to [min_val, max_val]; the gradient passes strictly inside (as PyTorch)."""
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} is larger than max_val {max_val}")
+    return _maybe_inplace(input, inplace, lambda x: _hardtanh(x, min_val, max_val))
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    """hardtanh in place."""
+    return hardtanh(input, min_val, max_val, True)
+
+
 def relu6(input, inplace=False):
     """min(max(x, 0), 6)."""
-    return hardtanh(input, 0.0, 6.0)
+    return hardtanh(input, 0.0, 6.0, inplace)
 
 
 def hardswish(input, inplace=False):
     """x * relu6(x + 3) / 6."""
-    return input * hardtanh(input + 3.0, 0.0, 6.0) * (1.0 / 6.0)
+    return _maybe_inplace(input, inplace,
+                          lambda x: x * _hardtanh(x + 3.0, 0.0, 6.0) * (1.0 / 6.0))
 
 
 def hardsigmoid(input, inplace=False):
     """relu6(x + 3) / 6."""
-    return hardtanh(input + 3.0, 0.0, 6.0) * (1.0 / 6.0)
+    return _maybe_inplace(input, inplace, lambda x: _hardtanh(x + 3.0, 0.0, 6.0) * (1.0 / 6.0))
 
 
 def logsigmoid(input):
@@ -191,16 +238,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
-    """x / max(||x||_p, eps) along ``dim``."""
-    if p == 2:
-        norm = ops.sqrt(ops.sum(input * input, dim, True))
-    elif p == 1:
-        norm = ops.sum(ops.abs(input), dim, True)
-    elif p == math.inf:
-        norm = ops.max(ops.abs(input), dim, True)
-    else:
-        norm = ops.sum(ops.abs(input) ** float(p), dim, True) ** (1.0 / p)
-    return input / ops.clip(norm, min=eps)
+    """x / max(||x||_p, eps) along ``dim``, as PyTorch's: a zero vector stays zero and its
+    gradient is 1/eps (the norm's own gradient is 0 where the norm is)."""
+    return input / ops.clip(ops.norm(input, p, dim, True), min=eps)
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
@@ -480,14 +520,14 @@ def kl_div(input, target, reduction="mean", log_target=False):
     return _reduce(loss, reduction, "kl_div")
 
 
-def dropout(x, p=0.5, training=True):
-    """Zero each element with probability p and scale the rest by 1/(1-p). The mask is
-    drawn by a counter-based generator (Philox): the backward pass redraws it, and a
-    compiled step draws a new one at every replay."""
+def dropout(x, p=0.5, training=True, inplace=False):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (in x itself with
+    ``inplace``). The mask is drawn by a counter-based generator (Philox): the backward pass
+    redraws it, and a compiled step draws a new one at every replay."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
-        return x * 0.0
-    return ops.dropout(x, p)
+        return _maybe_inplace(x, inplace, lambda t: t * 0.0)
+    return _maybe_inplace(x, inplace, lambda t: ops.dropout(t, p), saves_input=False)

@@ -375,22 +375,39 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
+def _inplace_repr(inplace, lead=""):
+    """PyTorch's repr of an activation's ``inplace``: shown only when set."""
+    if not inplace:
+        return lead
+    return f"{lead}, inplace=True" if lead else "inplace=True"
+
+
 class _Activation(Module):
     """A module for a row of the activation table (``activation`` names it;
-    ``activation_params`` holds the row's parameter, if it has one). ``inplace`` is accepted
-    for PyTorch code and computes out of place (the returned value is the same)."""
+    ``activation_params`` holds the row's parameter, if it has one). With ``inplace`` the
+    result is written into the input, as PyTorch's."""
     activation = None
     activation_params = ()
+    inplace = False
 
+    def forward(self, x):
+        name, params = self.activation, self.activation_params
+        if not self.inplace:
+            return ops.activation(name, x, *params)
+        return F._maybe_inplace(x, True, lambda t: ops.activation(name, t, *params),
+                                ops.ACTIVATIONS[name].saves == "input")
+
+
+class _InplaceActivation(_Activation):
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, x):
-        return ops.activation(self.activation, x, *self.activation_params)
+    def extra_repr(self):
+        return _inplace_repr(self.inplace)
 
 
-class ReLU(_Activation):
+class ReLU(_InplaceActivation):
     activation = "relu"
 
 
@@ -402,11 +419,11 @@ class Sigmoid(_Activation):
     activation = "sigmoid"
 
 
-class SiLU(_Activation):
+class SiLU(_InplaceActivation):
     activation = "silu"
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(_InplaceActivation):
     activation = "leaky_relu"
 
     def __init__(self, negative_slope=0.01, inplace=False):
@@ -415,10 +432,10 @@ class LeakyReLU(_Activation):
         self.activation_params = (float(negative_slope),)
 
     def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
+        return _inplace_repr(self.inplace, f"negative_slope={self.negative_slope}")
 
 
-class ELU(_Activation):
+class ELU(_InplaceActivation):
     activation = "elu"
 
     def __init__(self, alpha=1.0, inplace=False):
@@ -427,18 +444,23 @@ class ELU(_Activation):
         self.activation_params = (float(alpha),)
 
     def extra_repr(self):
-        return f"alpha={self.alpha}"
+        return _inplace_repr(self.inplace, f"alpha={self.alpha}")
 
 
 class _Functional(Module):
-    """A module around a function of nn.functional with fixed keyword arguments."""
+    """A module around a function of nn.functional with fixed keyword arguments (and
+    ``inplace``, passed on when the function takes it)."""
 
-    def __init__(self, fn, **kwargs):
+    def __init__(self, fn, inplace=None, **kwargs):
         super().__init__()
         self._fn = fn
         self._kwargs = kwargs
         for k, v in kwargs.items():
             object.__setattr__(self, k, v)
+        if inplace is not None:
+            object.__setattr__(self, "inplace", inplace)
+            if inplace:
+                self._kwargs = dict(kwargs, inplace=True)
 
     def forward(self, x):
         return self._fn(x, **self._kwargs)
@@ -449,12 +471,12 @@ class _Functional(Module):
 
 class SELU(_Functional):
     def __init__(self, inplace=False):
-        super().__init__(F.selu)
+        super().__init__(F.selu, inplace)
 
 
 class CELU(_Functional):
     def __init__(self, alpha=1.0, inplace=False):
-        super().__init__(F.celu, alpha=alpha)
+        super().__init__(F.celu, inplace, alpha=alpha)
 
 
 class Softplus(_Functional):
@@ -464,7 +486,7 @@ class Softplus(_Functional):
 
 class Mish(_Functional):
     def __init__(self, inplace=False):
-        super().__init__(F.mish)
+        super().__init__(F.mish, inplace)
 
 
 class Softsign(_Functional):
@@ -474,22 +496,22 @@ class Softsign(_Functional):
 
 class Hardtanh(_Functional):
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
-        super().__init__(F.hardtanh, min_val=min_val, max_val=max_val)
+        super().__init__(F.hardtanh, inplace, min_val=min_val, max_val=max_val)
 
 
 class ReLU6(_Functional):
     def __init__(self, inplace=False):
-        super().__init__(F.relu6)
+        super().__init__(F.relu6, inplace)
 
 
 class Hardswish(_Functional):
     def __init__(self, inplace=False):
-        super().__init__(F.hardswish)
+        super().__init__(F.hardswish, inplace)
 
 
 class Hardsigmoid(_Functional):
     def __init__(self, inplace=False):
-        super().__init__(F.hardsigmoid)
+        super().__init__(F.hardsigmoid, inplace)
 
 
 class LogSigmoid(_Functional):
@@ -545,17 +567,18 @@ class GELU(Module):
 class Dropout(Module):
     """Zero elements with probability p in training mode (RNG on the device)."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = p
+        self.inplace = inplace
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, self.inplace)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class Sequential(Module):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
-from .._tensor import Tensor
+from .._tensor import Tensor, wrap
 from ._common import const_like, elementwise_cost, plain_scalar, raw, result_type
 from ._derivative import inside_mask, pick_weight, sign_of
 
@@ -330,8 +330,14 @@ def where(cond, a, b):
     elif not hasattr(cond, "dtype") or cond.dtype != bool:
         like = a if isinstance(a, Tensor) else b
         if isinstance(like, Tensor):
-            from .._tensor import wrap
             cond = wrap(like.device.asarray(cond, dtype=bool), like.device)
+    if isinstance(cond, Tensor) and not hasattr(a, "dtype") and not hasattr(b, "dtype"):
+        # two Python numbers: PyTorch's dtype of the pair (1.0 and 0 give float32), where
+        # NumPy's would give float64
+        dtype = result_type(a, b)
+        dev = cond.device
+        a = wrap(dev.asarray(np.asarray(a, dtype=dtype)), dev)
+        b = wrap(dev.asarray(np.asarray(b, dtype=dtype)), dev)
     return apply(Where, (cond,) + _promoted(a, b))
 
 

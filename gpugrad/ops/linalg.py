@@ -5,7 +5,7 @@ from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from ._amp import to_low
 from ._common import add_terms, prod, raw, shape_str
-from .shape import reshape, sum_to, swap_last
+from .shape import permute, reshape, sum_to, swap_last
 
 
 def matmul_cost(self, in_shapes, out_shape, p):
@@ -85,3 +85,128 @@ def matmul(a, b):
         raise ValueError(f"matmul: shapes {shape_str(a.shape)} and {shape_str(b.shape)} "
                          f"do not match: {ka} != {kb} in the contracted dimension")
     return apply(MatMul, (a, b))
+
+
+# -- the nuclear norm ------------------------------------------------------------------------------
+# Its derivative is the polar factor Q = U V^T of the thin SVD X = U S V^T; the derivative of Q
+# (a linear map of the perturbation, self-adjoint: the nuclear norm's Hessian) is one more
+# primitive. Each is smooth where X has full rank, as the nuclear norm is.
+def _svd_cost(self, in_shapes, out_shape, p):
+    shape = in_shapes[-1]
+    m, n = shape[-2], shape[-1]
+    batch = prod(shape[:-2])
+    return 4 * batch * m * n * min(m, n), sum(prod(s) for s in in_shapes) + prod(out_shape)
+
+
+def _swap(a, xp):
+    return xp.swapaxes(a, -1, -2)
+
+
+@primitive
+class NuclearNorm(Op):
+    """out = the sum of the singular values of x over its last two axes"""
+    name = "nuclear_norm"
+    save_inputs = True
+    cost = _svd_cost
+
+    def forward(self, dev, p, x, out=None):
+        value = dev.xp.linalg.svd(x, compute_uv=False).sum(axis=-1)
+        if out is None:
+            return value
+        out[...] = value
+        return out
+
+    def vjp(self, g, ins, out, p, needs):
+        g = reshape(g, tuple(g.shape) + (1, 1))
+        return (g * apply(Polar, (ins[0],)),)
+
+    def jvp(self, ts, ins, out, p):
+        products = ts[0] * apply(Polar, (ins[0],))
+        return reshape(sum_to(products, tuple(out.shape) + (1, 1)), tuple(out.shape))
+
+
+@primitive
+class Polar(Op):
+    """out = U V^T for the thin SVD x = U S V^T (the nuclear norm's gradient)"""
+    name = "polar"
+    save_inputs = True
+    cost = _svd_cost
+
+    def forward(self, dev, p, x, out=None):
+        u, _, vh = dev.xp.linalg.svd(x, full_matrices=False)
+        return dev.xp.matmul(u, vh, out=out)
+
+    def vjp(self, g, ins, out, p, needs):
+        return (apply(PolarDerivative, (g, ins[0])),)
+
+    def jvp(self, ts, ins, out, p):
+        return apply(PolarDerivative, (ts[0], ins[0]))
+
+
+_THIRD = ("the third derivative of the nuclear norm (the derivative of its polar factor's "
+          "derivative with respect to the matrix) is not implemented")
+
+
+@primitive
+class PolarDerivative(Op):
+    """out = dQ, the derivative of the polar factor Q = U V^T of x in the direction t:
+    U (K o (A - A^T)) V^T + (I - U U^T) t V S^-1 V^T + U S^-1 U^T t (I - V V^T), with
+    A = U^T t V and K_ij = 1 / (s_i + s_j). Linear in t and self-adjoint."""
+    name = "polar_derivative"
+    save_inputs = True
+    cost = _svd_cost
+
+    def forward(self, dev, p, t, x, out=None):
+        xp = dev.xp
+        u, s, vh = xp.linalg.svd(x, full_matrices=False)
+        v, ut = _swap(vh, xp), _swap(u, xp)
+        a = ut @ t @ v
+        k = 1.0 / (s[..., :, None] + s[..., None, :])
+        value = u @ (k * (a - _swap(a, xp))) @ vh
+        m, n = x.shape[-2], x.shape[-1]
+        if m > n:
+            value += (t - u @ (ut @ t)) @ (v / s[..., None, :]) @ vh
+        elif n > m:
+            value += (u / s[..., None, :]) @ ut @ (t - (t @ v) @ vh)
+        value = value.astype(x.dtype, copy=False)
+        if out is None:
+            return value
+        out[...] = value
+        return out
+
+    def vjp(self, g, ins, out, p, needs):
+        if needs[1]:
+            raise NotImplementedError(_THIRD)
+        return apply(self, (g, ins[1])), None
+
+    def jvp(self, ts, ins, out, p):
+        if ts[1] is not None:
+            raise NotImplementedError(_THIRD)
+        return None if ts[0] is None else apply(self, (ts[0], ins[1]))
+
+
+def nuclear_norm(x, dim=(-2, -1), keepdim=False):
+    """The sum of the singular values of the matrices of x over the two dims ``dim``."""
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"nuclear norm: expected a floating tensor, got dtype {x.dtype}")
+    if len(dim) != 2:
+        raise ValueError(f"nuclear norm: dim must be a 2-tuple, got {dim}")
+    d0, d1 = (int(d) % x.ndim if -x.ndim <= int(d) < x.ndim else None for d in dim)
+    if d0 is None or d1 is None or x.ndim < 2:
+        raise IndexError(f"nuclear norm: dim {tuple(dim)} is out of range for a tensor of "
+                         f"{x.ndim} dimension(s)")
+    if d0 == d1:
+        raise ValueError(f"nuclear norm: dims must be different, got {tuple(dim)}")
+    rest = [i for i in range(x.ndim) if i not in (d0, d1)]
+    if (d0, d1) != (x.ndim - 2, x.ndim - 1):
+        x = permute(x, tuple(rest) + (d0, d1))
+    if 0 in x.shape[-2:]:
+        raise ValueError(f"nuclear norm: the matrices of shape {shape_str(x.shape[-2:])} are "
+                         "empty")
+    out = apply(NuclearNorm, (x,))
+    if keepdim:
+        shape = list(out.shape)
+        for d in sorted((d0, d1)):
+            shape.insert(d, 1)
+        out = reshape(out, tuple(shape))
+    return out

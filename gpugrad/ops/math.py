@@ -317,7 +317,9 @@ def rsqrt(x):
 
 
 def square(x):
-    """x * x elementwise (integers stay integers, as PyTorch)."""
+    """x * x elementwise (integers stay integers and bools become int64, as PyTorch)."""
+    if x.dtype == np.bool_:
+        x = cast(x, np.int64)
     return apply(Square, (x,))
 
 

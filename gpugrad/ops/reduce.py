@@ -14,7 +14,8 @@ from ._amp import to_float32
 from ._common import computed, const_like, dim_args, keepdims_shape, normalize_axes, raw, xp_of
 from ._common import prod as numel
 from ._derivative import peak_share
-from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, where
+from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, to_float, where
+from .linalg import nuclear_norm
 from .math import sign
 from .select import _pad_constant, clone, flip
 from .shape import BroadcastTo, Reshape, broadcast_to, getitem, reshape
@@ -66,7 +67,7 @@ def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
         x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
-    axes = normalize_axes(dim, x.ndim)
+    axes = _axes(x, dim)
     return apply(Sum, (x,), Sum.Params(axes, keepdim, x.shape))
 
 
@@ -81,7 +82,7 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
         raise TypeError(f"mean(): could not infer output dtype. Input dtype must be either a "
                         f"floating point or complex dtype. Got: {raw(x).dtype} (pass "
                         "dtype=gg.float32 or convert with .float())")
-    axes = normalize_axes(dim, x.ndim)
+    axes = _axes(x, dim)
     count = numel(x.shape[a] for a in axes)
     total = apply(Sum, (x,), Sum.Params(axes, keepdim, x.shape))
     return total * (1.0 / count) if count else total * float("nan")
@@ -217,7 +218,9 @@ def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     dim, keepdim = dim_args("logsumexp", dim, keepdim, axis, keepdims)
     if _autocast.active:
         x = to_float32(x)
-    axes = normalize_axes(dim, x.ndim)
+    if x.dtype.kind not in "fcV":
+        x = to_float(x)          # integers become the default float, as in PyTorch
+    axes = _axes(x, dim)
     return apply(LogSumExp, (x,), LogSumExp.Params(axes, keepdim, x.shape))
 
 
@@ -657,17 +660,31 @@ class Norm(Op):
 
 def norm(x, p="fro", dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
     """The vector p-norm over ``dim`` (all elements when None): p = 2 or 'fro' (default),
-    1, inf, -inf, 0 or any other number."""
+    1, inf, -inf, 0 or any other number; or the nuclear norm, p='nuc', of the matrices over
+    the two dims ``dim`` (of a 2-D x when None), as torch.norm."""
     dim, keepdim = _alias(dim, keepdim, axis, keepdims, "norm")
     if _autocast.active:
         x = to_float32(x)
     _floating_only(x, "norm")
     if dtype is not None:
         x = cast(x, dtype)
+    if p == "nuc":
+        if dim is None:
+            if x.ndim != 2:
+                raise ValueError(f"norm(): p='nuc' without dim needs a 2-D tensor, got shape "
+                                 f"{tuple(x.shape)} (give the two matrix dims as dim=)")
+            dim = (0, 1)
+        if isinstance(dim, (int, np.integer)) or len(dim) != 2:
+            raise ValueError(f"norm(): p='nuc' needs dim to be a 2-tuple, got {dim!r}")
+        return nuclear_norm(x, tuple(dim), keepdim)
     if p == "fro":
+        if dim is not None and not isinstance(dim, (int, np.integer)) and len(dim) > 2:
+            raise ValueError(f"norm(): p='fro' takes at most two dims (a matrix norm), got "
+                             f"dim={tuple(dim)!r}")
         p = 2
     elif isinstance(p, str):
-        raise ValueError(f"norm(): p={p!r} is not supported (numbers, inf and 'fro' are)")
+        raise ValueError(f"norm(): p={p!r} is not supported (numbers, inf, 'fro' and 'nuc' "
+                         "are)")
     axes = _axes(x, dim)
     if p == math.inf:
         return apply(Max, (abs(x),), Max.Params(axes, keepdim, x.shape))

@@ -601,6 +601,87 @@ def scatter_add(x, dim, index, src):
     return _scatter(ScatterAdd, "scatter_add", x, dim, index, src)
 
 
+def _slices_at(x, dim, index, source, what):
+    """The NumPy index that addresses, in x, the slices of ``source`` placed at the 1-D
+    ``index`` along ``dim`` (index_add, index_copy), after PyTorch's checks."""
+    d = _dim(dim, x.ndim)
+    arr = _index_of(index, x)
+    if arr.ndim > 1:
+        raise IndexError(f"{what}(): index is supposed to be a vector, got shape "
+                         f"{shape_str(arr.shape)}")
+    arr = arr.reshape(-1)
+    if source.dtype != x.dtype:
+        raise TypeError(f"{what}(): self ({x.dtype}) and source ({source.dtype}) must have "
+                        "the same dtype")
+    expected = tuple(x.shape[:d]) + (arr.size,) + tuple(x.shape[d + 1:]) if x.ndim else \
+        (arr.size,)
+    if tuple(source.shape) != expected and not (x.ndim == 0 and source.shape == ()):
+        raise ValueError(f"{what}(): source of shape {shape_str(source.shape)} does not fit "
+                         f"index of {arr.size} entries along dim {d} of a tensor of shape "
+                         f"{shape_str(x.shape)} (expected {shape_str(expected)})")
+    _check_bounds(arr, x.shape[d] if x.ndim else 1, what, d, _is_host(x))
+    if x.ndim == 0:
+        return (arr,)
+    xp = x.device.xp
+    shape = [1] * x.ndim
+    shape[d] = arr.size
+    return _along(xp.broadcast_to(arr.reshape(shape), tuple(source.shape)), d, xp)
+
+
+def _on_flat_if_0d(op, x, source, index):
+    if x.ndim == 0:
+        out = apply(op, (reshape(x, (1,)), reshape(source, (-1,))), op.Params(index))
+        return reshape(out, ())
+    return apply(op, (x, source), op.Params(index))
+
+
+def index_add(x, dim, index, source, *, alpha=1):
+    """x with ``alpha * source`` added at ``index`` along ``dim`` (repeated indices
+    accumulate), as torch.index_add."""
+    if not isinstance(source, Tensor):
+        raise TypeError(f"index_add(): source must be a Tensor, got {type(source).__name__}")
+    where_ = _slices_at(x, dim, index, source, "index_add")
+    if alpha != 1:
+        source = source * alpha
+    return _on_flat_if_0d(ScatterAdd, x, source, where_)
+
+
+def index_copy(x, dim, index, source):
+    """x with the slices of ``source`` written at ``index`` along ``dim``, as
+    torch.index_copy. With a repeated index which slice wins is undefined (PyTorch's words);
+    with a source that requires grad that is an error here."""
+    if not isinstance(source, Tensor):
+        raise TypeError(f"index_copy(): source must be a Tensor, got {type(source).__name__}")
+    where_ = _slices_at(x, dim, index, source, "index_copy")
+    if source._node is not None or source._tangents:
+        picked = _index_of(index, x).reshape(-1)
+        if int(x.device.xp.unique(picked).size) != picked.size:
+            raise RuntimeError("index_copy(): an index that repeats a position was used to "
+                               "write a source that requires grad: which write wins is "
+                               "undefined, so its gradient would be too")
+    return _on_flat_if_0d(Scatter, x, source, where_)
+
+
+def index_fill(x, dim, index, value):
+    """x with ``value`` (a number or a 0-d tensor) in the slices at ``index`` along
+    ``dim``, as torch.index_fill."""
+    d = _dim(dim, x.ndim)
+    arr = _index_of(index, x)
+    if arr.ndim > 1:
+        raise IndexError(f"index_fill(): index is supposed to be a vector, got shape "
+                         f"{shape_str(arr.shape)}")
+    arr = arr.reshape(-1)
+    _check_bounds(arr, x.shape[d] if x.ndim else 1, "index_fill", d, _is_host(x))
+    xp = x.device.xp
+    n = x.shape[d] if x.ndim else 1
+    picked = xp.zeros(n, dtype=bool)
+    picked[arr] = True
+    shape = [1] * x.ndim
+    if x.ndim:
+        shape[d] = n
+    return masked_fill(x, picked.reshape(shape), value)
+
+
 def _mask_of(mask, x, what):
     if isinstance(mask, Tensor):
         if mask.device is not x.device:

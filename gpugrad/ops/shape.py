@@ -344,33 +344,40 @@ def index_add_zeros(g, idx, shape, basic):
     return apply(IndexAddZeros, (g,), IndexAddZeros.Params(idx, shape, basic))
 
 
-def index_put(x, positions, value):
-    """A new tensor: x with ``value`` (broadcast to ``positions``' shape) at the flat
-    ``positions``. Gradients flow to the elements of x left untouched and to value."""
+def index_put(x, indices, value, accumulate=False):
+    """A new tensor: x with ``value`` written (added, with ``accumulate``) where ``indices``
+    points, as torch.index_put. ``indices``: PyTorch's tuple of index tensors (None for a
+    whole dimension), or the flat (row-major) positions as one integer tensor or array.
+    Gradients flow to the elements of x left untouched and to value."""
     dev = x.device
     xp = dev.xp
+    if isinstance(indices, (tuple, list)):
+        for i in indices:
+            if i is not None and not isinstance(i, Tensor):
+                raise TypeError(f"index_put(): indices must be a tuple of index tensors (None "
+                                f"for a whole dimension), got a {type(i).__name__} among them")
+        items = tuple(slice(None) if i is None else i for i in indices)
+        positions = flat_positions(x.shape, index_steps(items, dev), dev)
+    else:
+        positions = _flat_index(indices, dev)
     n = prod(x.shape)
     pos = positions.reshape(-1)
+    if isinstance(value, Tensor) and value.device is not dev:
+        raise ValueError(f"index_put: value on device {value.device}, tensor on {dev}")
+    if accumulate:
+        return x + reshape(index_add_zeros(_value_at(value, positions, x, dev), pos, (n,),
+                                           False), x.shape)
     mask = xp.zeros(n, dtype=bool)
     mask[pos] = True
     mask = wrap(dev.adopt(mask), dev)
     flat = reshape(x, (n,))
     if isinstance(value, Tensor) and (value._node is not None or value._tangents):
-        if value.device is not dev:
-            raise ValueError(f"index_put: value on device {value.device}, tensor on {dev}")
-        if value.dtype != x.dtype:
-            value = cast(value, x.dtype)
-        if value.shape != positions.shape:
-            if broadcast_shapes(value.shape, positions.shape) != positions.shape:
-                raise ValueError(f"shape mismatch: value tensor of shape "
-                                 f"{shape_str(value.shape)} cannot be broadcast to indexing "
-                                 f"result of shape {shape_str(positions.shape)}")
-            value = broadcast_to(value, positions.shape)
+        value = _value_at(value, positions, x, dev)
         if int(xp.unique(pos).size) != int(pos.size):
             raise RuntimeError("an index that repeats a position was used to write a tensor "
                                "that requires grad: which write wins is undefined, so its "
                                "gradient would be too; use index_add or unique indices")
-        scattered = index_add_zeros(reshape(value, (pos.size,)), pos, (n,), False)
+        scattered = index_add_zeros(value, pos, (n,), False)
     else:
         arr = xp.zeros(n, dtype=x.dtype)
         try:
@@ -382,6 +389,40 @@ def index_put(x, positions, value):
                              f"indexing result of shape {shape_str(positions.shape)}") from None
         scattered = wrap(dev.adopt(arr), dev)
     return reshape(where(mask, scattered, flat), x.shape)
+
+
+def _flat_index(indices, dev):
+    """Flat positions given as an integer tensor or array, as an array of ``dev``."""
+    if isinstance(indices, Tensor):
+        if indices.device is not dev:
+            raise ValueError(f"index_put: positions on device {indices.device}, tensor on {dev}")
+        indices = indices._data
+    elif not (hasattr(indices, "dtype") and dev.owns(indices)):
+        indices = dev.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"index_put: flat positions must be integers, got dtype "
+                        f"{indices.dtype} (PyTorch's form is a tuple of index tensors)")
+    return indices
+
+
+def _value_at(value, positions, x, dev):
+    """value in x's dtype, broadcast to the shape of ``positions`` and flattened: a tensor
+    (differentiable), or a constant tensor for a number or an array."""
+    if not isinstance(value, Tensor):
+        value = wrap(dev.adopt(_as_array(value, dev).astype(x.dtype, copy=False)), dev)
+    elif value.dtype != x.dtype:
+        value = cast(value, x.dtype)
+    if value.shape != positions.shape:
+        try:
+            fits = broadcast_shapes(value.shape, positions.shape) == positions.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"shape mismatch: value tensor of shape {shape_str(value.shape)} "
+                             f"cannot be broadcast to indexing result of shape "
+                             f"{shape_str(positions.shape)}")
+        value = broadcast_to(value, positions.shape)
+    return reshape(value, (positions.size,))
 
 
 def _address(arr):

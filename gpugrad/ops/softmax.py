@@ -10,7 +10,7 @@ from ._amp import to_float32
 from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
 from .elementwise import cast, exp
 from .reduce import sum
-from .shape import getitem
+from .shape import getitem, reshape
 
 
 def _rows_cost(flops, moved):
@@ -52,9 +52,20 @@ class Softmax(Op):
 
 
 def _one_axis(axis, ndim, what):
-    if ndim == 0:
-        raise ValueError(f"{what} needs at least one dimension")
-    return normalize_axes(axis, ndim)[0]
+    if ndim == 0 and axis not in (0, -1):
+        raise IndexError(f"{what}: dimension out of range (expected to be in range of [-1, 0], "
+                         f"but got {axis})")
+    return normalize_axes(axis, ndim)[0] if ndim else 0
+
+
+def _over_rows(op, x, axis):
+    """op along ``axis``; a 0-d x is one row of one element (1 for softmax, 0 for
+    log_softmax, as PyTorch gives); an empty x gives an empty result."""
+    if x.ndim == 0:
+        return reshape(apply(op, (reshape(x, (1,)),), op.Params(0)), ())
+    if 0 in x.shape:
+        return x * 0.0           # no rows, or rows of nothing: an empty result, as PyTorch
+    return apply(op, (x,), op.Params(axis))
 
 
 def softmax(x, dim=-1, *, axis=None, dtype=None):
@@ -64,7 +75,7 @@ def softmax(x, dim=-1, *, axis=None, dtype=None):
         x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
-    return apply(Softmax, (x,), Softmax.Params(_one_axis(dim, x.ndim, "softmax")))
+    return _over_rows(Softmax, x, _one_axis(dim, x.ndim, "softmax"))
 
 
 @primitive
@@ -126,7 +137,7 @@ def log_softmax(x, dim=-1, *, axis=None, dtype=None):
         x = to_float32(x)
     if dtype is not None:
         x = cast(x, dtype)
-    return apply(LogSoftmax, (x,), LogSoftmax.Params(_one_axis(dim, x.ndim, "log_softmax")))
+    return _over_rows(LogSoftmax, x, _one_axis(dim, x.ndim, "log_softmax"))
 
 
 @primitive

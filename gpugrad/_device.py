@@ -370,7 +370,7 @@ class CPUDevice(Device):
         super().__init__(index)
         self.kernels = reference
         self.memory = HostMemory()
-        self._functions.update(reference.NUMPY_UFUNCS)
+        self._functions.update(reference.NUMPY_FORMS)
 
     def asarray(self, data, dtype=None):
         if hasattr(data, "__cuda_array_interface__"):

@@ -66,9 +66,14 @@ def matmul(a, b, out=None):
     # the item size first: the one test a float32 product pays
     if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
         return lowp_matmul(a, b, out=out)
-    if out is None:
-        return _xp(a).matmul(a, b)
     return _xp(a).matmul(a, b, out=out)
+
+
+def _numpy_matmul(a, b, out=None):
+    """matmul on NumPy arrays"""
+    if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
+        return lowp_matmul(a, b, out=out)
+    return np.matmul(a, b, out=out)
 
 
 def lowp_matmul(a, b, out=None):
@@ -94,8 +99,8 @@ def tanh_fwd(x, out=None):
     return _xp(x).tanh(x, out=out)
 
 
-# the twins that are one NumPy ufunc on NumPy arrays: the CPU device calls the ufunc itself
-NUMPY_UFUNCS = {"tanh_fwd": np.tanh}
+# the twins as the CPU device runs them: on NumPy arrays alone, without asking which module
+NUMPY_FORMS = {"tanh_fwd": np.tanh, "matmul": _numpy_matmul}
 
 
 def tanh_bwd(g, y, out=None):
@@ -191,14 +196,25 @@ def bias_act_fwd(x, b, act, *params, out=None):
     return activation_fwd(act, z, *params, out=z)     # in place: z is ours
 
 
+# (activation, "fwd" or "bwd") -> its twin, found by name once
+_activation_twins: dict = {}
+
+
+def _activation_twin(act, direction):
+    fn = _activation_twins.get((act, direction))
+    if fn is None:
+        fn = _activation_twins[act, direction] = globals()[f"{act}_{direction}"]
+    return fn
+
+
 def activation_fwd(act, x, *params, out=None):
     """The forward twin of an activation of the table, ``<act>_fwd``."""
-    return globals()[f"{act}_fwd"](x, *params, out=out)
+    return _activation_twin(act, "fwd")(x, *params, out=out)
 
 
 def activation_bwd(act, g, saved, *params, out=None):
     """The backward twin of an activation of the table, ``<act>_bwd``."""
-    return globals()[f"{act}_bwd"](g, saved, *params, out=out)
+    return _activation_twin(act, "bwd")(g, saved, *params, out=out)
 
 
 def bias_grad(g, out=None):

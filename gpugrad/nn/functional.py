@@ -376,15 +376,16 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
-    if input.ndim == 0:
+    shape = input.shape
+    if not shape:
         raise ValueError("cross_entropy: input must have at least one dimension")
-    class_axis = 0 if input.ndim == 1 else 1
-    c = input.shape[class_axis]
-    if isinstance(target, Tensor) and target.dtype.kind == "f":
+    class_axis = 0 if len(shape) == 1 else 1
+    c = shape[class_axis]
+    if isinstance(target, Tensor) and target._data.dtype.kind == "f":
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing,
                                     class_axis)
     target = _as_index(target, input, "cross_entropy")
-    if (input.ndim == 2 and weight is None and label_smoothing == 0.0
+    if (len(shape) == 2 and weight is None and label_smoothing == 0.0
             and not 0 <= ignore_index < c):
         return ops.softmax_cross_entropy(input, target, reduction, ignore_index)
     logp = ops.log_softmax(input, class_axis)

@@ -258,25 +258,26 @@ def softmax_cross_entropy(logits, labels, reduction="mean", ignore_index=-100):
     would cost a host sync per call."""
     if _autocast.active:
         logits = to_float32(logits)
+    dev = logits.device
     if not isinstance(labels, Tensor):
-        labels = wrap(logits.device.asarray(labels), logits.device)
-    if logits.ndim != 2:
+        labels = wrap(dev.asarray(labels), dev)
+    shape, lab = logits.shape, labels._data
+    if len(shape) != 2:
         raise ValueError(f"cross_entropy expects logits of shape (N, C), got "
-                         f"{shape_str(logits.shape)}")
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy expects integer class labels, got dtype {labels.dtype}")
-    if labels.shape != logits.shape[:1]:
-        raise ValueError(f"cross_entropy: labels of shape {shape_str(labels.shape)} do not "
-                         f"match logits of shape {shape_str(logits.shape)}")
-    if labels.device is not logits.device:
-        raise ValueError(f"cross_entropy: logits on {logits.device}, labels on {labels.device}")
-    classes = logits.shape[1]
+                         f"{shape_str(shape)}")
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy expects integer class labels, got dtype {lab.dtype}")
+    if lab.shape != shape[:1]:
+        raise ValueError(f"cross_entropy: labels of shape {shape_str(lab.shape)} do not "
+                         f"match logits of shape {shape_str(shape)}")
+    if labels.device is not dev:
+        raise ValueError(f"cross_entropy: logits on {dev}, labels on {labels.device}")
+    classes = shape[1]
     if 0 <= ignore_index < classes:
         raise ValueError(f"softmax_cross_entropy: ignore_index {ignore_index} is a class "
                          f"(in [0, {classes})); use F.cross_entropy, which handles that")
-    if labels.device.is_host and labels._data.size:
+    if dev.is_host and lab.size:
         # a host check costs nothing there; on a GPU it would be a sync per call
-        lab = labels._data
         inside = labels_in_range(lab, classes)
         all_in = xp_of(lab).count_nonzero(inside) == lab.size
         bad = () if all_in else lab[~inside & (lab != ignore_index)]

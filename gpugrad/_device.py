@@ -140,7 +140,7 @@ class Device:
         if data.__class__ is not self.array_type:
             # NumPy returns scalars from 0-d ufunc calls; a tensor always holds an array
             data = _np_asarray(data) if isinstance(data, _np_generic) else data
-        if out is None and not op.view and data.nbytes >= TRACK_MIN_BYTES:
+        if data.nbytes >= TRACK_MIN_BYTES and out is None and not op.view:
             self.memory.track(data)
         return data
 

@@ -221,6 +221,7 @@ def apply(op, inputs, p=None):
         i += 1
     if dev is None:
         return run_on_arrays(op, inputs, p)
+    arrays = tuple(arrays)       # once: the kernel call and the node take it as it is
     try:
         if profiler is None:
             data = dev.run(op, p, arrays)
@@ -243,7 +244,8 @@ def apply(op, inputs, p=None):
             note_view(ver, out)
     else:
         out._ver = [0]
-    if parents is not None and data.dtype.kind in "fcV":     # V: bfloat16 (ml_dtypes)
+    dtype = data.dtype
+    if parents is not None and dtype.kind in "fcV":     # V: bfloat16 (ml_dtypes)
         node = _new(Node)
         node.op = op
         node.parents = parents
@@ -254,7 +256,7 @@ def apply(op, inputs, p=None):
             node.ins = None
         elif save is True:
             node.ins = inputs
-            node.arrays = tuple(arrays)     # of arrays and numbers: the collector untracks it
+            node.arrays = arrays     # of arrays and numbers: the collector untracks it
         else:
             node.ins = tuple([x if keep else None for x, keep in zip(inputs, save)])
             node.arrays = tuple([x if keep else None for x, keep in zip(arrays, save)])
@@ -266,7 +268,7 @@ def apply(op, inputs, p=None):
         node.seq = next_tick()
         node.p = p
         node.shape = data.shape
-        node.dtype = data.dtype
+        node.dtype = dtype
         node.dev = dev
         node.retained = None
         node.out_tangents = None

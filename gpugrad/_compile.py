@@ -68,7 +68,10 @@ def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
     and random draws other than dropout raise ``RuntimeError`` while recording. A new input
     signature (shapes, dtypes, devices, the number of arguments, non-tensor values) records
     anew, up to ``max_plans`` recordings; past that the step warns once and runs eagerly.
-    Returned tensors are fresh at every call and carry no graph.
+    Returned tensors are fresh at every call and carry no graph. Every tensor that backward
+    gives a gradient must be reset inside ``fn`` before backward by ``optimizer.zero_grad()``
+    or ``module.zero_grad()`` (either ``set_to_none``): eager adds into a gradient left
+    standing, and a replay cannot see resets by hand, so recording refuses the step then.
     """
     if fn is None:
         return functools.partial(compile, max_plans=max_plans)
@@ -187,6 +190,7 @@ class _Recorder:
         self.slot_of = {}           # id(array) -> slot index, for arrays alive now
         self.entries = []           # _Launch, or ("grads", {tensor: slot|None}), ("step", opt)
         self.leaves = {}            # id -> tensor: leaves that backward reached
+        self.reset = {}             # id -> tensor: gradients reset by a zero_grad in the step
         self.optimizers = []
         self.strong = []            # external arrays, kept so that their ids stay theirs
         self.live_bytes = 0
@@ -235,16 +239,43 @@ class _Recorder:
         self.entries.append(("grads", self._gradient_state()))
         self.entries.append(("step", optimizer))
 
+    def reset_grads(self, tensors):
+        """``Optimizer.zero_grad`` or ``Module.zero_grad`` has just reset these gradients
+        (to None or to zeros in place)."""
+        if threading.get_ident() != self.thread:
+            return
+        for t in tensors:
+            self.reset[id(t)] = t
+
     def accumulate_leaf(self, tensor):
-        """Backward is about to add a gradient into ``tensor.grad``."""
+        """Backward is about to add a gradient into ``tensor.grad``. A replay hands over the
+        gradient the step computed, which is what eager gives only where the step resets the
+        gradient before backward: eager adds into whatever ``.grad`` holds at the call. A
+        reset the recording cannot see (``t.grad = None`` by hand, none at all, a zero_grad
+        after backward) leaves that undecided, so it is refused rather than guessed."""
         self.leaves[id(tensor)] = tensor
         grad = tensor._grad
-        if grad is not None and self._temp_slot(grad._data) is None:
+        if grad is not None and self._temp_slot(grad._data) is not None:
+            return              # made earlier in this step (a second backward): recorded
+        if id(tensor) not in self.reset and self._temp_slot(tensor._data) is None:
+            had = "a gradient from before the step" if grad is not None else "no gradient yet"
             raise RuntimeError(
-                f"gg.compile: backward adds into a gradient (shape {tuple(tensor.shape)}) that "
-                "was there before the step; a replay cannot tell it from a fresh one. Call "
-                "optimizer.zero_grad() (or model.zero_grad()) inside the compiled step, "
-                "before backward")
+                f"gg.compile: backward gives a gradient to a tensor (shape "
+                f"{tuple(tensor.shape)}, {had}) that no optimizer.zero_grad() or "
+                "module.zero_grad() inside the step reset before backward. Eager calls add "
+                "into its .grad call after call; a replay cannot tell whether the step resets "
+                "it (a reset by hand, such as t.grad = None, is not recorded). Call "
+                "optimizer.zero_grad() or model.zero_grad() covering it inside the compiled "
+                "step, before backward, or turn off requires_grad on tensors it does not "
+                "train")
+        if grad is not None:
+            # reset to zeros in place (zero_grad(set_to_none=False)): backward adds the
+            # gradient to zeros, as eager does; the replay reads zeros of its own rather
+            # than an array the user may still hold
+            dev = tensor.device
+            with dev.context():
+                zeros = dev.allocate(dev.xp.zeros, grad.shape, grad.dtype)
+            tensor._grad = wrap(zeros, dev)
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _launch(self, op, dev, p, arrays):

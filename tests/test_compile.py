@@ -332,6 +332,82 @@ def test_gradients_carried_in_from_before_the_step_are_refused():
         gg.compile(no_zero_grad)(xs[1], ys[1])
 
 
+def test_gradients_a_step_does_not_reset_are_refused_not_overwritten():
+    """Eager adds into the .grad of a tensor the step reaches but does not reset, call
+    after call; a replay used to overwrite it (a wrong gradient without an error)."""
+    def make(zero):
+        gg.manual_seed(0)
+        model = gg.nn.MLP([4, 3, 2])
+        params = list(model.parameters())
+        opt = gg.optim.SGD(params[:2], lr=0.1)       # the last layer is not optimized
+
+        def step(x, y):
+            zero(model, opt)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+    x, y = gg.ones(5, 4), gg.tensor([0, 1, 0, 1, 1])
+    with pytest.raises(RuntimeError, match=r"gg\.compile.*zero_grad"):
+        gg.compile(make(lambda model, opt: opt.zero_grad()))(x, y)
+
+    def by_hand(model, opt):
+        for p in model.parameters():
+            p.grad = None
+    with pytest.raises(RuntimeError, match=r"gg\.compile.*by hand"):
+        gg.compile(make(by_hand))(x, y)
+    w = gg.ones(4, requires_grad=True)               # a plain leaf, no optimizer
+    with pytest.raises(RuntimeError, match=r"gg\.compile.*requires_grad"):
+        gg.compile(lambda x: (x * w).sum().backward())(x)
+
+
+def test_a_zero_grad_after_backward_is_refused():
+    model, opt, _, _ = _setup(OPTIMIZERS["sgd"])
+
+    def trailing(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    xs, ys = _data(1)
+    with pytest.raises(RuntimeError, match="before backward"):
+        gg.compile(trailing)(xs[0], ys[0])
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+@pytest.mark.parametrize("grads_before", [False, True])
+def test_module_zero_grad_and_in_place_zeroing_replay_as_eager(set_to_none, grads_before):
+    """model.zero_grad() resets parameters the optimizer does not hold; zero_grad with
+    set_to_none=False zeroes in place, with gradients there before the recording call or
+    not; the replay gives eager's gradients and parameters bit for bit."""
+    xs, ys = _data(4)
+    states = []
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        model = gg.nn.MLP(SIZES)
+        params = list(model.parameters())
+        opt = gg.optim.SGD(params[:4], lr=0.1, momentum=0.9)
+
+        def step(x, y, model=model, opt=opt):
+            model.zero_grad(set_to_none=set_to_none)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        if grads_before:
+            F.cross_entropy(model(xs[0]), ys[0]).backward()
+        fn = gg.compile(step) if compiled else step
+        losses = [fn(x, y).numpy() for x, y in zip(xs, ys)]
+        states.append((losses, [(p.numpy(), p.grad.numpy()) for p in params]))
+    (la, pa), (lb, pb) = states
+    for a, b in zip(la, lb):
+        assert np.array_equal(a, b)
+    for (wa, ga), (wb, gb) in zip(pa, pb):
+        assert np.array_equal(wa, wb) and np.array_equal(ga, gb)
+
+
 def test_inputs_that_require_grad_and_unhashable_arguments_are_refused():
     step = gg.compile(lambda x, *rest: x.sum())
     with pytest.raises(ValueError, match="requires grad"):

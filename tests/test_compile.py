@@ -301,7 +301,8 @@ def test_a_host_read_while_recording_raises_and_leaves_the_engine_usable(read):
 @pytest.mark.parametrize("body,match", [
     (lambda x: (x > 0).sum(), "comparison"),
     (lambda x: (x * gg.randn(*x.shape)).sum(), "random draw"),
-    (lambda x: F.softplus(x).sum(), "derivative computed outside the kernels"),
+    (lambda x: (x * gg.remainder(gg.ones(3, SIZES[0]), x)).sum(),
+     "derivative computed outside the kernels"),
 ])
 def test_what_a_replay_could_not_redo_is_refused_while_recording(body, match):
     w = gg.ones(SIZES[0], requires_grad=True)
@@ -517,6 +518,116 @@ def test_backward_rules_with_derivative_arrays_compile_bit_identical_to_eager():
     names = str(step.plan)
     for op in ("sign_of", "inside_mask", "pick_weight", "peak_share", "zeros_of"):
         assert op in names, op
+
+
+def _masked_rules_setup(label_smoothing):
+    gg.manual_seed(0)
+    model = gg.nn.MLP(SIZES)
+    opt = gg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    weight = gg.tensor(np.linspace(0.5, 2.0, SIZES[-1]).astype(np.float32))
+
+    def step(x, y):
+        opt.zero_grad()
+        out = model(x)
+        base = F.softplus(out * 8.0, threshold=4.0) + 0.5          # linear where large
+        zeros = F.relu(out)                                         # exact zeros
+        powered = (base ** (out * 0.1) + 0.0 ** (out.abs() * 0.1)   # pow's flat masks
+                   + (zeros + 2.0) ** (out * 0.1))
+        h = (powered + gg.cumprod(zeros, dim=1) * 0.1
+             + gg.prod(out * 0.1 + 1.0, dim=1, keepdim=True) + out.clamp(min=-0.2))
+        diag = gg.einsum("ii->i", h[:SIZES[-1]]).sum() * 0.01
+        loss = F.cross_entropy(h, y, weight=weight, label_smoothing=label_smoothing,
+                               ignore_index=3) + diag
+        loss.backward()
+        opt.step()
+        return loss
+    return model, opt, None, step
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_pow_softplus_cumprod_prod_and_weighted_cross_entropy_compile_as_eager(
+        label_smoothing):
+    """Rules whose masks were host arrays (refused while recording) run ops of their own,
+    and the class weights and one-hot of a weighted cross-entropy are computed by an op
+    from the labels at every replay (they were frozen into the recording: a replay with
+    new labels reused the recorded ones)."""
+    xs, ys = _data(5, batch=12)
+    eager, compiled = _masked_rules_setup(label_smoothing), _masked_rules_setup(label_smoothing)
+    step = gg.compile(compiled[3])
+    with np.errstate(invalid="ignore", divide="ignore"):      # 0 * log 0, masked out
+        expected = _run(eager[3], None, xs, ys)
+        got = _run(step, None, xs, ys)
+    assert step.plan.replays == len(xs) - 1
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    names = str(step.plan)
+    for op in ("above_mask", "zero_mask", "zero_scan", "label_weights", "inside_mask"):
+        assert op in names, op
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weighted_cross_entropy_reads_the_labels_of_every_replay(reduction):
+    """nll_loss's class one-hot was computed on the host from the recording's labels and
+    frozen into the plan: replays with new labels gave the old labels' loss, silently."""
+    results = []
+    xs, ys = _data(4)
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        model = gg.nn.MLP(SIZES)
+        opt = gg.optim.SGD(model.parameters(), lr=0.1)
+        weight = gg.tensor(np.linspace(0.5, 2.0, SIZES[-1]).astype(np.float32))
+
+        def step(x, y, model=model, opt=opt, weight=weight):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y, weight=weight, reduction=reduction)
+            loss.backward()
+            opt.step()
+            return loss
+        fn = gg.compile(step) if compiled else step
+        results.append(([fn(x, y).numpy() for x, y in zip(xs, ys)],
+                        [p.numpy() for p in model.parameters()]))
+    (la, pa), (lb, pb) = results
+    assert [a.tobytes() for a in la] == [b.tobytes() for b in lb]
+    for a, b in zip(pa, pb):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_derivative_ops_write_into_out_as_they_return(dtype):
+    """The derivative ops give the same bits into a planned buffer (a replay) as fresh."""
+    from gpugrad.ops import _derivative as D
+    dev = gg.device("cpu")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    x[0, :3] = 0.0
+    x[1, 2] = np.nan
+    x[2, 1] = x[2, 4] = x[2].max()
+    b = np.round(rng.standard_normal((1, 6)), 1).astype(dtype)
+    labels = np.array([0, 3, 5, 2])
+    cases = [
+        (D.PickWeight, (x, b), D.PickWeight.Params(True, np.dtype(dtype))),
+        (D.PickWeight, (x, b), D.PickWeight.Params(False, np.dtype(dtype))),
+        (D.InsideMask, (x,), D.InsideMask.Params(-0.5, 0.5)),
+        (D.InsideMask, (x,), D.InsideMask.Params(-0.5, None)),
+        (D.InsideMask, (x,), D.InsideMask.Params(None, 0.5)),
+        (D.InsideMask, (x,), D.InsideMask.Params(None, None)),
+        (D.PeakShare, (x, np.nanmax(x, axis=1)), D.PeakShare.Params((1,), (4, 1))),
+        (D.ZeroMask, (x,), D.ZeroMask.Params("zero")),
+        (D.ZeroMask, (x,), D.ZeroMask.Params("nonnegative")),
+        (D.ZeroMask, (b, x), D.ZeroMask.Params("flat")),
+        (D.AboveMask, (x,), D.AboveMask.Params(2.0, 0.5)),
+        (D.AboveMask, (x,), D.AboveMask.Params(1.0, 0.5)),
+        (D.LabelWeights, (labels, np.linspace(1, 2, 6)),
+         D.LabelWeights.Params(6, 1, 3, np.dtype(dtype), False, None)),
+        (D.LabelWeights, (labels,), D.LabelWeights.Params(None, None, None, np.dtype(dtype),
+                                                          True, 5)),
+    ] + [(D.ZeroScan, (x,), D.ZeroScan.Params(1, which))
+         for which in ("zero", "before", "first", "before_or_first")]
+    for op, arrays, p in cases:
+        fresh = dev.run(op, p, arrays)
+        out = np.full_like(fresh, 7)
+        assert dev.run(op, p, arrays, out=out) is out, op.name
+        assert out.dtype == fresh.dtype and out.tobytes() == fresh.tobytes(), (op.name, p)
 
 
 def test_a_captured_batched_gemm_runs_one_gemm_per_matrix():

@@ -592,6 +592,32 @@ def test_weighted_cross_entropy_reads_the_labels_of_every_replay(reduction):
         assert np.array_equal(a, b)
 
 
+def test_embedding_padding_reads_the_indices_of_every_replay():
+    """embedding's padding mask was computed on the host from the recording's indices and
+    frozen into the plan; max_norm renormalizes on the host and is refused."""
+    rng = np.random.default_rng(0)
+    batches = [gg.tensor(rng.integers(0, 6, (4, 3))) for _ in range(4)]
+    results = []
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        table = gg.nn.Parameter(gg.randn(6, 5))
+        opt = gg.optim.SGD([table], lr=0.5)
+
+        def step(idx, table=table, opt=opt):
+            opt.zero_grad()
+            loss = (F.embedding(idx, table, padding_idx=2) ** 2).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        fn = gg.compile(step) if compiled else step
+        results.append(([fn(i).numpy().tobytes() for i in batches], table.numpy()))
+    assert results[0][0] == results[1][0]
+    assert np.array_equal(results[0][1], results[1][1])
+    table = gg.nn.Parameter(gg.randn(6, 5))
+    with pytest.raises(RuntimeError, match="max_norm.*gg.compile"):
+        gg.compile(lambda idx: F.embedding(idx, table, max_norm=1.0).sum())(batches[0])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_derivative_ops_write_into_out_as_they_return(dtype):
     """The derivative ops give the same bits into a planned buffer (a replay) as fresh."""

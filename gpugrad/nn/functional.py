@@ -4,13 +4,14 @@ compositions of the primitive ops."""
 import math
 import warnings
 
-from .. import _autocast, _tensor, ops
+from .. import _autocast, _device, _tensor, ops
 from .._autograd.mode import no_grad
 from .._tensor import Tensor
 from ..ops._amp import to_float32 as _to_float32
 from ..ops._amp import to_low as _to_low
 from ..ops._common import shape_str as _shape_str
 from ..ops._derivative import class_onehot as _class_weights
+from ..ops._derivative import zero_mask as _zero_mask
 from ..ops.normalization import check_normalized_shape as _check_normalized_shape
 
 __all__ = [
@@ -228,12 +229,17 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         _renorm_rows(weight, idx, max_norm, norm_type)
     out = weight[idx]
     if padding_idx is not None:
-        pad = _tensor.wrap(idx.device.adopt((idx._data == padding_idx)[..., None]), idx.device)
+        # an op on the indices, not a host mask: gg.compile replays it with new indices
+        pad = ops.reshape(_zero_mask(idx - padding_idx), tuple(idx.shape) + (1,))
         out = ops.where(pad, out.detach(), out)
     return out
 
 
 def _renorm_rows(weight, idx, max_norm, norm_type):
+    if _device.recording_thread is not None:
+        _device.refuse_while_recording(
+            "embedding's max_norm (rows renormalized in place on the host)",
+            "a replay would not renormalize; renormalize outside the compiled step")
     xp = weight.device.xp
     with no_grad():
         rows = xp.unique(idx._data.reshape(-1))

@@ -234,17 +234,29 @@ def _rows_in_range(labels, classes, xp):
     return valid, xp.where(valid, labels, 0)
 
 
+def _row_max(x, xp):
+    """x.max(axis=-1, keepdims=True) for (N, C) logits. On the host with few classes it
+    runs over a transposed copy, as whole-column passes (128 x 10: 11 -> 2 us; NumPy's
+    reduction along a short last axis pays per row); the maximum is exact, a zero's sign
+    aside, which the cross-entropy twins subtract and exponentiate away."""
+    if xp is np and x.ndim == 2 and x.shape[1] <= 32 and x.shape[0] >= 4 * x.shape[1]:
+        return np.maximum.reduce(np.ascontiguousarray(x.T), axis=0)[:, None]
+    return x.max(axis=-1, keepdims=True)
+
+
 def softmax_xent_fwd(logits, labels, mean, out=None):
     """out = the sum over rows of logsumexp(logits[i]) - logits[i, labels[i]], divided (mean)
     by the number of rows whose label is in [0, C) (nan for none); a row whose label lies
     outside it counts 0. A 0-d array; no host sync on CuPy."""
     xp = _xp(logits)
     valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
+    shifted = logits - _row_max(logits, xp)
     picked = shifted[xp.arange(shifted.shape[0]), safe]
     xp.exp(shifted, out=shifted)
     lse = xp.log(shifted.sum(axis=-1))
-    total = xp.where(valid, lse - picked, 0).sum()
+    lse -= picked
+    # every row in range (a free test on the host): the same sum without the select
+    total = (lse if xp is np and valid.all() else xp.where(valid, lse, 0)).sum()
     if mean:
         count = valid.sum()
         if xp is np:     # on the host: a plain test (0 / 0 is nan, as PyTorch, unwarned)
@@ -259,7 +271,7 @@ def softmax_xent_bwd(logits, labels, g, mean, out=None):
     label is in [0, C); g a 0-d array. A row whose label lies outside it gets 0."""
     xp = _xp(logits)
     valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
-    p = xp.subtract(logits, logits.max(axis=-1, keepdims=True), out=out)
+    p = xp.subtract(logits, _row_max(logits, xp), out=out)
     xp.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
     p[xp.arange(p.shape[0]), safe] -= 1

@@ -38,6 +38,11 @@ DEFAULT_MAX_PLANS = 8
 ALIGN = 64             # bytes: every arena buffer starts on a cache line (and a GPU sector)
 # kernels of the array module that take no ``out=``: their result is copied into the plan
 _NO_OUT = frozenset({"where"})
+# ops whose NumPy twins read each element of their first input before writing that element
+# of the output, and nothing else of it (a ufunc over exactly overlapping arrays): a host
+# replay may write over that input where it dies at the launch (not on a GPU: the CUDA
+# kernels declare their pointers __restrict__)
+_IN_PLACE = frozenset({"relu_grad"})
 
 
 def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
@@ -396,6 +401,7 @@ class Plan:
         self.lower_bound_bytes = 0
         self.peak_eager_bytes = 0
         self.own_bytes = 0
+        self.in_place = 0
         self.replays = 0
 
     # -- recording ------------------------------------------------------------------------
@@ -472,7 +478,6 @@ class Plan:
                         _touch(slots, s, i + 1)     # the optimizer step after it reads them
         for s in self.result_slots():
             _touch(slots, s, len(self.entries))
-        arena = []
         for slot in slots:
             if slot.kind != TEMP:
                 continue
@@ -481,9 +486,39 @@ class Plan:
                 self.own_bytes += slot.nbytes
             else:
                 slot.placement = "arena"
-                arena.append(slot)
+        shared = self._in_place()
+        arena = [slot for i, slot in enumerate(slots)
+                 if slot.placement == "arena" and i not in shared]
         self.arena_bytes = _place(arena)
+        for index, root in shared.items():
+            slots[index].offset = slots[root].offset
+        self.shared = shared
+        self.in_place = len(shared)
+        # the bound of the buffers as placed: a launch in place counts its buffer once
         self.lower_bound_bytes = _lower_bound(arena, len(self.entries))
+
+    def _in_place(self):
+        """{output slot: the slot whose buffer it takes}: a launch of an op in _IN_PLACE
+        writes over its first input where that input dies there (same shape and dtype,
+        both in the arena), as the NumPy floor's ``gin *= mask`` does; the shared buffer
+        lives from the input's first use to the output's last."""
+        slots = self.slots
+        shared = {}
+        for i, e in enumerate(self.entries):
+            if not isinstance(e, _Launch) or e.op.name not in _IN_PLACE or \
+                    not e.dev.is_host or not isinstance(e.ins[0], int):
+                continue
+            src, out = slots[e.ins[0]], slots[e.out]
+            if src.kind != TEMP or src.placement != "arena" or out.placement != "arena" \
+                    or src.last != i or src.shape != out.shape or src.dtype != out.dtype \
+                    or any(a == e.ins[0] for a in e.ins[1:]):
+                continue
+            root = e.ins[0]
+            while root in shared:
+                root = shared[root]
+            shared[e.out] = root
+            slots[root].last = max(slots[root].last, out.last)
+        return shared
 
     def result_slots(self):
         return [item.slot for item in _flatten(self.result_template)
@@ -839,8 +874,11 @@ class Plan:
             + (f" and {steps} optimizer step(s)" if steps else "") + " per replay",
             "  kernels: " + ", ".join(f"{name} x{n}" if n > 1 else name
                                       for name, n in counts.items()),
-            f"  arena: {_mib(self.arena_bytes)} for {arena} intermediate buffers; liveness "
-            f"lower bound {_mib(self.lower_bound_bytes)} (arena / bound = {ratio:.3f})",
+            f"  arena: {_mib(self.arena_bytes)} for {arena} intermediate buffers"
+            + (f" ({self.in_place} launch(es) writing over their input)" if self.in_place
+               else "")
+            + f"; liveness lower bound {_mib(self.lower_bound_bytes)} (arena / bound = "
+            f"{ratio:.3f})",
             f"  outside the arena: {_mib(self.own_bytes)} of gradients and results; "
             "parameters, optimizer state and inputs where they live",
             f"  eager peak of the step's arrays: {_mib(self.peak_eager_bytes)}",

@@ -6,8 +6,10 @@ so that every kernel launch, the rules' arithmetic included, is seen. The record
 tape of launches over numbered buffers. A liveness plan then places every intermediate
 buffer that dies within the step in one arena; buffers that outlive it (gradients, the
 returned loss) get their own, and parameters, optimizer state and inputs stay where they
-live. Later calls copy the inputs in and run the tape, each launch writing into its planned
-buffer (``out=``). On the CPU the optimizer's ``step()`` is replayed as a call, so
+live. Later calls run the tape, each launch writing into its planned buffer (``out=``),
+reading the inputs where the caller holds them on the host (the launches that read one are
+bound anew when a call passes another array; a strided one, or one a launch takes as a
+parameter, is copied into a static buffer, as every input on a GPU is). On the CPU the optimizer's ``step()`` is replayed as a call, so
 learning rates, step counts and state are read where they live at every replay, and a
 scheduler or ``load_state_dict`` between calls is seen. On a device that captures (a GPU)
 the whole step is one CUDA graph: the optimizer does its host bookkeeping and computes its
@@ -558,6 +560,7 @@ class Plan:
                     with dev.context():
                         arrays[index] = dev.allocate(dev.xp.empty, slot.shape, slot.dtype)
         calls = []
+        self._position = {}   # id(launch) -> its place in calls
         profiled = []
         bound = []            # (launch, its arrays, its output) or None for host work
         aligned = []          # the entry of each item of bound
@@ -570,6 +573,7 @@ class Plan:
                     arrays[e.out] = e.dev.run(e.op, e.p, args)
                     continue
                 call = self._launch_call(e, args, arrays[e.out])
+                self._position[id(e)] = len(calls)
                 profiled.append((call, e))
                 bound.append((e, args, arrays[e.out]))
                 calls.append(call)
@@ -591,6 +595,28 @@ class Plan:
         self.arrays = arrays
         self.graphs = 0
         self._whole = None
+        # on the host a replay reads a contiguous input where the caller holds it (the
+        # launches reading it bound anew when it changes) rather than copying it into the
+        # static buffer: the NumPy floor's reads, and eager's aliasing
+        # (an input that a launch takes as a parameter, an index array, is always copied:
+        # the launch holds the static buffer)
+        in_params = {id(v) for e in self.entries if isinstance(e, _Launch) and e.p is not None
+                     for v in _flatten(e.p) if hasattr(v, "shape")}
+        self._input_slots = [(position, index, t._data, id(t._data) in in_params)
+                             for (position, t), index in
+                             zip(self.inputs, (i for i, sl in enumerate(slots)
+                                               if sl.kind == INPUT))]
+        self._read_in_place = all(dev.is_host for dev in self.devices)
+        self._readers = {}    # input slot -> the launches reading it or a view of it, in order
+        for _, index, _, _ in self._input_slots:
+            reached, readers = {index}, []
+            for e in self.entries:
+                if isinstance(e, _Launch) and any(a in reached for a in e.ins
+                                                  if isinstance(a, int)):
+                    readers.append(e)
+                    if e.op.view:
+                        reached.add(e.out)
+            self._readers[index] = readers
         if any(not dev.is_host for dev in self.devices):
             whole = self._whole_step(aligned, bound)
             if whole is not None:
@@ -802,8 +828,22 @@ class Plan:
                 self._rebind()
                 break
         values = list(args) + [kwargs[k] for k in sorted(kwargs)] if kwargs else args
-        for position, t in self.inputs:
-            t._data[...] = values[position]._data
+        if self._read_in_place:
+            arrays = self.arrays
+            for position, index, static, copied in self._input_slots:
+                arr = values[position]._data
+                if arr is arrays[index]:
+                    continue          # the same array as last time: read where it lives
+                if not copied and arr.__class__ is static.__class__ and \
+                        arr.strides == static.strides:
+                    self._bind_input(index, arr)
+                else:                 # strided: copied, so that views stay views
+                    if arrays[index] is not static:
+                        self._bind_input(index, static)
+                    static[...] = arr
+        else:
+            for position, t in self.inputs:
+                t._data[...] = values[position]._data
         for dev, stream in self._dropout_streams.items():
             stream.start(dev.generator.philox)
         prof = _graph.profiler
@@ -814,6 +854,21 @@ class Plan:
             self._replay_profiled(prof)
         self.replays += 1
         return self._results(self.result_template, fresh=True)
+
+    def _bind_input(self, index, arr):
+        """Input slot ``index`` read from ``arr`` from now on: the views made of it made
+        anew, and the launches reading either bound anew (host plans only)."""
+        arrays = self.arrays
+        arrays[index] = arr
+        for e in self._readers[index]:
+            args = [a.value if isinstance(a, _Literal) else arrays[a] for a in e.ins]
+            if e.op.view:
+                arrays[e.out] = e.dev.run(e.op, e.p, args)
+                continue
+            at = self._position[id(e)]
+            call = self._launch_call(e, args, arrays[e.out])
+            self.calls[at] = call
+            self.profiled_calls[at] = (call, e)
 
     def _replay_profiled(self, prof):
         for call, e in self.profiled_calls:

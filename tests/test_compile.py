@@ -608,6 +608,45 @@ def test_weighted_cross_entropy_reads_the_labels_of_every_replay(reduction):
         assert np.array_equal(a, b)
 
 
+def test_host_replays_read_inputs_where_the_caller_holds_them():
+    """On the host a replay reads a contiguous input in place (no copy into the static
+    buffer): the same tensor changed in place between calls, new tensors, a strided one
+    (copied), a view of it taken in the step, and back; every loss and parameter is
+    eager's, bit for bit."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((BATCH, 2 * SIZES[0])).astype(np.float32)
+    labels = gg.tensor(np.arange(BATCH) % SIZES[-1])
+    results = []
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        model = gg.nn.MLP(SIZES)
+        opt = gg.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x.reshape(BATCH, SIZES[0])), y)
+            loss.backward()
+            opt.step()
+            return loss, x.reshape(-1)[:3] * 1
+        fn = gg.compile(step) if compiled else step
+        same = gg.tensor(base[:, :SIZES[0]].copy())
+        strided = gg.tensor(base)[:, ::2]
+        losses = []
+        for call in range(8):
+            if call in (1, 2, 6):
+                x = same
+                same.data[...] = same.data * 0.5 + 0.25      # changed in place
+            elif call in (3, 5):
+                x = strided
+            else:
+                x = gg.tensor(base[:, SIZES[0]:] * (call + 1))
+            losses.append([t.numpy().tobytes() for t in fn(x, labels)])
+        results.append((losses, [p.numpy() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert np.array_equal(a, b)
+
+
 def test_embedding_padding_reads_the_indices_of_every_replay():
     """embedding's padding mask was computed on the host from the recording's indices and
     frozen into the plan; max_norm renormalizes on the host and is refused."""

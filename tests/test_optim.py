@@ -292,10 +292,14 @@ def test_scheduler_state_dict_resumes():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype):
+def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, monkeypatch):
     """A large parameter's host update runs in cache-sized blocks; every variant gives the
     bits of the same arithmetic over the whole array, state included."""
     from gpugrad.kernels import reference as R
+    blocked = []
+    in_blocks = R._in_blocks
+    monkeypatch.setattr(R, "_in_blocks", lambda *a: blocked.append(in_blocks(*a)) or
+                        blocked[-1])
     rng = np.random.default_rng(0)
     n = 2 * R.UPDATE_BLOCK + 12345 + 1       # blocks, and a short last one (n % 3 == 0)
     shape = (n // 3, 3)
@@ -317,8 +321,10 @@ def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype):
                 buf_b = b[1] if options["momentum"] else None
                 R.sgd_update(a[0], grad, buf_a, 0.05, first=first, maximize=maximize,
                              **options)
-                R._sgd(b[0], grad, buf_b, 0.05, options["momentum"], options["dampening"],
-                       options["weight_decay"], options["nesterov"], first, maximize)
+                with monkeypatch.context() as whole:
+                    whole.setattr(R, "UPDATE_BLOCK", n)
+                    R.sgd_update(b[0], grad, buf_b, 0.05, first=first, maximize=maximize,
+                                 **options)
                 assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), options
     for decoupled in (False, True):
         for amsgrad in (False, True):
@@ -326,6 +332,9 @@ def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype):
             args = (1e-3, 0.9, 0.999, 1e-8, 0.01, 3)
             R.adam_update(a[0], grad, a[1], a[2], *args, decoupled,
                           vmax=a[3] if amsgrad else None, maximize=amsgrad)
-            R._adam(b[0], grad, b[1], b[2], b[3] if amsgrad else None,
-                    args[:5] + R.adam_bias_terms(1e-3, 0.9, 0.999, 3), decoupled, amsgrad)
+            with monkeypatch.context() as whole:
+                whole.setattr(R, "UPDATE_BLOCK", n)
+                R.adam_update(b[0], grad, b[1], b[2], *args, decoupled,
+                              vmax=b[3] if amsgrad else None, maximize=amsgrad)
             assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), (decoupled, amsgrad)
+    assert len(blocked) == 3 * 2 * 2 + 2 * 2 and all(blocked)    # the blocked runs blocked

@@ -297,16 +297,18 @@ UPDATE_BLOCK = 1 << 16
 
 
 def _in_blocks(update, arrays, *rest):
-    """``update(*arrays, *rest)``, over aligned flat blocks of the arrays (None entries
-    passed as they are) where they are large, contiguous NumPy arrays of one shape."""
+    """Whether ``update(*arrays, *rest)`` ran over aligned flat blocks of the arrays (None
+    entries passed as they are): where they are contiguous NumPy arrays of one shape
+    (callers test the size first, so that a small update pays one comparison)."""
     first = arrays[0]
-    if type(first) is not np.ndarray or first.size <= 2 * UPDATE_BLOCK or not all(
+    if type(first) is not np.ndarray or not all(
             a is None or (type(a) is np.ndarray and a.shape == first.shape
                           and a.flags.c_contiguous) for a in arrays):
-        return update(*arrays, *rest)
+        return False
     flat = [None if a is None else a.reshape(-1) for a in arrays]
     for i in range(0, first.size, UPDATE_BLOCK):
         update(*[None if a is None else a[i:i + UPDATE_BLOCK] for a in flat], *rest)
+    return True
 
 
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
@@ -314,11 +316,10 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step, ``maximize`` whether to
     ascend (the gradient negated)."""
-    _in_blocks(_sgd, (param, grad, buf), lr, momentum, dampening, weight_decay, nesterov,
-               first, maximize)
-
-
-def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first, maximize):
+    if param.size > 2 * UPDATE_BLOCK and _in_blocks(
+            sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay, nesterov,
+            first, maximize):
+        return
     xp = _xp(param)
     d = -grad if maximize else grad
     if weight_decay:
@@ -365,17 +366,19 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, de
     parameter, updating the moments ``m`` and ``v`` in place; with ``vmax`` (AMSGrad) the
     running maximum of ``v`` is kept there and divides instead of ``v``; ``maximize``
     ascends (the gradient negated)."""
-    _in_blocks(_adam, (param, grad, m, v, vmax), (lr, beta1, beta2, eps, weight_decay)
-               + adam_bias_terms(lr, beta1, beta2, step), decoupled, maximize)
+    _adam(param, grad, m, v, vmax, (lr, beta1, beta2, eps, weight_decay)
+          + adam_bias_terms(lr, beta1, beta2, step), decoupled, maximize)
 
 
 def adam_update_dev(param, grad, m, v, vmax, scalars, decoupled, maximize=False):
     """``adam_update`` with the scalars of ``adam_scalars`` read from ``scalars``."""
-    _in_blocks(_adam, (param, grad, m, v, vmax), [float(s) for s in scalars[:7]], decoupled,
-               maximize)
+    _adam(param, grad, m, v, vmax, [float(s) for s in scalars[:7]], decoupled, maximize)
 
 
 def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
+    if param.size > 2 * UPDATE_BLOCK and _in_blocks(
+            _adam, (param, grad, m, v, vmax), scalars, decoupled, maximize):
+        return
     xp = _xp(param)
     lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bias2 = scalars
     if maximize:

@@ -6,10 +6,13 @@ so that every kernel launch, the rules' arithmetic included, is seen. The record
 tape of launches over numbered buffers. A liveness plan then places every intermediate
 buffer that dies within the step in one arena; buffers that outlive it (gradients, the
 returned loss) get their own, and parameters, optimizer state and inputs stay where they
-live. Later calls copy the inputs in and run the tape, each launch writing into its planned
-buffer (``out=``). On the CPU the optimizer's ``step()`` is replayed as a call, so
-learning rates, step counts and state are read where they live at every replay, and a
-scheduler or ``load_state_dict`` between calls is seen. On a device that captures (a GPU)
+live. Later calls run the tape, each launch writing into its planned buffer (``out=``),
+reading the inputs where the caller holds them on the host (the launches that read one are
+bound anew when a call passes another array; a strided one, or one a launch takes as a
+parameter, is copied into a static buffer, as every input on a GPU is). On the CPU the
+optimizer's ``step()`` is replayed as a call, so learning rates, step counts and state are
+read where they live at every replay, and a scheduler or ``load_state_dict`` between
+calls is seen. On a device that captures (a GPU)
 the whole step is one CUDA graph: the optimizer does its host bookkeeping and computes its
 per-step scalars (lr, bias corrections) in Python as ``step()`` does, writes them into a
 scalar feed copied to the device before each launch, and the graph's update kernels read
@@ -38,6 +41,11 @@ DEFAULT_MAX_PLANS = 8
 ALIGN = 64             # bytes: every arena buffer starts on a cache line (and a GPU sector)
 # kernels of the array module that take no ``out=``: their result is copied into the plan
 _NO_OUT = frozenset({"where"})
+# ops whose NumPy twins read each element of their first input before writing that element
+# of the output, and nothing else of it (a ufunc over exactly overlapping arrays): a host
+# replay may write over that input where it dies at the launch (not on a GPU: the CUDA
+# kernels declare their pointers __restrict__)
+_IN_PLACE = frozenset({"relu_grad"})
 
 
 def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
@@ -68,7 +76,10 @@ def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
     and random draws other than dropout raise ``RuntimeError`` while recording. A new input
     signature (shapes, dtypes, devices, the number of arguments, non-tensor values) records
     anew, up to ``max_plans`` recordings; past that the step warns once and runs eagerly.
-    Returned tensors are fresh at every call and carry no graph.
+    Returned tensors are fresh at every call and carry no graph. Every tensor that backward
+    gives a gradient must be reset inside ``fn`` before backward by ``optimizer.zero_grad()``
+    or ``module.zero_grad()`` (either ``set_to_none``): eager adds into a gradient left
+    standing, and a replay cannot see resets by hand, so recording refuses the step then.
     """
     if fn is None:
         return functools.partial(compile, max_plans=max_plans)
@@ -187,6 +198,7 @@ class _Recorder:
         self.slot_of = {}           # id(array) -> slot index, for arrays alive now
         self.entries = []           # _Launch, or ("grads", {tensor: slot|None}), ("step", opt)
         self.leaves = {}            # id -> tensor: leaves that backward reached
+        self.reset = {}             # id -> tensor: gradients reset by a zero_grad in the step
         self.optimizers = []
         self.strong = []            # external arrays, kept so that their ids stay theirs
         self.live_bytes = 0
@@ -235,16 +247,43 @@ class _Recorder:
         self.entries.append(("grads", self._gradient_state()))
         self.entries.append(("step", optimizer))
 
+    def reset_grads(self, tensors):
+        """``Optimizer.zero_grad`` or ``Module.zero_grad`` has just reset these gradients
+        (to None or to zeros in place)."""
+        if threading.get_ident() != self.thread:
+            return
+        for t in tensors:
+            self.reset[id(t)] = t
+
     def accumulate_leaf(self, tensor):
-        """Backward is about to add a gradient into ``tensor.grad``."""
+        """Backward is about to add a gradient into ``tensor.grad``. A replay hands over the
+        gradient the step computed, which is what eager gives only where the step resets the
+        gradient before backward: eager adds into whatever ``.grad`` holds at the call. A
+        reset the recording cannot see (``t.grad = None`` by hand, none at all, a zero_grad
+        after backward) leaves that undecided, so it is refused rather than guessed."""
         self.leaves[id(tensor)] = tensor
         grad = tensor._grad
-        if grad is not None and self._temp_slot(grad._data) is None:
+        if grad is not None and self._temp_slot(grad._data) is not None:
+            return              # made earlier in this step (a second backward): recorded
+        if id(tensor) not in self.reset and self._temp_slot(tensor._data) is None:
+            had = "a gradient from before the step" if grad is not None else "no gradient yet"
             raise RuntimeError(
-                f"gg.compile: backward adds into a gradient (shape {tuple(tensor.shape)}) that "
-                "was there before the step; a replay cannot tell it from a fresh one. Call "
-                "optimizer.zero_grad() (or model.zero_grad()) inside the compiled step, "
-                "before backward")
+                f"gg.compile: backward gives a gradient to a tensor (shape "
+                f"{tuple(tensor.shape)}, {had}) that no optimizer.zero_grad() or "
+                "module.zero_grad() inside the step reset before backward. Eager calls add "
+                "into its .grad call after call; a replay cannot tell whether the step resets "
+                "it (a reset by hand, such as t.grad = None, is not recorded). Call "
+                "optimizer.zero_grad() or model.zero_grad() covering it inside the compiled "
+                "step, before backward, or turn off requires_grad on tensors it does not "
+                "train")
+        if grad is not None:
+            # reset to zeros in place (zero_grad(set_to_none=False)): backward adds the
+            # gradient to zeros, as eager does; the replay reads zeros of its own rather
+            # than an array the user may still hold
+            dev = tensor.device
+            with dev.context():
+                zeros = dev.allocate(dev.xp.zeros, grad.shape, grad.dtype)
+            tensor._grad = wrap(zeros, dev)
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _launch(self, op, dev, p, arrays):
@@ -365,6 +404,7 @@ class Plan:
         self.lower_bound_bytes = 0
         self.peak_eager_bytes = 0
         self.own_bytes = 0
+        self.in_place = 0
         self.replays = 0
 
     # -- recording ------------------------------------------------------------------------
@@ -441,7 +481,6 @@ class Plan:
                         _touch(slots, s, i + 1)     # the optimizer step after it reads them
         for s in self.result_slots():
             _touch(slots, s, len(self.entries))
-        arena = []
         for slot in slots:
             if slot.kind != TEMP:
                 continue
@@ -450,9 +489,39 @@ class Plan:
                 self.own_bytes += slot.nbytes
             else:
                 slot.placement = "arena"
-                arena.append(slot)
+        shared = self._in_place()
+        arena = [slot for i, slot in enumerate(slots)
+                 if slot.placement == "arena" and i not in shared]
         self.arena_bytes = _place(arena)
+        for index, root in shared.items():
+            slots[index].offset = slots[root].offset
+        self.shared = shared
+        self.in_place = len(shared)
+        # the bound of the buffers as placed: a launch in place counts its buffer once
         self.lower_bound_bytes = _lower_bound(arena, len(self.entries))
+
+    def _in_place(self):
+        """{output slot: the slot whose buffer it takes}: a launch of an op in _IN_PLACE
+        writes over its first input where that input dies there (same shape and dtype,
+        both in the arena), as the NumPy floor's ``gin *= mask`` does; the shared buffer
+        lives from the input's first use to the output's last."""
+        slots = self.slots
+        shared = {}
+        for i, e in enumerate(self.entries):
+            if not isinstance(e, _Launch) or e.op.name not in _IN_PLACE or \
+                    not e.dev.is_host or not isinstance(e.ins[0], int):
+                continue
+            src, out = slots[e.ins[0]], slots[e.out]
+            if src.kind != TEMP or src.placement != "arena" or out.placement != "arena" \
+                    or src.last != i or src.shape != out.shape or src.dtype != out.dtype \
+                    or any(a == e.ins[0] for a in e.ins[1:]):
+                continue
+            root = e.ins[0]
+            while root in shared:
+                root = shared[root]
+            shared[e.out] = root
+            slots[root].last = max(slots[root].last, out.last)
+        return shared
 
     def result_slots(self):
         return [item.slot for item in _flatten(self.result_template)
@@ -492,6 +561,7 @@ class Plan:
                     with dev.context():
                         arrays[index] = dev.allocate(dev.xp.empty, slot.shape, slot.dtype)
         calls = []
+        self._position = {}   # id(launch) -> its place in calls
         profiled = []
         bound = []            # (launch, its arrays, its output) or None for host work
         aligned = []          # the entry of each item of bound
@@ -504,6 +574,7 @@ class Plan:
                     arrays[e.out] = e.dev.run(e.op, e.p, args)
                     continue
                 call = self._launch_call(e, args, arrays[e.out])
+                self._position[id(e)] = len(calls)
                 profiled.append((call, e))
                 bound.append((e, args, arrays[e.out]))
                 calls.append(call)
@@ -525,6 +596,28 @@ class Plan:
         self.arrays = arrays
         self.graphs = 0
         self._whole = None
+        # on the host a replay reads a contiguous input where the caller holds it (the
+        # launches reading it bound anew when it changes) rather than copying it into the
+        # static buffer: the NumPy floor's reads, and eager's aliasing
+        # (an input that a launch takes as a parameter, an index array, is always copied:
+        # the launch holds the static buffer)
+        in_params = {id(v) for e in self.entries if isinstance(e, _Launch) and e.p is not None
+                     for v in _flatten(e.p) if hasattr(v, "shape")}
+        self._input_slots = [(position, index, t._data, id(t._data) in in_params)
+                             for (position, t), index in
+                             zip(self.inputs, (i for i, sl in enumerate(slots)
+                                               if sl.kind == INPUT))]
+        self._read_in_place = all(dev.is_host for dev in self.devices)
+        self._readers = {}    # input slot -> the launches reading it or a view of it, in order
+        for _, index, _, _ in self._input_slots:
+            reached, readers = {index}, []
+            for e in self.entries:
+                if isinstance(e, _Launch) and any(a in reached for a in e.ins
+                                                  if isinstance(a, int)):
+                    readers.append(e)
+                    if e.op.view:
+                        reached.add(e.out)
+            self._readers[index] = readers
         if any(not dev.is_host for dev in self.devices):
             whole = self._whole_step(aligned, bound)
             if whole is not None:
@@ -736,8 +829,22 @@ class Plan:
                 self._rebind()
                 break
         values = list(args) + [kwargs[k] for k in sorted(kwargs)] if kwargs else args
-        for position, t in self.inputs:
-            t._data[...] = values[position]._data
+        if self._read_in_place:
+            arrays = self.arrays
+            for position, index, static, copied in self._input_slots:
+                arr = values[position]._data
+                if arr is arrays[index]:
+                    continue          # the same array as last time: read where it lives
+                if not copied and arr.__class__ is static.__class__ and \
+                        arr.strides == static.strides:
+                    self._bind_input(index, arr)
+                else:                 # strided: copied, so that views stay views
+                    if arrays[index] is not static:
+                        self._bind_input(index, static)
+                    static[...] = arr
+        else:
+            for position, t in self.inputs:
+                t._data[...] = values[position]._data
         for dev, stream in self._dropout_streams.items():
             stream.start(dev.generator.philox)
         prof = _graph.profiler
@@ -748,6 +855,21 @@ class Plan:
             self._replay_profiled(prof)
         self.replays += 1
         return self._results(self.result_template, fresh=True)
+
+    def _bind_input(self, index, arr):
+        """Input slot ``index`` read from ``arr`` from now on: the views made of it made
+        anew, and the launches reading either bound anew (host plans only)."""
+        arrays = self.arrays
+        arrays[index] = arr
+        for e in self._readers[index]:
+            args = [a.value if isinstance(a, _Literal) else arrays[a] for a in e.ins]
+            if e.op.view:
+                arrays[e.out] = e.dev.run(e.op, e.p, args)
+                continue
+            at = self._position[id(e)]
+            call = self._launch_call(e, args, arrays[e.out])
+            self.calls[at] = call
+            self.profiled_calls[at] = (call, e)
 
     def _replay_profiled(self, prof):
         for call, e in self.profiled_calls:
@@ -808,8 +930,11 @@ class Plan:
             + (f" and {steps} optimizer step(s)" if steps else "") + " per replay",
             "  kernels: " + ", ".join(f"{name} x{n}" if n > 1 else name
                                       for name, n in counts.items()),
-            f"  arena: {_mib(self.arena_bytes)} for {arena} intermediate buffers; liveness "
-            f"lower bound {_mib(self.lower_bound_bytes)} (arena / bound = {ratio:.3f})",
+            f"  arena: {_mib(self.arena_bytes)} for {arena} intermediate buffers"
+            + (f" ({self.in_place} launch(es) writing over their input)" if self.in_place
+               else "")
+            + f"; liveness lower bound {_mib(self.lower_bound_bytes)} (arena / bound = "
+            f"{ratio:.3f})",
             f"  outside the arena: {_mib(self.own_bytes)} of gradients and results; "
             "parameters, optimizer state and inputs where they live",
             f"  eager peak of the step's arrays: {_mib(self.peak_eager_bytes)}",

@@ -197,12 +197,28 @@ def test_the_plan_places_intermediates_in_one_arena_by_liveness():
     for needle in ("linear", "matmul", "softmax_xent", "arena", "lower bound",
                    f"{plan.kernels} kernel launches"):
         assert needle in text
-    # buffers alive at the same time never share bytes
+    # buffers alive at the same time never share bytes, but for a relu_grad writing over
+    # the gradient it reads (where that gradient dies), as the NumPy floor does in place
     arena = [s for s in plan.slots if s.placement == "arena"]
+    index = {id(s): i for i, s in enumerate(plan.slots)}
+    assert plan.in_place == 2 and "2 launch(es) writing over their input" in text
+
+    def root(s):
+        i = index[id(s)]
+        while i in plan.shared:
+            i = plan.shared[i]
+        return i
     for a in arena:
         for b in arena:
-            if a is not b and not (a.last < b.first or b.last < a.first):
+            if a is not b and not (a.last < b.first or b.last < a.first) and root(a) != root(b):
                 assert a.offset + a.nbytes <= b.offset or b.offset + b.nbytes <= a.offset
+    for out, src in plan.shared.items():
+        launch = plan.entries[plan.slots[out].producer]
+        assert launch.op.name == "relu_grad" and launch.ins[0] == src
+        at = plan.slots[out].producer
+        assert not any(src in e.ins for e in plan.entries[at + 1:]
+                       if isinstance(e, _compile._Launch))      # nothing reads it later
+        assert np.shares_memory(plan.arrays[out], plan.arrays[src])
     # and the arena really is shared: fewer bytes than the buffers it holds
     assert plan.arena_bytes < sum(s.nbytes for s in arena)
 
@@ -301,7 +317,8 @@ def test_a_host_read_while_recording_raises_and_leaves_the_engine_usable(read):
 @pytest.mark.parametrize("body,match", [
     (lambda x: (x > 0).sum(), "comparison"),
     (lambda x: (x * gg.randn(*x.shape)).sum(), "random draw"),
-    (lambda x: F.softplus(x).sum(), "derivative computed outside the kernels"),
+    (lambda x: (x * gg.remainder(gg.ones(3, SIZES[0]), x)).sum(),
+     "derivative computed outside the kernels"),
 ])
 def test_what_a_replay_could_not_redo_is_refused_while_recording(body, match):
     w = gg.ones(SIZES[0], requires_grad=True)
@@ -330,6 +347,82 @@ def test_gradients_carried_in_from_before_the_step_are_refused():
     no_zero_grad(xs[0], ys[0])          # leaves gradients behind
     with pytest.raises(RuntimeError, match="zero_grad"):
         gg.compile(no_zero_grad)(xs[1], ys[1])
+
+
+def test_gradients_a_step_does_not_reset_are_refused_not_overwritten():
+    """Eager adds into the .grad of a tensor the step reaches but does not reset, call
+    after call; a replay used to overwrite it (a wrong gradient without an error)."""
+    def make(zero):
+        gg.manual_seed(0)
+        model = gg.nn.MLP([4, 3, 2])
+        params = list(model.parameters())
+        opt = gg.optim.SGD(params[:2], lr=0.1)       # the last layer is not optimized
+
+        def step(x, y):
+            zero(model, opt)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+    x, y = gg.ones(5, 4), gg.tensor([0, 1, 0, 1, 1])
+    with pytest.raises(RuntimeError, match=r"gg\.compile.*zero_grad"):
+        gg.compile(make(lambda model, opt: opt.zero_grad()))(x, y)
+
+    def by_hand(model, opt):
+        for p in model.parameters():
+            p.grad = None
+    with pytest.raises(RuntimeError, match=r"gg\.compile.*by hand"):
+        gg.compile(make(by_hand))(x, y)
+    w = gg.ones(4, requires_grad=True)               # a plain leaf, no optimizer
+    with pytest.raises(RuntimeError, match=r"gg\.compile.*requires_grad"):
+        gg.compile(lambda x: (x * w).sum().backward())(x)
+
+
+def test_a_zero_grad_after_backward_is_refused():
+    model, opt, _, _ = _setup(OPTIMIZERS["sgd"])
+
+    def trailing(x, y):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    xs, ys = _data(1)
+    with pytest.raises(RuntimeError, match="before backward"):
+        gg.compile(trailing)(xs[0], ys[0])
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+@pytest.mark.parametrize("grads_before", [False, True])
+def test_module_zero_grad_and_in_place_zeroing_replay_as_eager(set_to_none, grads_before):
+    """model.zero_grad() resets parameters the optimizer does not hold; zero_grad with
+    set_to_none=False zeroes in place, with gradients there before the recording call or
+    not; the replay gives eager's gradients and parameters bit for bit."""
+    xs, ys = _data(4)
+    states = []
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        model = gg.nn.MLP(SIZES)
+        params = list(model.parameters())
+        opt = gg.optim.SGD(params[:4], lr=0.1, momentum=0.9)
+
+        def step(x, y, model=model, opt=opt):
+            model.zero_grad(set_to_none=set_to_none)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        if grads_before:
+            F.cross_entropy(model(xs[0]), ys[0]).backward()
+        fn = gg.compile(step) if compiled else step
+        losses = [fn(x, y).numpy() for x, y in zip(xs, ys)]
+        states.append((losses, [(p.numpy(), p.grad.numpy()) for p in params]))
+    (la, pa), (lb, pb) = states
+    for a, b in zip(la, lb):
+        assert np.array_equal(a, b)
+    for (wa, ga), (wb, gb) in zip(pa, pb):
+        assert np.array_equal(wa, wb) and np.array_equal(ga, gb)
 
 
 def test_inputs_that_require_grad_and_unhashable_arguments_are_refused():
@@ -441,6 +534,181 @@ def test_backward_rules_with_derivative_arrays_compile_bit_identical_to_eager():
     names = str(step.plan)
     for op in ("sign_of", "inside_mask", "pick_weight", "peak_share", "zeros_of"):
         assert op in names, op
+
+
+def _masked_rules_setup(label_smoothing):
+    gg.manual_seed(0)
+    model = gg.nn.MLP(SIZES)
+    opt = gg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    weight = gg.tensor(np.linspace(0.5, 2.0, SIZES[-1]).astype(np.float32))
+
+    def step(x, y):
+        opt.zero_grad()
+        out = model(x)
+        base = F.softplus(out * 8.0, threshold=4.0) + 0.5          # linear where large
+        zeros = F.relu(out)                                         # exact zeros
+        powered = (base ** (out * 0.1) + 0.0 ** (out.abs() * 0.1)   # pow's flat masks
+                   + (zeros + 2.0) ** (out * 0.1))
+        h = (powered + gg.cumprod(zeros, dim=1) * 0.1
+             + gg.prod(out * 0.1 + 1.0, dim=1, keepdim=True) + out.clamp(min=-0.2))
+        diag = gg.einsum("ii->i", h[:SIZES[-1]]).sum() * 0.01
+        loss = F.cross_entropy(h, y, weight=weight, label_smoothing=label_smoothing,
+                               ignore_index=3) + diag
+        loss.backward()
+        opt.step()
+        return loss
+    return model, opt, None, step
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_pow_softplus_cumprod_prod_and_weighted_cross_entropy_compile_as_eager(
+        label_smoothing):
+    """Rules whose masks were host arrays (refused while recording) run ops of their own,
+    and the class weights and one-hot of a weighted cross-entropy are computed by an op
+    from the labels at every replay (they were frozen into the recording: a replay with
+    new labels reused the recorded ones)."""
+    xs, ys = _data(5, batch=12)
+    eager, compiled = _masked_rules_setup(label_smoothing), _masked_rules_setup(label_smoothing)
+    step = gg.compile(compiled[3])
+    with np.errstate(invalid="ignore", divide="ignore"):      # 0 * log 0, masked out
+        expected = _run(eager[3], None, xs, ys)
+        got = _run(step, None, xs, ys)
+    assert step.plan.replays == len(xs) - 1
+    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
+    _same_state(eager, compiled)
+    names = str(step.plan)
+    for op in ("above_mask", "zero_mask", "zero_scan", "label_weights", "inside_mask"):
+        assert op in names, op
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weighted_cross_entropy_reads_the_labels_of_every_replay(reduction):
+    """nll_loss's class one-hot was computed on the host from the recording's labels and
+    frozen into the plan: replays with new labels gave the old labels' loss, silently."""
+    results = []
+    xs, ys = _data(4)
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        model = gg.nn.MLP(SIZES)
+        opt = gg.optim.SGD(model.parameters(), lr=0.1)
+        weight = gg.tensor(np.linspace(0.5, 2.0, SIZES[-1]).astype(np.float32))
+
+        def step(x, y, model=model, opt=opt, weight=weight):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y, weight=weight, reduction=reduction)
+            loss.backward()
+            opt.step()
+            return loss
+        fn = gg.compile(step) if compiled else step
+        results.append(([fn(x, y).numpy() for x, y in zip(xs, ys)],
+                        [p.numpy() for p in model.parameters()]))
+    (la, pa), (lb, pb) = results
+    assert [a.tobytes() for a in la] == [b.tobytes() for b in lb]
+    for a, b in zip(pa, pb):
+        assert np.array_equal(a, b)
+
+
+def test_host_replays_read_inputs_where_the_caller_holds_them():
+    """On the host a replay reads a contiguous input in place (no copy into the static
+    buffer): the same tensor changed in place between calls, new tensors, a strided one
+    (copied), a view of it taken in the step, and back; every loss and parameter is
+    eager's, bit for bit."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((BATCH, 2 * SIZES[0])).astype(np.float32)
+    labels = gg.tensor(np.arange(BATCH) % SIZES[-1])
+    results = []
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        model = gg.nn.MLP(SIZES)
+        opt = gg.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x.reshape(BATCH, SIZES[0])), y)
+            loss.backward()
+            opt.step()
+            return loss, x.reshape(-1)[:3] * 1
+        fn = gg.compile(step) if compiled else step
+        same = gg.tensor(base[:, :SIZES[0]].copy())
+        strided = gg.tensor(base)[:, ::2]
+        losses = []
+        for call in range(8):
+            if call in (1, 2, 6):
+                x = same
+                same.data[...] = same.data * 0.5 + 0.25      # changed in place
+            elif call in (3, 5):
+                x = strided
+            else:
+                x = gg.tensor(base[:, SIZES[0]:] * (call + 1))
+            losses.append([t.numpy().tobytes() for t in fn(x, labels)])
+        results.append((losses, [p.numpy() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert np.array_equal(a, b)
+
+
+def test_embedding_padding_reads_the_indices_of_every_replay():
+    """embedding's padding mask was computed on the host from the recording's indices and
+    frozen into the plan; max_norm renormalizes on the host and is refused."""
+    rng = np.random.default_rng(0)
+    batches = [gg.tensor(rng.integers(0, 6, (4, 3))) for _ in range(4)]
+    results = []
+    for compiled in (False, True):
+        gg.manual_seed(0)
+        table = gg.nn.Parameter(gg.randn(6, 5))
+        opt = gg.optim.SGD([table], lr=0.5)
+
+        def step(idx, table=table, opt=opt):
+            opt.zero_grad()
+            loss = (F.embedding(idx, table, padding_idx=2) ** 2).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        fn = gg.compile(step) if compiled else step
+        results.append(([fn(i).numpy().tobytes() for i in batches], table.numpy()))
+    assert results[0][0] == results[1][0]
+    assert np.array_equal(results[0][1], results[1][1])
+    table = gg.nn.Parameter(gg.randn(6, 5))
+    with pytest.raises(RuntimeError, match="max_norm.*gg.compile"):
+        gg.compile(lambda idx: F.embedding(idx, table, max_norm=1.0).sum())(batches[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_derivative_ops_write_into_out_as_they_return(dtype):
+    """The derivative ops give the same bits into a planned buffer (a replay) as fresh."""
+    from gpugrad.ops import _derivative as D
+    dev = gg.device("cpu")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    x[0, :3] = 0.0
+    x[1, 2] = np.nan
+    x[2, 1] = x[2, 4] = x[2].max()
+    b = np.round(rng.standard_normal((1, 6)), 1).astype(dtype)
+    labels = np.array([0, 3, 5, 2])
+    cases = [
+        (D.PickWeight, (x, b), D.PickWeight.Params(True, np.dtype(dtype))),
+        (D.PickWeight, (x, b), D.PickWeight.Params(False, np.dtype(dtype))),
+        (D.InsideMask, (x,), D.InsideMask.Params(-0.5, 0.5)),
+        (D.InsideMask, (x,), D.InsideMask.Params(-0.5, None)),
+        (D.InsideMask, (x,), D.InsideMask.Params(None, 0.5)),
+        (D.InsideMask, (x,), D.InsideMask.Params(None, None)),
+        (D.PeakShare, (x, np.nanmax(x, axis=1)), D.PeakShare.Params((1,), (4, 1))),
+        (D.ZeroMask, (x,), D.ZeroMask.Params("zero")),
+        (D.ZeroMask, (x,), D.ZeroMask.Params("nonnegative")),
+        (D.ZeroMask, (b, x), D.ZeroMask.Params("flat")),
+        (D.AboveMask, (x,), D.AboveMask.Params(2.0, 0.5)),
+        (D.AboveMask, (x,), D.AboveMask.Params(1.0, 0.5)),
+        (D.LabelWeights, (labels, np.linspace(1, 2, 6)),
+         D.LabelWeights.Params(6, 1, 3, np.dtype(dtype), False, None)),
+        (D.LabelWeights, (labels,), D.LabelWeights.Params(None, None, None, np.dtype(dtype),
+                                                          True, 5)),
+    ] + [(D.ZeroScan, (x,), D.ZeroScan.Params(1, which))
+         for which in ("zero", "before", "first", "before_or_first")]
+    for op, arrays, p in cases:
+        fresh = dev.run(op, p, arrays)
+        out = np.full_like(fresh, 7)
+        assert dev.run(op, p, arrays, out=out) is out, op.name
+        assert out.dtype == fresh.dtype and out.tobytes() == fresh.tobytes(), (op.name, p)
 
 
 def test_a_captured_batched_gemm_runs_one_gemm_per_matrix():

@@ -289,3 +289,52 @@ def test_scheduler_state_dict_resumes():
     sched2 = lr_scheduler.ExponentialLR(opt2, gamma=0.5)
     sched2.load_state_dict(state)
     assert sched2.get_last_lr() == [0.25]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, monkeypatch):
+    """A large parameter's host update runs in cache-sized blocks; every variant gives the
+    bits of the same arithmetic over the whole array, state included."""
+    from gpugrad.kernels import reference as R
+    blocked = []
+    in_blocks = R._in_blocks
+    monkeypatch.setattr(R, "_in_blocks", lambda *a: blocked.append(in_blocks(*a)) or
+                        blocked[-1])
+    rng = np.random.default_rng(0)
+    n = 2 * R.UPDATE_BLOCK + 12345 + 1       # blocks, and a short last one (n % 3 == 0)
+    shape = (n // 3, 3)
+    grad = rng.standard_normal(shape).astype(dtype)
+    # param, momentum buffer or m, v, vmax (the last two nonnegative)
+    base = [rng.standard_normal(shape).astype(dtype) for _ in range(2)] + \
+        [np.abs(rng.standard_normal(shape)).astype(dtype) for _ in range(2)]
+
+    def fresh():
+        return [a.copy() for a in base]
+    sgd = [dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
+           dict(momentum=0.9, dampening=0.1, weight_decay=0.01, nesterov=False),
+           dict(momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True)]
+    for options in sgd:
+        for first in (True, False):
+            for maximize in (False, True):
+                a, b = fresh(), fresh()
+                buf_a = a[1] if options["momentum"] else None
+                buf_b = b[1] if options["momentum"] else None
+                R.sgd_update(a[0], grad, buf_a, 0.05, first=first, maximize=maximize,
+                             **options)
+                with monkeypatch.context() as whole:
+                    whole.setattr(R, "UPDATE_BLOCK", n)
+                    R.sgd_update(b[0], grad, buf_b, 0.05, first=first, maximize=maximize,
+                                 **options)
+                assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), options
+    for decoupled in (False, True):
+        for amsgrad in (False, True):
+            a, b = fresh(), fresh()
+            args = (1e-3, 0.9, 0.999, 1e-8, 0.01, 3)
+            R.adam_update(a[0], grad, a[1], a[2], *args, decoupled,
+                          vmax=a[3] if amsgrad else None, maximize=amsgrad)
+            with monkeypatch.context() as whole:
+                whole.setattr(R, "UPDATE_BLOCK", n)
+                R.adam_update(b[0], grad, b[1], b[2], *args, decoupled,
+                              vmax=b[3] if amsgrad else None, maximize=amsgrad)
+            assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), (decoupled, amsgrad)
+    assert len(blocked) == 3 * 2 * 2 + 2 * 2 and all(blocked)    # the blocked runs blocked

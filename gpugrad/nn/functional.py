@@ -4,13 +4,15 @@ compositions of the primitive ops."""
 import math
 import warnings
 
-from .. import _autocast, _tensor, ops
+from .. import _autocast, _device, _tensor, ops
 from .._autograd.mode import no_grad
 from .._methods import apply_inplace as _apply_inplace
 from .._tensor import Tensor
 from ..ops._amp import to_float32 as _to_float32
 from ..ops._amp import to_low as _to_low
 from ..ops._common import shape_str as _shape_str
+from ..ops._derivative import class_onehot as _class_weights
+from ..ops._derivative import zero_mask as _zero_mask
 from ..ops.normalization import check_normalized_shape as _check_normalized_shape
 
 __all__ = [
@@ -267,12 +269,17 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         _renorm_rows(weight, idx, max_norm, norm_type)
     out = weight[idx]
     if padding_idx is not None:
-        pad = _tensor.wrap(idx.device.adopt((idx._data == padding_idx)[..., None]), idx.device)
+        # an op on the indices, not a host mask: gg.compile replays it with new indices
+        pad = ops.reshape(_zero_mask(idx - padding_idx), tuple(idx.shape) + (1,))
         out = ops.where(pad, out.detach(), out)
     return out
 
 
 def _renorm_rows(weight, idx, max_norm, norm_type):
+    if _device.recording_thread is not None:
+        _device.refuse_while_recording(
+            "embedding's max_norm (rows renormalized in place on the host)",
+            "a replay would not renormalize; renormalize outside the compiled step")
     xp = weight.device.xp
     with no_grad():
         rows = xp.unique(idx._data.reshape(-1))
@@ -316,7 +323,7 @@ def _same_shape(input, target, what):
 
 
 def _class_onehot(input, target, weight, ignore_index, what):
-    """(onehot scaled by the class weights, per-element weights) as constant arrays for
+    """(onehot scaled by the class weights, per-element weights) as constant tensors for
     class indices ``target``: input (N, C, d1, ...) or (C,); ignored targets weigh 0."""
     class_axis = 0 if input.ndim == 1 else 1
     c = input.shape[class_axis]
@@ -328,26 +335,21 @@ def _class_onehot(input, target, weight, ignore_index, what):
     dev = input.device
     xp = dev.xp
     t = target._data
-    valid = t != ignore_index
-    safe = xp.where(valid, t, 0)
-    if dev.is_host and safe.size:
+    if dev.is_host and t.size:
+        safe = xp.where(t != ignore_index, t, 0)
         lo, hi = int(safe.min()), int(safe.max())
         if lo < 0 or hi >= c:
             raise IndexError(f"{what}: target {lo if lo < 0 else hi} is out of range for {c} "
                              "classes")
-    safe = xp.expand_dims(safe, class_axis)
-    shape = [1] * input.ndim
-    shape[class_axis] = c
-    classes = xp.arange(c).reshape(shape)
-    onehot = ((safe == classes) & xp.expand_dims(valid, class_axis)).astype(input.dtype)
+    w = None
     if weight is not None:
-        w = weight._data if isinstance(weight, Tensor) else xp.asarray(weight)
+        w = weight if isinstance(weight, Tensor) else _tensor.wrap(xp.asarray(weight), dev)
         if w.shape != (c,):
             raise ValueError(f"{what}: weight of shape {_shape_str(w.shape)} does not fit "
                              f"{c} classes")
-        onehot = onehot * w.astype(input.dtype).reshape(shape)
-    per_element = onehot.sum(axis=class_axis)
-    return dev.adopt(onehot), dev.adopt(per_element)
+    # an op, not host arithmetic on the labels: gg.compile replays it with new labels
+    onehot = _class_weights(target, c, class_axis, ignore_index, input.dtype, w)
+    return onehot, ops.sum(onehot, class_axis)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -356,11 +358,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     ignored."""
     target = _as_index(target, input, "nll_loss")
     onehot, per_element = _class_onehot(input, target, weight, ignore_index, "nll_loss")
-    dev = input.device
     class_axis = 0 if input.ndim == 1 else 1
-    loss = -ops.sum(input * _tensor.wrap(onehot, dev), class_axis)
+    loss = -ops.sum(input * onehot, class_axis)
     if reduction == "mean":
-        return ops.sum(loss) / _tensor.wrap(dev.adopt(per_element.sum()), dev)
+        return ops.sum(loss) / ops.sum(per_element)
     return _reduce(loss, reduction, "nll_loss")
 
 
@@ -401,16 +402,16 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                                               dev), class_axis)
     else:
         smooth = -ops.sum(logp, class_axis)
-    valid = _tensor.wrap(dev.adopt((target._data != ignore_index).astype(input.dtype)), dev)
+    _, valid = _class_onehot(input, target, None, ignore_index, "cross_entropy")
     smooth = smooth * valid
     if reduction == "mean":
         if weight is not None:
             _, per_element = _class_onehot(input, target, weight, ignore_index,
                                            "cross_entropy")
-            denominator = per_element.sum()
+            denominator = ops.sum(per_element)
         else:
-            denominator = valid._data.sum()
-        smooth = ops.sum(smooth) / _tensor.wrap(dev.adopt(denominator), dev)
+            denominator = ops.sum(valid)
+        smooth = ops.sum(smooth) / denominator
     else:
         smooth = _reduce(smooth, reduction, "cross_entropy")
     return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / c)

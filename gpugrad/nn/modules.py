@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _device, ops
 from .._autograd.mode import no_grad
+from .._autograd.mode import state as _mode
 from .._tensor import LeafNode, Tensor, bump_version
 from ..ops._common import shape_str
 from ..utils.checkpoint import checkpoint as _checkpoint
@@ -194,6 +195,8 @@ class Module:
             elif p._grad is not None:
                 p._grad._data[...] = 0
                 bump_version(p._grad._ver)
+        if _mode.compiling is not None:     # gg.compile: these gradients start afresh
+            _mode.compiling.reset_grads(self.parameters())
 
     def train(self, mode=True):
         for m in self.modules():

@@ -30,6 +30,15 @@ def const_like(arr, like):
     return arr
 
 
+def fixed_like(arr, like):
+    """A constant that depends on shapes and dtypes only (an identity matrix, a one) beside
+    ``like``, as ``const_like``; gg.compile may keep it in a recording, since every replay
+    would compute the same."""
+    if isinstance(like, Tensor):
+        return wrap(like.device.adopt(arr), like.device)
+    return arr
+
+
 def add_terms(*terms):
     """Sum of the terms that are not None (symbolic zeros), or None if all are."""
     total = None

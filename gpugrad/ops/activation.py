@@ -17,7 +17,8 @@ from .._autograd.graph import Elementwise, Op, apply, primitive, register
 from .._tensor import Tensor
 from ..kernels.reference import GELU_C, GELU_K, INV_SQRT_2PI
 from ._amp import to_low
-from ._common import add_terms, const_like, elementwise_cost, prod, raw, shape_str
+from ._common import add_terms, elementwise_cost, prod, shape_str
+from ._derivative import above_mask
 from .elementwise import exp, to_float, where
 from .linalg import matmul
 from .shape import reshape, swap_last
@@ -349,8 +350,7 @@ class Softplus(Elementwise):
         slope = sigmoid(x * p.beta)
         if p.threshold == float("inf"):
             return (slope,)
-        above = const_like(raw(x) * p.beta > p.threshold, x)
-        return (where(above, 1.0, slope),)
+        return (where(above_mask(x, p.beta, p.threshold), 1.0, slope),)
 
 
 def softplus(x, beta=1.0, threshold=20.0):

@@ -8,8 +8,8 @@ import numpy as np
 
 from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
-from ._common import const_like, elementwise_cost, plain_scalar, raw, result_type
-from ._derivative import inside_mask, pick_weight, sign_of
+from ._common import elementwise_cost, plain_scalar, result_type
+from ._derivative import flat_mask, inside_mask, pick_weight, sign_of, zero_mask
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def _is_zero(x):
     """A constant mask (or Python bool) of where x is 0."""
     if isinstance(x, (int, float)):
         return x == 0
-    return const_like(raw(x) == 0, x)
+    return zero_mask(x)
 
 
 def _pow_partials(a, b, out, needs):
@@ -118,15 +118,14 @@ def _pow_partials(a, b, out, needs):
         log_a = _log_of(a)
         if isinstance(a, (int, float)):
             if a == 0:
-                db = where(const_like(raw(b) >= 0, b), 0.0, out * log_a)
+                db = where(zero_mask(b, "nonnegative"), 0.0, out * log_a)
             else:
                 db = out * log_a
         else:
-            flat = _is_zero(a)
             if isinstance(b, (int, float)):
-                db = where(flat, 0.0, out * log_a) if b >= 0 else out * log_a
+                db = where(_is_zero(a), 0.0, out * log_a) if b >= 0 else out * log_a
             else:
-                db = where(const_like(raw(flat) & (raw(b) >= 0), b), 0.0, out * log_a)
+                db = where(flat_mask(a, b), 0.0, out * log_a)
     return da, db
 
 

@@ -13,7 +13,7 @@ from .._tensor import Tensor, wrap
 from ._amp import to_float32
 from ._common import computed, const_like, dim_args, keepdims_shape, normalize_axes, raw, xp_of
 from ._common import prod as numel
-from ._derivative import peak_share
+from ._derivative import peak_share, zero_scan
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, to_float, where
 from .linalg import nuclear_norm
 from .math import sign
@@ -463,16 +463,12 @@ class Cumprod(Op):
     def _parts(self, x, out, axis):
         """Masks of the zeros (constants), x with its zeros made 1, the exclusive
         products, and the products after the first zero of each line."""
-        arr = raw(x)
-        xp = xp_of(x)
-        zero = arr == 0
-        seen = xp.cumsum(zero, axis=axis)
-        before = const_like(seen == 0, x)                 # no zero up to here
-        first = const_like(zero & (seen == 1), x)         # the first zero of its line
-        zero = const_like(zero, x)
+        before = zero_scan(x, axis, "before")               # no zero up to here
+        first = zero_scan(x, axis, "first")                 # the first zero of its line
+        zero = zero_scan(x, axis, "zero")
         safe = where(zero, 1, x)
         exclusive = _shift_in(out, axis, 1)
-        after = cumprod(where(const_like(raw(before) | raw(first), x), 1, x), axis)
+        after = cumprod(where(zero_scan(x, axis, "before_or_first"), 1, x), axis)
         return zero, before, first, safe, exclusive, after
 
     def vjp(self, g, ins, out, p, needs):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._autograd.graph import Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
-from ._common import add_terms, computed, const_like, prod, raw, shape_str, xp_of
+from ._common import add_terms, computed, fixed_like, prod, raw, shape_str, xp_of
 from .elementwise import cast, where
 from .shape import broadcast_to, getitem, permute, reshape, sum_to
 from .shape import concatenate as _concatenate
@@ -1112,7 +1112,7 @@ def _einsum_grad(g, ins, p, i):
                 seen.add(c)
                 full.append(c)
         xp = xp_of(r)
-        mats = [const_like(xp.eye(size_of[e[0]], dtype=raw(r).dtype), r) for e in eyes]
+        mats = [fixed_like(xp.eye(size_of[e[0]], dtype=raw(r).dtype), r) for e in eyes]
         r = apply(Einsum, (r,) + tuple(mats),
                   Einsum.Params((unique,) + tuple(eyes), "".join(full), ""))
     if tuple(r.shape) != tuple(x.shape):

@@ -7,7 +7,8 @@ from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
 from ..kernels.reference import labels_in_range
 from ._amp import to_float32
-from ._common import add_terms, const_like, dim_args, normalize_axes, prod, raw, shape_str, xp_of
+from ._common import add_terms, dim_args, fixed_like, normalize_axes, prod, raw, shape_str, xp_of
+from ._derivative import row_shares
 from .elementwise import cast, exp
 from .reduce import sum
 from .shape import getitem, reshape
@@ -201,18 +202,13 @@ class SoftmaxCrossEntropy(Op):
 
 def _xent_gradient(z, labels, mean):
     """The loss's gradient with respect to the logits (the backward with g = 1)."""
-    one = const_like(xp_of(z).ones((), dtype=z.dtype), z)
+    one = fixed_like(xp_of(z).ones((), dtype=z.dtype), z)
     return softmax_xent_grad(z, labels, one, mean)
 
 
 def _row_weights(z, labels, mean):
     """(N, 1) constant: each row's share of the loss (0 for an ignored row)."""
-    xp = xp_of(z)
-    lab = raw(labels)
-    weights = ((lab >= 0) & (lab < z.shape[1])).astype(z.dtype)
-    if mean:
-        weights /= xp.maximum(weights.sum(), 1)
-    return const_like(weights[:, None], z)
+    return row_shares(labels, z.shape[1], mean, raw(z).dtype)
 
 
 @primitive

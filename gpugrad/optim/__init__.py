@@ -4,6 +4,7 @@ schedules in ``gg.optim.lr_scheduler``."""
 from .. import _tensor
 from .._autograd import graph as _graph
 from .._autograd.mode import enable_grad
+from .._autograd.mode import state as _mode
 from .._tensor import Tensor
 from ..kernels import reference
 from . import lr_scheduler
@@ -76,6 +77,8 @@ class Optimizer:
                 elif p._grad is not None:
                     p._grad._data[...] = 0
                     _tensor.bump_version(p._grad._ver)
+        if _mode.compiling is not None:     # gg.compile: these gradients start afresh
+            _mode.compiling.reset_grads(p for g in self.param_groups for p in g["params"])
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; with ``closure`` (a function

@@ -184,8 +184,12 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                     gi = _conform(gi, parent)
                 previous = get_grad(parent)
                 if previous is None:
-                    if arrays and (gi.__class__ not in array_types or gi.nbytes >= track_min):
-                        gi = parent.dev.adopt(gi)   # made by a rule's arithmetic, not a device
+                    if arrays:
+                        if gi.__class__ not in array_types:
+                            gi = parent.dev.adopt(gi)    # a NumPy scalar of 0-d arithmetic
+                        elif gi.nbytes >= track_min:
+                            # counted, once, if a rule's arithmetic made it rather than a kernel
+                            parent.dev.memory.track(gi)
                     grads[parent] = gi
                     push(heap, (-parent.seq, parent))
                 elif parent in owned:

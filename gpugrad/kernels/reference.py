@@ -193,7 +193,7 @@ def bias_act_fwd(x, b, act, *params, out=None):
     z = _xp(x).add(x, b, out=out)
     if act == "none":
         return z
-    return activation_fwd(act, z, *params, out=z)     # in place: z is ours
+    return _activation_twin(act, "fwd")(z, *params, out=z)     # in place: z is ours
 
 
 # (activation, "fwd" or "bwd") -> its twin, found by name once

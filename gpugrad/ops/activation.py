@@ -20,7 +20,7 @@ from ._amp import to_low
 from ._common import add_terms, elementwise_cost, prod, shape_str
 from ._derivative import above_mask
 from .elementwise import exp, to_float, where
-from .linalg import matmul
+from .linalg import MatMul, matmul
 from .shape import reshape, swap_last
 
 
@@ -297,12 +297,14 @@ class LinearAct(Op):
     def vjp(self, g, ins, out, p, needs):
         x, w, b = ins
         gz = self._pre_grad(g, out, p)
-        gx = matmul(gz, w) if needs[0] else None
+        # the products' shapes and dtypes are those of the forward's: the primitive itself,
+        # without matmul()'s checks
+        gx = apply(MatMul, (gz, w)) if needs[0] else None
         gw = None
         if needs[1]:
             gz2 = gz if gz.ndim == 2 else reshape(gz, (-1, gz.shape[-1]))
             x2 = x if x.ndim == 2 else reshape(x, (-1, x.shape[-1]))
-            gw = matmul(swap_last(gz2), x2)
+            gw = apply(MatMul, (swap_last(gz2), x2))
         return gx, gw, (gz if needs[2] else None)
 
     def jvp(self, ts, ins, out, p):

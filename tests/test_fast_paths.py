@@ -137,3 +137,30 @@ def test_cpu_device_forms_equal_the_twins():
         np.testing.assert_array_equal(form(*args), twin(*args))
         out = np.empty_like(twin(*args))
         assert form(*args, out=out) is out
+
+
+def test_a_saved_input_tensor_is_not_kept_alive_and_higher_order_still_flows():
+    import gc
+    import weakref
+    x = gg.tensor([0.5, -1.5, 2.0], dtype=gg.float64, requires_grad=True)
+    y = x * 3.0
+    z = (y * y * y).sum()           # saves y twice
+    ref = weakref.ref(y)
+    del y
+    gc.collect()
+    assert ref() is None            # the node keeps y's array and version, not the object
+    (g,) = gg.autograd.grad(z, x, create_graph=True)
+    np.testing.assert_allclose(g.numpy(), 81 * x.numpy() ** 2)
+    (h,) = gg.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(h.numpy(), 162 * x.numpy())
+
+
+def test_a_saved_input_written_in_place_after_its_object_was_dropped_still_raises():
+    x = gg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2.0
+    alias = y[:]                    # a view shares y's version counter
+    z = (y * y).sum()
+    del y
+    alias.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        z.backward()

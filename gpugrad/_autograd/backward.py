@@ -173,7 +173,8 @@ def run_backward(seeds, retain_graph, create_graph, targets=None, stop_at_target
                 gs = node.op.vjp(g, None if ins is None else node.arrays, node.out, node.p, needs)
             else:
                 out = None if node.out is None else node.saved_output(create_graph)
-                gs = node.op.vjp(g, ins, out, node.p, needs)
+                gs = node.op.vjp(g, None if ins is None else node.saved_inputs(create_graph),
+                                 out, node.p, needs)
             if anomaly is not None:
                 anomaly.check_backward(node, gs)
             del g
@@ -220,7 +221,8 @@ _ALL_NEEDED = [(True,) * n for n in range(64)]
 
 def _check_versions(node):
     for x in node.ins or ():
-        if isinstance(x, Tensor) and x._ver[0] > node.seq:
+        ver = x if x.__class__ is list else x._ver if isinstance(x, Tensor) else None
+        if ver is not None and ver[0] > node.seq:
             _raise_modified(node.op, "an input")
     if node.out is not None and node.out_ver[0] > node.seq:
         _raise_modified(node.op, "the output")

@@ -170,6 +170,22 @@ class Node:
     def __repr__(self):
         return f"<{self.op.name}>"
 
+    def saved_inputs(self, grad_mode):
+        """The saved inputs as a recorded backward reads them: each tensor rebuilt from the
+        array, version counter and node it had when saved (a number or an array constant
+        as it was; None where nothing was saved)."""
+        saved = []
+        for x, arr, parent in zip(self.ins, self.arrays, self.parents):
+            if x.__class__ is list:          # a tensor's version counter
+                version = x
+                x = wrap(arr, self.dev)
+                x._node = parent if grad_mode else None
+                x._ver = version
+            elif x is None:
+                x = arr
+            saved.append(x)
+        return tuple(saved)
+
     def saved_output(self, grad_mode):
         """The saved output as a tensor attached to this node, so that a recorded backward
         differentiates through it."""
@@ -250,16 +266,31 @@ def apply(op, inputs, p=None):
         node.op = op
         node.parents = parents
         save = op.save_inputs
-        # the saved inputs twice: as tensors (a recorded backward, version checks) and as
-        # the arrays the kernel ran on (a backward recording nothing reads those directly)
+        # saved: the arrays the kernel ran on (a backward recording nothing reads them as
+        # they are), and in ``ins`` each tensor input's version counter (None for a number
+        # or an input not saved), not the tensor: a tensor object kept for backward would
+        # stay alive, traced by the collector, for nothing; a recorded backward rebuilds it
+        # (saved_inputs). While a forward-mode level is open the tensors themselves are
+        # kept, tangents and all.
         if save is None:
             node.ins = None
         elif save is True:
-            node.ins = inputs
             node.arrays = arrays     # of arrays and numbers: the collector untracks it
+            if kept_tangents:
+                node.ins = inputs
+            elif len(inputs) == 2:
+                a, b = inputs
+                node.ins = (a._ver if isinstance(a, Tensor) else None,
+                            b._ver if isinstance(b, Tensor) else None)
+            else:
+                node.ins = tuple([x._ver if isinstance(x, Tensor) else None for x in inputs])
         else:
-            node.ins = tuple([x if keep else None for x, keep in zip(inputs, save)])
             node.arrays = tuple([x if keep else None for x, keep in zip(arrays, save)])
+            if kept_tangents:
+                node.ins = tuple([x if keep else None for x, keep in zip(inputs, save)])
+            else:
+                node.ins = tuple([x._ver if keep and isinstance(x, Tensor) else None
+                                  for x, keep in zip(inputs, save)])
         if op.save_output:
             node.out = data
             node.out_ver = out._ver

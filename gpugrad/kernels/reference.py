@@ -31,8 +31,20 @@ def _numpy_erf(a):
 _MODULES = {np.ndarray: (np, _numpy_erf)}
 
 
+class _ModuleOf(dict):
+    """array class -> its array module; NumPy for any class not registered (NumPy scalars).
+    The twins index it with ``x.__class__``: a lookup, not a call, on every twin call."""
+
+    def __missing__(self, cls):
+        return np
+
+
+_xp = _ModuleOf({np.ndarray: np})
+
+
 def register_array_module(array_type, module, erf):
     _MODULES[array_type] = (module, erf)
+    _xp[array_type] = module
 
 
 def array_module(a):
@@ -46,7 +58,6 @@ def erf(a):
     return (_numpy_erf if entry is None else entry[1])(a)
 
 
-_xp = array_module
 
 
 def _result(value, out):
@@ -66,7 +77,7 @@ def matmul(a, b, out=None):
     # the item size first: the one test a float32 product pays
     if a.itemsize == 2 and a.dtype.char in _LOW_CHARS and b.dtype == a.dtype:
         return lowp_matmul(a, b, out=out)
-    return _xp(a).matmul(a, b, out=out)
+    return _xp[a.__class__].matmul(a, b, out=out)
 
 
 def _numpy_matmul(a, b, out=None):
@@ -80,23 +91,23 @@ def lowp_matmul(a, b, out=None):
     """out = a @ b for two float16 or two bfloat16 operands: the products summed in
     float32 and the result rounded once to the operands' dtype, the rounding points of a
     cuBLAS GEMM with compute type 32F (NumPy has no fast low-precision GEMM)"""
-    value = _xp(a).matmul(a.astype(np.float32), b.astype(np.float32))
+    value = _xp[a.__class__].matmul(a.astype(np.float32), b.astype(np.float32))
     return _result(value.astype(a.dtype), out)
 
 
 # -- activations: forward and backward -----------------------------------------------------
 def relu_fwd(x, out=None):
     """out = max(x, 0)"""
-    return _xp(x).maximum(x, 0, out=out)
+    return _xp[x.__class__].maximum(x, 0, out=out)
 
 
 def relu_bwd(g, y, out=None):
     """out = g where y > 0 else 0 (y is relu's output)"""
-    return _xp(g).multiply(g, y > 0, out=out)
+    return _xp[g.__class__].multiply(g, y > 0, out=out)
 
 
 def tanh_fwd(x, out=None):
-    return _xp(x).tanh(x, out=out)
+    return _xp[x.__class__].tanh(x, out=out)
 
 
 # the twins as the CPU device runs them: on NumPy arrays alone, without asking which module
@@ -108,12 +119,12 @@ def tanh_bwd(g, y, out=None):
     no Python scalar, which NumPy handles at twice an array's cost"""
     gy = g * y
     gy *= y
-    return _xp(g).subtract(g, gy, out=out)
+    return _xp[g.__class__].subtract(g, gy, out=out)
 
 
 def sigmoid_fwd(x, out=None):
     """out = 1 / (1 + e^-x), computed without overflow for large |x|"""
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     e = xp.exp(-xp.abs(x))
     value = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
     return _result(value, out)
@@ -122,19 +133,19 @@ def sigmoid_fwd(x, out=None):
 def sigmoid_bwd(g, y, out=None):
     """out = g * y * (1 - y) (y is sigmoid's output), as g y - (g y) y"""
     gy = g * y
-    return _xp(g).subtract(gy, gy * y, out=out)
+    return _xp[g.__class__].subtract(gy, gy * y, out=out)
 
 
 def gelu_tanh_fwd(x, out=None):
     """out = x/2 (1 + tanh(k (x + c x^3))), GELU in its tanh form"""
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     u = GELU_K * (x + GELU_C * x * x * x)
     return _result((0.5 * x * (1 + xp.tanh(u))).astype(x.dtype, copy=False), out)
 
 
 def gelu_tanh_bwd(g, x, out=None):
     """out = g * d/dx gelu_tanh(x)"""
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     t = xp.tanh(GELU_K * (x + GELU_C * x * x * x))
     du = GELU_K * (1 + 3 * GELU_C * x * x)
     value = g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
@@ -148,7 +159,7 @@ def gelu_fwd(x, out=None):
 
 def gelu_bwd(g, x, out=None):
     """out = g * (Phi(x) + x phi(x)), the exact GELU's derivative"""
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     value = g * (0.5 * (1 + erf(x * SQRT1_2)) + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x))
     return _result(value.astype(g.dtype, copy=False), out)
 
@@ -167,30 +178,30 @@ def silu_bwd(g, x, out=None):
 
 def leaky_relu_fwd(x, negative_slope, out=None):
     """out = x where x > 0 else negative_slope * x"""
-    return _result(_xp(x).where(x > 0, x, x * x.dtype.type(negative_slope)), out)
+    return _result(_xp[x.__class__].where(x > 0, x, x * x.dtype.type(negative_slope)), out)
 
 
 def leaky_relu_bwd(g, x, negative_slope, out=None):
     """out = g where x > 0 else negative_slope * g (x is the input, as PyTorch)"""
-    return _result(_xp(g).where(x > 0, g, g * g.dtype.type(negative_slope)), out)
+    return _result(_xp[g.__class__].where(x > 0, g, g * g.dtype.type(negative_slope)), out)
 
 
 def elu_fwd(x, alpha, out=None):
     """out = x where x > 0 else alpha (e^x - 1)"""
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     return _result(xp.where(x > 0, x, x.dtype.type(alpha) * xp.expm1(x)), out)
 
 
 def elu_bwd(g, x, alpha, out=None):
     """out = g where x > 0 else g alpha e^x (x is the input)"""
-    xp = _xp(g)
+    xp = _xp[g.__class__]
     return _result(xp.where(x > 0, g, g * g.dtype.type(alpha) * xp.exp(x)), out)
 
 
 def bias_act_fwd(x, b, act, *params, out=None):
     """out = act(x + b), b broadcast over the rows of x; act 'none' or a row of the
     activation table, followed by the row's parameter if it has one"""
-    z = _xp(x).add(x, b, out=out)
+    z = _xp[x.__class__].add(x, b, out=out)
     if act == "none":
         return z
     return _activation_twin(act, "fwd")(z, *params, out=z)     # in place: z is ours
@@ -224,7 +235,7 @@ def bias_grad(g, out=None):
 
 # -- softmax family over the last axis ------------------------------------------------------
 def softmax_fwd(x, out=None):
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     e = xp.exp(x - x.max(axis=-1, keepdims=True))
     return _result(e / e.sum(axis=-1, keepdims=True), out)
 
@@ -235,14 +246,14 @@ def softmax_bwd(g, y, out=None):
 
 
 def log_softmax_fwd(x, out=None):
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     shifted = x - x.max(axis=-1, keepdims=True)
     return _result(shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True)), out)
 
 
 def log_softmax_bwd(g, y, out=None):
     """out = g - e^y * sum(g) (y is log_softmax's output)"""
-    xp = _xp(g)
+    xp = _xp[g.__class__]
     return _result(g - xp.exp(y) * g.sum(axis=-1, keepdims=True), out)
 
 
@@ -284,7 +295,7 @@ def softmax_xent_fwd(logits, labels, mean, out=None):
     """out = the sum over rows of logsumexp(logits[i]) - logits[i, labels[i]], divided (mean)
     by the number of rows whose label is in [0, C) (nan for none); a row whose label lies
     outside it counts 0. A 0-d array; no host sync on CuPy."""
-    xp = _xp(logits)
+    xp = _xp[logits.__class__]
     valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
     shifted = logits - _row_max(logits, xp)
     picked = shifted[xp.arange(shifted.shape[0]), safe]
@@ -308,7 +319,7 @@ def softmax_xent_fwd(logits, labels, mean, out=None):
 def softmax_xent_bwd(logits, labels, g, mean, out=None):
     """out = (softmax(logits) - onehot(labels)) * g, divided (mean) by the number of rows whose
     label is in [0, C); g a 0-d array. A row whose label lies outside it gets 0."""
-    xp = _xp(logits)
+    xp = _xp[logits.__class__]
     valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
     p = xp.subtract(logits, _row_max(logits, xp), out=out)
     xp.exp(p, out=p)
@@ -361,7 +372,7 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay, nesterov,
             first, maximize):
         return
-    xp = _xp(param)
+    xp = _xp[param.__class__]
     d = -grad if maximize else grad
     if weight_decay:
         d = d + weight_decay * param
@@ -420,7 +431,7 @@ def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
     if param.size > 2 * UPDATE_BLOCK and _in_blocks(
             _adam, (param, grad, m, v, vmax), scalars, decoupled, maximize):
         return
-    xp = _xp(param)
+    xp = _xp[param.__class__]
     lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bias2 = scalars
     if maximize:
         grad = -grad
@@ -487,7 +498,7 @@ def dropout_keep(n, seed, offset, p):
 def dropout(x, seed, offset, p, scale, out=None):
     """out = x * scale where the Philox draw of (seed, offset, element) is kept, else 0"""
     keep = dropout_keep(x.size, seed, offset, p).reshape(x.shape)
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     if xp is not np:
         keep = xp.asarray(keep)
     # float16 and bfloat16 are scaled in float32 and rounded once, as the kernel does
@@ -500,7 +511,7 @@ def dropout(x, seed, offset, p, scale, out=None):
 # -- layer normalisation over the last axis (kernels/norm.cu) --------------------------------
 def _norm_stats(x, eps):
     """(x - mean, 1 / sqrt(var + eps)) over the last axis, in float32 at least."""
-    xp = _xp(x)
+    xp = _xp[x.__class__]
     x = x.astype(np.promote_types(x.dtype, np.float32), copy=False)
     centred = x - x.mean(axis=-1, keepdims=True)
     rstd = 1 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)

@@ -263,10 +263,19 @@ _UNSIGNED = {np.dtype(t): np.dtype(u) for t, u in (
     (np.int8, np.uint8), (np.int16, np.uint16), (np.int32, np.uint32), (np.int64, np.uint64))}
 
 
+def _as_unsigned(labels):
+    unsigned = _UNSIGNED.get(labels.dtype)
+    return labels if unsigned is None else labels.view(unsigned)
+
+
 def labels_in_range(labels, classes):
     """Whether each label lies in [0, classes) (a mask of the labels' shape)."""
-    unsigned = _UNSIGNED.get(labels.dtype)
-    return (labels if unsigned is None else labels.view(unsigned)) < classes
+    return _as_unsigned(labels) < classes
+
+
+def all_labels_in_range(labels, classes):
+    """Whether every label of a host array lies in [0, classes): one reduction, no mask."""
+    return not labels.size or np.maximum.reduce(_as_unsigned(labels), axis=None) < classes
 
 
 def _rows_in_range(labels, classes, xp):
@@ -275,9 +284,9 @@ def _rows_in_range(labels, classes, xp):
     the common case, every label a class, is told by one test and costs nothing more; a
     device keeps the mask (testing it there would be a host sync)."""
     labels = xp.asarray(labels)
-    valid = labels_in_range(labels, classes)
-    if xp is np and np.count_nonzero(valid) == valid.size:
+    if xp is np and all_labels_in_range(labels, classes):
         return None, labels
+    valid = labels_in_range(labels, classes)
     return valid, xp.where(valid, labels, 0)
 
 

@@ -691,7 +691,9 @@ class MLP(Sequential):
 
 
 def _fused_linear(layer, act, params, x):
-    return F._linear_act(x, layer.weight, layer.bias, act, params)
+    if params:
+        return F._linear_act(x, layer.weight, layer.bias, act, params)
+    return F.linear(x, layer.weight, layer.bias, act)
 
 
 def _run_segment(steps):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import _autocast
 from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
-from ..kernels.reference import labels_in_range
+from ..kernels.reference import all_labels_in_range, labels_in_range
 from ._amp import to_float32
 from ._common import add_terms, dim_args, fixed_like, normalize_axes, prod, raw, shape_str, xp_of
 from ._derivative import row_shares
@@ -274,9 +274,8 @@ def softmax_cross_entropy(logits, labels, reduction="mean", ignore_index=-100):
                          f"(in [0, {classes})); use F.cross_entropy, which handles that")
     if dev.is_host and lab.size:
         # a host check costs nothing there; on a GPU it would be a sync per call
-        inside = labels_in_range(lab, classes)
-        all_in = xp_of(lab).count_nonzero(inside) == lab.size
-        bad = () if all_in else lab[~inside & (lab != ignore_index)]
+        bad = () if all_labels_in_range(lab, classes) else \
+            lab[~labels_in_range(lab, classes) & (lab != ignore_index)]
         if len(bad):
             raise ValueError(f"cross_entropy: label {int(bad[0])} is out of range for "
                              f"{classes} classes (and is not ignore_index {ignore_index})")

@@ -421,8 +421,8 @@ class Plan:
                     "(inputs, labels) as arguments, and parameters from the model it closes "
                     "over")
             dev = value.device
+            buf = _aligned_empty(dev, value.shape, value.dtype)
             with dev.context():
-                buf = dev.allocate(dev.xp.empty, value.shape, value.dtype)
                 buf[...] = value._data
             t = wrap(buf, dev)
             inputs.append((where, t))
@@ -537,8 +537,7 @@ class Plan:
         for index, slot in enumerate(slots):
             dev = owner_dev.get(index)
             if slot.placement == "arena" and dev not in arenas:
-                with dev.context():
-                    arenas[dev] = dev.allocate(dev.xp.empty, (self.arena_bytes,), np.uint8)
+                arenas[dev] = _aligned_empty(dev, (self.arena_bytes,), np.uint8)
         self.arena = arenas
         by_data = {}
         for t in self.known.values():
@@ -558,8 +557,7 @@ class Plan:
                 if slot.placement == "arena":
                     arrays[index] = _arena_view(arenas[dev], slot)
                 else:
-                    with dev.context():
-                        arrays[index] = dev.allocate(dev.xp.empty, slot.shape, slot.dtype)
+                    arrays[index] = _aligned_empty(dev, slot.shape, slot.dtype)
         calls = []
         self._position = {}   # id(launch) -> its place in calls
         profiled = []
@@ -1038,6 +1036,22 @@ def _lower_bound(buffers, length):
         live += d
         best = max(best, live)
     return best
+
+
+def _aligned_empty(dev, shape, dtype):
+    """An uninitialised array starting on an ALIGN-byte boundary. A host allocator gives 16
+    bytes (a large NumPy array starts 16 bytes into a page): every SIMD load and store of
+    a kernel then straddles two cache lines (an elementwise pass over a 256 KiB block:
+    9.2 -> 7.2 us aligned; the GEMMs writing gradients a few percent). A device's pool
+    aligns its blocks already."""
+    with dev.context():
+        if not dev.is_host:
+            return dev.allocate(dev.xp.empty, shape, dtype)
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raw = dev.allocate(np.empty, (nbytes + ALIGN,), np.uint8)
+        skip = -raw.ctypes.data % ALIGN
+        return raw[skip:skip + nbytes].view(dtype).reshape(shape)
 
 
 def _arena_view(arena, slot):

@@ -33,6 +33,7 @@ from . import _device
 from ._autograd import graph as _graph
 from ._autograd.mode import state as _mode
 from ._tensor import Tensor, wrap
+from .kernels import reference
 from .ops.random import Dropout
 
 __all__ = ["compile", "CompiledStep", "Plan"]
@@ -46,6 +47,11 @@ _NO_OUT = frozenset({"where"})
 # replay may write over that input where it dies at the launch (not on a GPU: the CUDA
 # kernels declare their pointers __restrict__)
 _IN_PLACE = frozenset({"relu_grad"})
+# the host forms of the update kernels that ``Optimizer._device_updates`` names: a host
+# replay runs an optimizer step as these calls (the scalars as step() passes them, the
+# temporaries in a scratch of the arena)
+_HOST_UPDATES = {"sgd_update_dev": reference.sgd_update_host,
+                 "adam_update_dev": reference.adam_update_host}
 
 
 def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
@@ -492,6 +498,8 @@ class Plan:
         shared = self._in_place()
         arena = [slot for i, slot in enumerate(slots)
                  if slot.placement == "arena" and i not in shared]
+        self._host_steps = self._host_updates()
+        arena += [scratch for _, _, scratch in self._host_steps.values() if scratch is not None]
         self.arena_bytes = _place(arena)
         for index, root in shared.items():
             slots[index].offset = slots[root].offset
@@ -499,6 +507,44 @@ class Plan:
         self.in_place = len(shared)
         # the bound of the buffers as placed: a launch in place counts its buffer once
         self.lower_bound_bytes = _lower_bound(arena, len(self.entries))
+
+    def _host_updates(self):
+        """{entry index: (optimizer, gradient state, scratch slot or None)} for the optimizer
+        steps a host replay runs as calls of the update kernels' host forms rather than
+        ``step()`` (whose Python per parameter costs more, and whose twins allocate their
+        temporaries): where every device is the host's, the optimizer updates as its class
+        does (``_device_updates_ok``), and the step before hands over every gradient it
+        reads. The scratch, one block of the largest update's temporary, is placed in the
+        arena for that entry alone, where the step's intermediates are dead already."""
+        steps = {}
+        if not all(dev.is_host and dev.kernels is reference for dev in self.devices):
+            return steps
+        grads = {}
+        for i, e in enumerate(self.entries):
+            if isinstance(e, _Launch):
+                continue
+            if e[0] == "grads":
+                grads = e[1]
+                continue
+            opt = e[1]
+            params = _optimizer_params(opt)
+            if not opt._device_updates_ok() or any(
+                    p not in grads or not p.device.is_host or p.device.kernels is not reference
+                    for p in params):
+                continue
+            sizes = [(reference.update_scratch_size(p._data.size), p._data.dtype.itemsize)
+                     for p in params if grads[p] is not None]
+            largest = max((n for n, _ in sizes), default=0)
+            scratch = None
+            if largest >= reference.UPDATE_BLOCK:
+                scratch = _Slot.__new__(_Slot)
+                scratch.kind, scratch.shape, scratch.dtype = TEMP, None, np.dtype(np.uint8)
+                scratch.nbytes = largest * max(size for _, size in sizes)
+                scratch.first = scratch.last = i
+                scratch.offset = None
+                scratch.placement = "arena"
+            steps[i] = (opt, grads, scratch)
+        return steps
 
     def _in_place(self):
         """{output slot: the slot whose buffer it takes}: a launch of an op in _IN_PLACE
@@ -564,7 +610,7 @@ class Plan:
         bound = []            # (launch, its arrays, its output) or None for host work
         aligned = []          # the entry of each item of bound
         self._dropout_streams = {}
-        for e in self.entries:
+        for at, e in enumerate(self.entries):
             if isinstance(e, _Launch):
                 args = [a.value if isinstance(a, _Literal) else arrays[a] for a in e.ins]
                 if e.op.view:
@@ -586,8 +632,8 @@ class Plan:
                     for t, s in e[1].items()])
                 profiled.append((call, None))
             else:
-                call = e[1].step
-                profiled.append((call, None))
+                profiled.append((e[1].step, None))   # step() reports its updates itself
+                call = self._step_call(at, arrays, arenas)
             calls.append(call)
         self.calls = calls
         self.profiled_calls = profiled
@@ -623,6 +669,28 @@ class Plan:
                 self.calls = [self._replay_whole]
             else:
                 self.calls = self._captured(calls, bound)
+
+    def _step_call(self, at, arrays, arenas):
+        """The replay's call for the optimizer step of entry ``at``: its host updates
+        (``_host_updates``) or ``step()``."""
+        opt = self.entries[at][1]
+        host = self._host_steps.get(at)
+        if host is None:
+            return opt.step
+        _, state, slot = host
+        grads = {t: None if s is None else arrays[s] for t, s in state.items()}
+        scratch = {}
+        if slot is not None:
+            arena = next(iter(arenas.values()), None)
+            if arena is None:     # no launch placed a buffer: the arena holds the scratch
+                dev = self.devices[0]
+                arena = arenas[dev] = _aligned_empty(dev, (self.arena_bytes,), np.uint8)
+            raw = arena[slot.offset:slot.offset + slot.nbytes]
+            for p in _optimizer_params(opt):
+                dtype = p._data.dtype
+                if dtype not in scratch:
+                    scratch[dtype] = raw[:raw.size - raw.size % dtype.itemsize].view(dtype)
+        return functools.partial(_run_host_updates, opt, grads, scratch)
 
     # -- the whole step as one graph: optimizer updates as device-scalar launches --------------
     def _whole_step(self, aligned, bound):
@@ -1059,6 +1127,18 @@ def _arena_view(arena, slot):
         return arena[:0].view(slot.dtype).reshape(slot.shape)
     raw = arena[slot.offset:slot.offset + slot.nbytes]
     return raw.view(slot.dtype).reshape(slot.shape)
+
+
+def _run_host_updates(opt, grads, scratch):
+    """An optimizer step on the host: its bookkeeping as ``step()`` does it (state made,
+    step counts, versions bumped, options read now), then the update of every parameter
+    by the host form of its kernel."""
+    for kernel, arrays, scalars, flags in opt._device_updates(grads):
+        update = _HOST_UPDATES.get(kernel)
+        if update is None:
+            raise RuntimeError(f"gg.compile: the update kernel '{kernel}' has no host form "
+                               "in gg.compile's table")
+        update(*arrays, scalars, *flags, scratch=scratch.get(arrays[0].dtype))
 
 
 def _set_gradients(pairs):

@@ -352,15 +352,59 @@ def _in_blocks(update, arrays, *rest):
     return True
 
 
+# Python numbers: NumPy computes ``array * number`` in the array's dtype. A NumPy float64
+# learning rate makes ``lr * d`` float64 (and ``param -= step`` round once, from float64):
+# a float32 scratch would round the product first, so it is not used then.
+_WEAK_SCALARS = (float, int)
+
+
+def _scratch_for(scratch, like):
+    """A buffer of ``like``'s shape and dtype from the flat ``scratch`` where it holds that
+    many elements of that dtype (a temporary of the update otherwise)."""
+    if scratch is None or scratch.dtype != like.dtype or scratch.size < like.size:
+        return None
+    return scratch[:like.size].reshape(like.shape)
+
+
+def _plain_sgd_in_blocks(param, grad, lr, scratch):
+    """``param -= lr * grad`` block by block with nothing else to do (the common case): two
+    ufunc calls a block and no call layer, where a step's Python runs with cold caches
+    (after the GEMMs) and every line of it costs. False where the arrays are not
+    contiguous NumPy arrays of one shape."""
+    if type(param) is not np.ndarray or type(grad) is not np.ndarray or \
+            grad.shape != param.shape or not (param.flags.c_contiguous
+                                               and grad.flags.c_contiguous):
+        return False
+    flat_param, flat_grad = param.reshape(-1), grad.reshape(-1)
+    if scratch is None or scratch.dtype != param.dtype or scratch.size < UPDATE_BLOCK or \
+            lr.__class__ not in _WEAK_SCALARS:
+        for i in range(0, param.size, UPDATE_BLOCK):
+            block = flat_param[i:i + UPDATE_BLOCK]
+            block -= np.multiply(flat_grad[i:i + UPDATE_BLOCK], lr)
+        return True
+    multiply, subtract = np.multiply, np.subtract
+    for i in range(0, param.size, UPDATE_BLOCK):
+        block = flat_param[i:i + UPDATE_BLOCK]
+        step = scratch[:block.size]
+        multiply(flat_grad[i:i + UPDATE_BLOCK], lr, out=step)
+        subtract(block, step, out=block)
+    return True
+
+
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
-               maximize=False):
+               maximize=False, scratch=None):
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step, ``maximize`` whether to
-    ascend (the gradient negated)."""
-    if param.size > 2 * UPDATE_BLOCK and _in_blocks(
-            sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay, nesterov,
-            first, maximize):
-        return
+    ascend (the gradient negated). ``scratch`` (gg.compile's host replay), a flat array of
+    at least ``update_scratch_size(param.size)`` elements of the parameter's dtype, holds
+    ``lr * d`` instead of a new array: no allocation, and a buffer that stays in the cache."""
+    if param.size > 2 * UPDATE_BLOCK:
+        if not (momentum or weight_decay or maximize) and _plain_sgd_in_blocks(
+                param, grad, lr, scratch):
+            return
+        if _in_blocks(sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay,
+                      nesterov, first, maximize, scratch):
+            return
     xp = _xp(param)
     d = -grad if maximize else grad
     if weight_decay:
@@ -378,8 +422,25 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             d = d + momentum * buf
         else:
             d = buf
-    step = xp.multiply(d, lr)
+    into = None if scratch is None or lr.__class__ not in _WEAK_SCALARS else \
+        _scratch_for(scratch, d)
+    step = xp.multiply(d, lr) if into is None else xp.multiply(d, lr, out=into)
     param -= step
+
+
+def update_scratch_size(size):
+    """The elements of a ``scratch`` that an update of a parameter of ``size`` elements
+    uses: one block where it runs in blocks, else the parameter's size."""
+    return UPDATE_BLOCK if size > 2 * UPDATE_BLOCK else size
+
+
+def sgd_update_host(param, grad, buf, scalars, nesterov, first, maximize=False, scratch=None):
+    """``sgd_update_dev``'s arguments run as ``sgd_update`` with the scalars as they are
+    (gg.compile's host replay of ``Optimizer._device_updates``): no float conversion, so
+    that a learning rate held as a NumPy float64 computes as eager's ``step()`` does."""
+    lr, momentum, dampening, weight_decay = scalars
+    sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+               maximize, scratch)
 
 
 def sgd_update_dev(param, grad, buf, scalars, nesterov, first, maximize=False):
@@ -416,9 +477,16 @@ def adam_update_dev(param, grad, m, v, vmax, scalars, decoupled, maximize=False)
     _adam(param, grad, m, v, vmax, [float(s) for s in scalars[:7]], decoupled, maximize)
 
 
-def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
+def adam_update_host(param, grad, m, v, vmax, scalars, decoupled, maximize=False,
+                     scratch=None):
+    """``adam_update_dev``'s arguments with the scalars as ``adam_scalars`` gave them, as
+    ``adam_update`` computes (gg.compile's host replay; ``scratch`` as ``sgd_update``'s)."""
+    _adam(param, grad, m, v, vmax, scalars, decoupled, maximize, scratch)
+
+
+def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize, spare=None):
     if param.size > 2 * UPDATE_BLOCK and _in_blocks(
-            _adam, (param, grad, m, v, vmax), scalars, decoupled, maximize):
+            _adam, (param, grad, m, v, vmax), scalars, decoupled, maximize, spare):
         return
     xp = _xp(param)
     lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bias2 = scalars
@@ -433,7 +501,8 @@ def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
     m -= grad
     m *= beta1
     m += grad
-    scratch = xp.multiply(grad, grad)
+    into = None if spare is None else _scratch_for(spare, grad)
+    scratch = xp.multiply(grad, grad) if into is None else xp.multiply(grad, grad, out=into)
     scratch *= 1 - beta2
     v *= beta2
     v += scratch

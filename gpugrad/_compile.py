@@ -495,11 +495,13 @@ class Plan:
                 self.own_bytes += slot.nbytes
             else:
                 slot.placement = "arena"
+        self._xent_pairs = self._cross_entropy_pairs()
         shared = self._in_place()
         arena = [slot for i, slot in enumerate(slots)
                  if slot.placement == "arena" and i not in shared]
         self._host_steps = self._host_updates()
         arena += [scratch for _, _, scratch in self._host_steps.values() if scratch is not None]
+        arena += [sums for _, sums in self._xent_pairs.values()]
         self.arena_bytes = _place(arena)
         for index, root in shared.items():
             slots[index].offset = slots[root].offset
@@ -507,6 +509,39 @@ class Plan:
         self.in_place = len(shared)
         # the bound of the buffers as placed: a launch in place counts its buffer once
         self.lower_bound_bytes = _lower_bound(arena, len(self.entries))
+
+    def _cross_entropy_pairs(self):
+        """{index of a softmax_xent launch: (index of its softmax_xent_grad, the slot of the
+        row sums)} for the pairs a host replay runs as one computation: the backward
+        reading the forward's logits and labels with only launches between. The forward
+        leaves exp(logits - row max) in the backward's output buffer (born at the forward
+        now) and the row sums in the arena; the backward divides and subtracts the label's
+        1, as its twin does after computing the same exponentials and sums again (the
+        NumPy floor never computes the loss: this is the forward's cost beyond it)."""
+        pairs = {}
+        if not all(dev.is_host and dev.kernels is reference for dev in self.devices):
+            return pairs
+        entries, slots = self.entries, self.slots
+        for i, e in enumerate(entries):
+            if not isinstance(e, _Launch) or e.op.name != "softmax_xent" or \
+                    len(e.ins) != 2 or not all(isinstance(a, int) for a in e.ins):
+                continue
+            logits = slots[e.ins[0]]
+            if len(logits.shape) != 2 or logits.dtype.kind != "f":
+                continue
+            for j in range(i + 1, len(entries)):
+                b = entries[j]
+                if not isinstance(b, _Launch):
+                    break           # host work between them: each runs on its own
+                if b.op.name != "softmax_xent_grad" or tuple(b.ins[:2]) != tuple(e.ins):
+                    continue
+                out = slots[b.out]
+                if b.dev is e.dev and out.kind == TEMP and out.shape == logits.shape and \
+                        out.dtype == logits.dtype:
+                    out.first = i
+                    pairs[i] = (j, _scratch_slot((logits.shape[0], 1), logits.dtype, i, j))
+                break
+        return pairs
 
     def _host_updates(self):
         """{entry index: (optimizer, gradient state, scratch slot or None)} for the optimizer
@@ -537,12 +572,8 @@ class Plan:
             largest = max((n for n, _ in sizes), default=0)
             scratch = None
             if largest >= reference.UPDATE_BLOCK:
-                scratch = _Slot.__new__(_Slot)
-                scratch.kind, scratch.shape, scratch.dtype = TEMP, None, np.dtype(np.uint8)
-                scratch.nbytes = largest * max(size for _, size in sizes)
-                scratch.first = scratch.last = i
-                scratch.offset = None
-                scratch.placement = "arena"
+                scratch = _scratch_slot((largest * max(size for _, size in sizes),), np.uint8,
+                                        i, i)
             steps[i] = (opt, grads, scratch)
         return steps
 
@@ -604,6 +635,11 @@ class Plan:
                     arrays[index] = _arena_view(arenas[dev], slot)
                 else:
                     arrays[index] = _aligned_empty(dev, slot.shape, slot.dtype)
+        self._xent_calls = {}   # id(launch) -> (exponentials or None, row sums)
+        for i, (j, sums) in self._xent_pairs.items():
+            row_sums = _arena_view(self._host_arena(arenas), sums)
+            self._xent_calls[id(self.entries[i])] = (arrays[self.entries[j].out], row_sums)
+            self._xent_calls[id(self.entries[j])] = (None, row_sums)
         calls = []
         self._position = {}   # id(launch) -> its place in calls
         profiled = []
@@ -670,6 +706,15 @@ class Plan:
             else:
                 self.calls = self._captured(calls, bound)
 
+    def _host_arena(self, arenas):
+        """The arena of a host plan, for its scratch buffers: any host device's (made where
+        no launch placed a buffer in one)."""
+        arena = next(iter(arenas.values()), None)
+        if arena is None:
+            dev = self.devices[0]
+            arena = arenas[dev] = _aligned_empty(dev, (self.arena_bytes,), np.uint8)
+        return arena
+
     def _step_call(self, at, arrays, arenas):
         """The replay's call for the optimizer step of entry ``at``: its host updates
         (``_host_updates``) or ``step()``."""
@@ -681,11 +726,7 @@ class Plan:
         grads = {t: None if s is None else arrays[s] for t, s in state.items()}
         scratch = {}
         if slot is not None:
-            arena = next(iter(arenas.values()), None)
-            if arena is None:     # no launch placed a buffer: the arena holds the scratch
-                dev = self.devices[0]
-                arena = arenas[dev] = _aligned_empty(dev, (self.arena_bytes,), np.uint8)
-            raw = arena[slot.offset:slot.offset + slot.nbytes]
+            raw = self._host_arena(arenas)[slot.offset:slot.offset + slot.nbytes]
             for p in _optimizer_params(opt):
                 dtype = p._data.dtype
                 if dtype not in scratch:
@@ -881,6 +922,14 @@ class Plan:
             stream.note(e.p.offset)
             return functools.partial(_dropout_call, dev.kernels.dropout, args[0], out, e.p,
                                      stream)
+        pair = self._xent_calls.get(id(e))
+        if pair is not None:
+            exps, sums = pair
+            if exps is not None:
+                return functools.partial(reference.softmax_xent_fwd, *args, e.p.mean, out=out,
+                                         exps=exps, sums=sums)
+            return functools.partial(reference.softmax_xent_bwd_kept, sums, args[1], args[2],
+                                     e.p.mean, out)
         if op.kernel is not None:
             fn = dev.function(op.kernel)
             if op.kernel in _NO_OUT:
@@ -1127,6 +1176,17 @@ def _arena_view(arena, slot):
         return arena[:0].view(slot.dtype).reshape(slot.shape)
     raw = arena[slot.offset:slot.offset + slot.nbytes]
     return raw.view(slot.dtype).reshape(slot.shape)
+
+
+def _scratch_slot(shape, dtype, first, last):
+    """An arena buffer no launch makes: a host replay's scratch alive from entry ``first``
+    to ``last``."""
+    slot = _Slot.__new__(_Slot)
+    slot.kind, slot.shape, slot.dtype = TEMP, tuple(shape), np.dtype(dtype)
+    slot.nbytes = int(np.prod(shape, dtype=np.int64)) * slot.dtype.itemsize
+    slot.first, slot.last = first, last
+    slot.offset, slot.placement, slot.root, slot.producer = None, "arena", None, None
+    return slot
 
 
 def _run_host_updates(opt, grads, scratch):

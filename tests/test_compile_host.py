@@ -100,3 +100,66 @@ def test_a_host_replay_passes_the_learning_rate_as_eager_does(lr):
         losses = [step(x, y).numpy().tobytes() for x, y in zip(xs, ys)]
         runs.append((losses, [p.numpy().tobytes() for p in model.parameters()]))
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(128, 10), (7, 1000), (64, 3), (1, 1)])
+@pytest.mark.parametrize("ignored", [False, True])
+@pytest.mark.parametrize("mean", [True, False])
+def test_the_paired_cross_entropy_twins_give_the_unpaired_bits(dtype, shape, ignored, mean):
+    """The forward leaving its exponentials and row sums for the backward (gg.compile's
+    host replay of the pair) gives the loss and the gradient of the two twins run apart,
+    bit for bit: short rows, rows long enough for NumPy's pairwise sums, ignored labels."""
+    from gpugrad.kernels import reference as R
+    rng = np.random.default_rng(sum(shape))
+    logits = (rng.standard_normal(shape) * 4).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    if ignored:
+        labels[::3] = -100
+    g = np.asarray(0.7, dtype)
+    loss = R.softmax_xent_fwd(logits, labels, mean, out=np.empty((), dtype))
+    grad = R.softmax_xent_bwd(logits, labels, g, mean, out=np.empty(shape, dtype))
+    exps = np.full(shape, np.nan, dtype)          # dirty buffers: written before read
+    sums = np.full((shape[0], 1), np.nan, dtype)
+    paired_loss = R.softmax_xent_fwd(logits, labels, mean, out=np.empty((), dtype),
+                                     exps=exps, sums=sums)
+    paired_grad = R.softmax_xent_bwd_kept(sums, labels, g, mean, exps)
+    assert paired_grad is exps
+    assert paired_loss.tobytes() == loss.tobytes()
+    assert paired_grad.tobytes() == grad.tobytes()
+
+
+def test_a_host_replay_runs_the_cross_entropy_pair_once(monkeypatch):
+    """The backward of a replay reuses the forward's exponentials (the backward twin that
+    computes them again is not called) and the step stays bit for bit eager's, with
+    ignored labels and labels that change between calls."""
+    from gpugrad.kernels import reference as R
+    sizes = [20, 32, 6]
+    rng = np.random.default_rng(3)
+    xs = [gg.tensor(rng.standard_normal((24, 20)).astype(np.float32)) for _ in range(4)]
+    ys = []
+    for _ in range(4):
+        labels = rng.integers(0, 6, 24)
+        labels[::5] = -100
+        ys.append(gg.tensor(labels))
+    runs, unpaired, bwd = [], [], R.softmax_xent_bwd
+
+    def counted(*args, **kwargs):
+        unpaired.append(1)
+        return bwd(*args, **kwargs)
+    for compiled in (False, True):
+        model, opt, fn = _mlp_step(sizes, lambda ps: gg.optim.SGD(ps, lr=0.1, momentum=0.9))
+        step = gg.compile(fn) if compiled else fn
+        losses = [step(xs[0], ys[0]).numpy().tobytes()]
+        if compiled:
+            plan = step.plan
+            assert len(plan._xent_pairs) == 1
+            (i, (j, sums)), = plan._xent_pairs.items()
+            out = plan.slots[plan.entries[j].out]
+            assert out.first == i and sums.first == i and sums.last == j
+            monkeypatch.setattr(R, "softmax_xent_bwd", counted)
+        losses += [step(x, y).numpy().tobytes() for x, y in zip(xs[1:], ys[1:])]
+        runs.append((losses, [p.numpy().tobytes() for p in model.parameters()],
+                     [p.grad.numpy().tobytes() for p in model.parameters()]))
+    assert not unpaired
+    assert runs[0] == runs[1]

@@ -280,16 +280,22 @@ def _row_max(x, xp):
     return x.max(axis=-1, keepdims=True)
 
 
-def softmax_xent_fwd(logits, labels, mean, out=None):
+def softmax_xent_fwd(logits, labels, mean, out=None, exps=None, sums=None):
     """out = the sum over rows of logsumexp(logits[i]) - logits[i, labels[i]], divided (mean)
     by the number of rows whose label is in [0, C) (nan for none); a row whose label lies
-    outside it counts 0. A 0-d array; no host sync on CuPy."""
+    outside it counts 0. A 0-d array; no host sync on CuPy. Given ``exps`` (N, C) and
+    ``sums`` (N, 1) (gg.compile's host replay), exp(logits - row max) and its row sums are
+    left there for ``softmax_xent_bwd_kept``, which then computes what the backward twin
+    would without computing them again."""
     xp = _xp(logits)
     valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
-    shifted = logits - _row_max(logits, xp)
+    shifted = xp.subtract(logits, _row_max(logits, xp), out=exps)
     picked = shifted[xp.arange(shifted.shape[0]), safe]
     xp.exp(shifted, out=shifted)
-    lse = xp.log(shifted.sum(axis=-1))
+    if sums is None:
+        lse = xp.log(shifted.sum(axis=-1))
+    else:
+        lse = xp.log(xp.add.reduce(shifted, axis=-1, keepdims=True, out=sums).reshape(-1))
     lse -= picked
     if valid is None:
         total = lse.sum()
@@ -313,6 +319,21 @@ def softmax_xent_bwd(logits, labels, g, mean, out=None):
     p = xp.subtract(logits, _row_max(logits, xp), out=out)
     xp.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
+    return _xent_grad_rest(p, valid, safe, g, mean, xp)
+
+
+def softmax_xent_bwd_kept(sums, labels, g, mean, out):
+    """``softmax_xent_bwd`` where ``out`` holds exp(logits - row max) and ``sums`` its row
+    sums, as ``softmax_xent_fwd`` left them (``exps=out``): the same bits, the row maximum,
+    the exponentials and the sums not computed twice (host arrays)."""
+    valid, safe = _rows_in_range(labels, out.shape[-1], np)
+    out /= sums
+    return _xent_grad_rest(out, valid, safe, g, mean, np)
+
+
+def _xent_grad_rest(p, valid, safe, g, mean, xp):
+    """The backward twin after the softmax: the label's 1 subtracted, scaled, ignored rows
+    zeroed."""
     p[xp.arange(p.shape[0]), safe] -= 1
     if valid is None:
         p *= g / p.dtype.type(p.shape[0]) if mean else g

@@ -9,10 +9,13 @@ returned loss) get their own, and parameters, optimizer state and inputs stay wh
 live. Later calls run the tape, each launch writing into its planned buffer (``out=``),
 reading the inputs where the caller holds them on the host (the launches that read one are
 bound anew when a call passes another array; a strided one, or one a launch takes as a
-parameter, is copied into a static buffer, as every input on a GPU is). On the CPU the
-optimizer's ``step()`` is replayed as a call, so learning rates, step counts and state are
-read where they live at every replay, and a scheduler or ``load_state_dict`` between
-calls is seen. On a device that captures (a GPU)
+parameter, is copied into a static buffer, as every input on a GPU is). On the CPU an
+optimizer step is replayed as its bookkeeping (``Optimizer._device_updates``: learning
+rates, step counts and state read where they live at every replay, so that a scheduler or
+``load_state_dict`` between calls is seen) and the host forms of its update kernels, their
+temporaries in a scratch of the arena; an optimizer of another kind is replayed as a call
+of its ``step()``. A cross-entropy forward and its backward share their softmax on the
+host. On a device that captures (a GPU)
 the whole step is one CUDA graph: the optimizer does its host bookkeeping and computes its
 per-step scalars (lr, bias corrections) in Python as ``step()`` does, writes them into a
 scalar feed copied to the device before each launch, and the graph's update kernels read

@@ -9,10 +9,13 @@ returned loss) get their own, and parameters, optimizer state and inputs stay wh
 live. Later calls run the tape, each launch writing into its planned buffer (``out=``),
 reading the inputs where the caller holds them on the host (the launches that read one are
 bound anew when a call passes another array; a strided one, or one a launch takes as a
-parameter, is copied into a static buffer, as every input on a GPU is). On the CPU the
-optimizer's ``step()`` is replayed as a call, so learning rates, step counts and state are
-read where they live at every replay, and a scheduler or ``load_state_dict`` between
-calls is seen. On a device that captures (a GPU)
+parameter, is copied into a static buffer, as every input on a GPU is). On the CPU an
+optimizer step is replayed as its bookkeeping (``Optimizer._device_updates``: learning
+rates, step counts and state read where they live at every replay, so that a scheduler or
+``load_state_dict`` between calls is seen) and the host forms of its update kernels, their
+temporaries in a scratch of the arena; an optimizer of another kind is replayed as a call
+of its ``step()``. A cross-entropy forward and its backward share their softmax on the
+host. On a device that captures (a GPU)
 the whole step is one CUDA graph: the optimizer does its host bookkeeping and computes its
 per-step scalars (lr, bias corrections) in Python as ``step()`` does, writes them into a
 scalar feed copied to the device before each launch, and the graph's update kernels read
@@ -33,6 +36,7 @@ from . import _device
 from ._autograd import graph as _graph
 from ._autograd.mode import state as _mode
 from ._tensor import Tensor, wrap
+from .kernels import reference
 from .ops.random import Dropout
 
 __all__ = ["compile", "CompiledStep", "Plan"]
@@ -46,6 +50,11 @@ _NO_OUT = frozenset({"where"})
 # replay may write over that input where it dies at the launch (not on a GPU: the CUDA
 # kernels declare their pointers __restrict__)
 _IN_PLACE = frozenset({"relu_grad"})
+# the host forms of the update kernels that ``Optimizer._device_updates`` names: a host
+# replay runs an optimizer step as these calls (the scalars as step() passes them, the
+# temporaries in a scratch of the arena)
+_HOST_UPDATES = {"sgd_update_dev": reference.sgd_update_host,
+                 "adam_update_dev": reference.adam_update_host}
 
 
 def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
@@ -421,8 +430,8 @@ class Plan:
                     "(inputs, labels) as arguments, and parameters from the model it closes "
                     "over")
             dev = value.device
+            buf = _aligned_empty(dev, value.shape, value.dtype)
             with dev.context():
-                buf = dev.allocate(dev.xp.empty, value.shape, value.dtype)
                 buf[...] = value._data
             t = wrap(buf, dev)
             inputs.append((where, t))
@@ -489,9 +498,13 @@ class Plan:
                 self.own_bytes += slot.nbytes
             else:
                 slot.placement = "arena"
+        self._xent_pairs = self._cross_entropy_pairs()
         shared = self._in_place()
         arena = [slot for i, slot in enumerate(slots)
                  if slot.placement == "arena" and i not in shared]
+        self._host_steps = self._host_updates()
+        arena += [scratch for _, _, scratch in self._host_steps.values() if scratch is not None]
+        arena += [sums for _, sums in self._xent_pairs.values()]
         self.arena_bytes = _place(arena)
         for index, root in shared.items():
             slots[index].offset = slots[root].offset
@@ -499,6 +512,73 @@ class Plan:
         self.in_place = len(shared)
         # the bound of the buffers as placed: a launch in place counts its buffer once
         self.lower_bound_bytes = _lower_bound(arena, len(self.entries))
+
+    def _cross_entropy_pairs(self):
+        """{index of a softmax_xent launch: (index of its softmax_xent_grad, the slot of the
+        row sums)} for the pairs a host replay runs as one computation: the backward
+        reading the forward's logits and labels with only launches between. The forward
+        leaves exp(logits - row max) in the backward's output buffer (born at the forward
+        now) and the row sums in the arena; the backward divides and subtracts the label's
+        1, as its twin does after computing the same exponentials and sums again (the
+        NumPy floor never computes the loss: this is the forward's cost beyond it)."""
+        pairs = {}
+        if not all(dev.is_host and dev.kernels is reference for dev in self.devices):
+            return pairs
+        entries, slots = self.entries, self.slots
+        for i, e in enumerate(entries):
+            if not isinstance(e, _Launch) or e.op.name != "softmax_xent" or \
+                    len(e.ins) != 2 or not all(isinstance(a, int) for a in e.ins):
+                continue
+            logits = slots[e.ins[0]]
+            if len(logits.shape) != 2 or logits.dtype.kind != "f":
+                continue
+            for j in range(i + 1, len(entries)):
+                b = entries[j]
+                if not isinstance(b, _Launch):
+                    break           # host work between them: each runs on its own
+                if b.op.name != "softmax_xent_grad" or tuple(b.ins[:2]) != tuple(e.ins):
+                    continue
+                out = slots[b.out]
+                if b.dev is e.dev and out.kind == TEMP and out.shape == logits.shape and \
+                        out.dtype == logits.dtype:
+                    out.first = i
+                    pairs[i] = (j, _scratch_slot((logits.shape[0], 1), logits.dtype, i, j))
+                break
+        return pairs
+
+    def _host_updates(self):
+        """{entry index: (optimizer, gradient state, scratch slot or None)} for the optimizer
+        steps a host replay runs as calls of the update kernels' host forms rather than
+        ``step()`` (whose Python per parameter costs more, and whose twins allocate their
+        temporaries): where every device is the host's, the optimizer updates as its class
+        does (``_device_updates_ok``), and the step before hands over every gradient it
+        reads. The scratch, one block of the largest update's temporary, is placed in the
+        arena for that entry alone, where the step's intermediates are dead already."""
+        steps = {}
+        if not all(dev.is_host and dev.kernels is reference for dev in self.devices):
+            return steps
+        grads = {}
+        for i, e in enumerate(self.entries):
+            if isinstance(e, _Launch):
+                continue
+            if e[0] == "grads":
+                grads = e[1]
+                continue
+            opt = e[1]
+            params = _optimizer_params(opt)
+            if not opt._device_updates_ok() or any(
+                    p not in grads or not p.device.is_host or p.device.kernels is not reference
+                    for p in params):
+                continue
+            sizes = [(reference.update_scratch_size(p._data.size), p._data.dtype.itemsize)
+                     for p in params if grads[p] is not None]
+            largest = max((n for n, _ in sizes), default=0)
+            scratch = None
+            if largest >= reference.UPDATE_BLOCK:
+                scratch = _scratch_slot((largest * max(size for _, size in sizes),), np.uint8,
+                                        i, i)
+            steps[i] = (opt, grads, scratch)
+        return steps
 
     def _in_place(self):
         """{output slot: the slot whose buffer it takes}: a launch of an op in _IN_PLACE
@@ -537,8 +617,7 @@ class Plan:
         for index, slot in enumerate(slots):
             dev = owner_dev.get(index)
             if slot.placement == "arena" and dev not in arenas:
-                with dev.context():
-                    arenas[dev] = dev.allocate(dev.xp.empty, (self.arena_bytes,), np.uint8)
+                arenas[dev] = _aligned_empty(dev, (self.arena_bytes,), np.uint8)
         self.arena = arenas
         by_data = {}
         for t in self.known.values():
@@ -558,15 +637,19 @@ class Plan:
                 if slot.placement == "arena":
                     arrays[index] = _arena_view(arenas[dev], slot)
                 else:
-                    with dev.context():
-                        arrays[index] = dev.allocate(dev.xp.empty, slot.shape, slot.dtype)
+                    arrays[index] = _aligned_empty(dev, slot.shape, slot.dtype)
+        self._xent_calls = {}   # id(launch) -> (exponentials or None, row sums)
+        for i, (j, sums) in self._xent_pairs.items():
+            row_sums = _arena_view(self._host_arena(arenas), sums)
+            self._xent_calls[id(self.entries[i])] = (arrays[self.entries[j].out], row_sums)
+            self._xent_calls[id(self.entries[j])] = (None, row_sums)
         calls = []
         self._position = {}   # id(launch) -> its place in calls
         profiled = []
         bound = []            # (launch, its arrays, its output) or None for host work
         aligned = []          # the entry of each item of bound
         self._dropout_streams = {}
-        for e in self.entries:
+        for at, e in enumerate(self.entries):
             if isinstance(e, _Launch):
                 args = [a.value if isinstance(a, _Literal) else arrays[a] for a in e.ins]
                 if e.op.view:
@@ -588,8 +671,8 @@ class Plan:
                     for t, s in e[1].items()])
                 profiled.append((call, None))
             else:
-                call = e[1].step
-                profiled.append((call, None))
+                profiled.append((e[1].step, None))   # step() reports its updates itself
+                call = self._step_call(at, arrays, arenas)
             calls.append(call)
         self.calls = calls
         self.profiled_calls = profiled
@@ -625,6 +708,33 @@ class Plan:
                 self.calls = [self._replay_whole]
             else:
                 self.calls = self._captured(calls, bound)
+
+    def _host_arena(self, arenas):
+        """The arena of a host plan, for its scratch buffers: any host device's (made where
+        no launch placed a buffer in one)."""
+        arena = next(iter(arenas.values()), None)
+        if arena is None:
+            dev = self.devices[0]
+            arena = arenas[dev] = _aligned_empty(dev, (self.arena_bytes,), np.uint8)
+        return arena
+
+    def _step_call(self, at, arrays, arenas):
+        """The replay's call for the optimizer step of entry ``at``: its host updates
+        (``_host_updates``) or ``step()``."""
+        opt = self.entries[at][1]
+        host = self._host_steps.get(at)
+        if host is None:
+            return opt.step
+        _, state, slot = host
+        grads = {t: None if s is None else arrays[s] for t, s in state.items()}
+        scratch = {}
+        if slot is not None:
+            raw = self._host_arena(arenas)[slot.offset:slot.offset + slot.nbytes]
+            for p in _optimizer_params(opt):
+                dtype = p._data.dtype
+                if dtype not in scratch:
+                    scratch[dtype] = raw[:raw.size - raw.size % dtype.itemsize].view(dtype)
+        return functools.partial(_run_host_updates, opt, grads, scratch)
 
     # -- the whole step as one graph: optimizer updates as device-scalar launches --------------
     def _whole_step(self, aligned, bound):
@@ -815,6 +925,14 @@ class Plan:
             stream.note(e.p.offset)
             return functools.partial(_dropout_call, dev.kernels.dropout, args[0], out, e.p,
                                      stream)
+        pair = self._xent_calls.get(id(e))
+        if pair is not None:
+            exps, sums = pair
+            if exps is not None:
+                return functools.partial(reference.softmax_xent_fwd, *args, e.p.mean, out=out,
+                                         exps=exps, sums=sums)
+            return functools.partial(reference.softmax_xent_bwd_kept, sums, args[1], args[2],
+                                     e.p.mean, out)
         if op.kernel is not None:
             fn = dev.function(op.kernel)
             if op.kernel in _NO_OUT:
@@ -1040,11 +1158,50 @@ def _lower_bound(buffers, length):
     return best
 
 
+def _aligned_empty(dev, shape, dtype):
+    """An uninitialised array starting on an ALIGN-byte boundary. A host allocator gives 16
+    bytes (a large NumPy array starts 16 bytes into a page): every SIMD load and store of
+    a kernel then straddles two cache lines (an elementwise pass over a 256 KiB block:
+    9.2 -> 7.2 us aligned; the GEMMs writing gradients a few percent). A device's pool
+    aligns its blocks already."""
+    with dev.context():
+        if not dev.is_host:
+            return dev.allocate(dev.xp.empty, shape, dtype)
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raw = dev.allocate(np.empty, (nbytes + ALIGN,), np.uint8)
+        skip = -raw.ctypes.data % ALIGN
+        return raw[skip:skip + nbytes].view(dtype).reshape(shape)
+
+
 def _arena_view(arena, slot):
     if slot.nbytes == 0:
         return arena[:0].view(slot.dtype).reshape(slot.shape)
     raw = arena[slot.offset:slot.offset + slot.nbytes]
     return raw.view(slot.dtype).reshape(slot.shape)
+
+
+def _scratch_slot(shape, dtype, first, last):
+    """An arena buffer no launch makes: a host replay's scratch alive from entry ``first``
+    to ``last``."""
+    slot = _Slot.__new__(_Slot)
+    slot.kind, slot.shape, slot.dtype = TEMP, tuple(shape), np.dtype(dtype)
+    slot.nbytes = int(np.prod(shape, dtype=np.int64)) * slot.dtype.itemsize
+    slot.first, slot.last = first, last
+    slot.offset, slot.placement, slot.root, slot.producer = None, "arena", None, None
+    return slot
+
+
+def _run_host_updates(opt, grads, scratch):
+    """An optimizer step on the host: its bookkeeping as ``step()`` does it (state made,
+    step counts, versions bumped, options read now), then the update of every parameter
+    by the host form of its kernel."""
+    for kernel, arrays, scalars, flags in opt._device_updates(grads):
+        update = _HOST_UPDATES.get(kernel)
+        if update is None:
+            raise RuntimeError(f"gg.compile: the update kernel '{kernel}' has no host form "
+                               "in gg.compile's table")
+        update(*arrays, scalars, *flags, scratch=scratch.get(arrays[0].dtype))
 
 
 def _set_gradients(pairs):

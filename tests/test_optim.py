@@ -294,12 +294,17 @@ def test_scheduler_state_dict_resumes():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, monkeypatch):
     """A large parameter's host update runs in cache-sized blocks; every variant gives the
-    bits of the same arithmetic over the whole array, state included."""
+    bits of the same arithmetic over the whole array, state included, and so does every
+    variant given a scratch for its temporaries (gg.compile's host replay)."""
     from gpugrad.kernels import reference as R
     blocked = []
-    in_blocks = R._in_blocks
-    monkeypatch.setattr(R, "_in_blocks", lambda *a: blocked.append(in_blocks(*a)) or
-                        blocked[-1])
+
+    def counted(run):
+        return lambda *a: blocked.append(run(*a)) or blocked[-1]
+    for name in ("_in_blocks", "_plain_sgd_in_blocks"):
+        monkeypatch.setattr(R, name, counted(getattr(R, name)))
+    # a scratch of one block, dirty: it must be written before it is read
+    scratch = np.full(R.UPDATE_BLOCK, np.nan, dtype)
     rng = np.random.default_rng(0)
     n = 2 * R.UPDATE_BLOCK + 12345 + 1       # blocks, and a short last one (n % 3 == 0)
     shape = (n // 3, 3)
@@ -316,25 +321,32 @@ def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, monkeypatch):
     for options in sgd:
         for first in (True, False):
             for maximize in (False, True):
-                a, b = fresh(), fresh()
+                a, b, c = fresh(), fresh(), fresh()
                 buf_a = a[1] if options["momentum"] else None
                 buf_b = b[1] if options["momentum"] else None
+                buf_c = c[1] if options["momentum"] else None
                 R.sgd_update(a[0], grad, buf_a, 0.05, first=first, maximize=maximize,
                              **options)
+                R.sgd_update(c[0], grad, buf_c, 0.05, first=first, maximize=maximize,
+                             scratch=scratch, **options)
                 with monkeypatch.context() as whole:
                     whole.setattr(R, "UPDATE_BLOCK", n)
                     R.sgd_update(b[0], grad, buf_b, 0.05, first=first, maximize=maximize,
                                  **options)
                 assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), options
+                assert all(x.tobytes() == y.tobytes() for x, y in zip(a, c)), options
     for decoupled in (False, True):
         for amsgrad in (False, True):
-            a, b = fresh(), fresh()
+            a, b, c = fresh(), fresh(), fresh()
             args = (1e-3, 0.9, 0.999, 1e-8, 0.01, 3)
             R.adam_update(a[0], grad, a[1], a[2], *args, decoupled,
                           vmax=a[3] if amsgrad else None, maximize=amsgrad)
+            R.adam_update_host(c[0], grad, c[1], c[2], c[3] if amsgrad else None,
+                               R.adam_scalars(*args), decoupled, amsgrad, scratch=scratch)
+            assert all(x.tobytes() == y.tobytes() for x, y in zip(a, c)), (decoupled, amsgrad)
             with monkeypatch.context() as whole:
                 whole.setattr(R, "UPDATE_BLOCK", n)
                 R.adam_update(b[0], grad, b[1], b[2], *args, decoupled,
                               vmax=b[3] if amsgrad else None, maximize=amsgrad)
             assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), (decoupled, amsgrad)
-    assert len(blocked) == 3 * 2 * 2 + 2 * 2 and all(blocked)    # the blocked runs blocked
+    assert len(blocked) == 2 * (3 * 2 * 2 + 2 * 2) and all(blocked)  # the blocked runs blocked

@@ -300,16 +300,22 @@ def _row_max(x, xp):
     return x.max(axis=-1, keepdims=True)
 
 
-def softmax_xent_fwd(logits, labels, mean, out=None):
+def softmax_xent_fwd(logits, labels, mean, out=None, exps=None, sums=None):
     """out = the sum over rows of logsumexp(logits[i]) - logits[i, labels[i]], divided (mean)
     by the number of rows whose label is in [0, C) (nan for none); a row whose label lies
-    outside it counts 0. A 0-d array; no host sync on CuPy."""
+    outside it counts 0. A 0-d array; no host sync on CuPy. Given ``exps`` (N, C) and
+    ``sums`` (N, 1) (gg.compile's host replay), exp(logits - row max) and its row sums are
+    left there for ``softmax_xent_bwd_kept``, which then computes what the backward twin
+    would without computing them again."""
     xp = _xp[logits.__class__]
     valid, safe = _rows_in_range(labels, logits.shape[-1], xp)
-    shifted = logits - _row_max(logits, xp)
+    shifted = xp.subtract(logits, _row_max(logits, xp), out=exps)
     picked = shifted[xp.arange(shifted.shape[0]), safe]
     xp.exp(shifted, out=shifted)
-    lse = xp.log(shifted.sum(axis=-1))
+    if sums is None:
+        lse = xp.log(shifted.sum(axis=-1))
+    else:
+        lse = xp.log(xp.add.reduce(shifted, axis=-1, keepdims=True, out=sums).reshape(-1))
     lse -= picked
     if valid is None:
         total = lse.sum()
@@ -333,6 +339,21 @@ def softmax_xent_bwd(logits, labels, g, mean, out=None):
     p = xp.subtract(logits, _row_max(logits, xp), out=out)
     xp.exp(p, out=p)
     p /= p.sum(axis=-1, keepdims=True)
+    return _xent_grad_rest(p, valid, safe, g, mean, xp)
+
+
+def softmax_xent_bwd_kept(sums, labels, g, mean, out):
+    """``softmax_xent_bwd`` where ``out`` holds exp(logits - row max) and ``sums`` its row
+    sums, as ``softmax_xent_fwd`` left them (``exps=out``): the same bits, the row maximum,
+    the exponentials and the sums not computed twice (host arrays)."""
+    valid, safe = _rows_in_range(labels, out.shape[-1], np)
+    out /= sums
+    return _xent_grad_rest(out, valid, safe, g, mean, np)
+
+
+def _xent_grad_rest(p, valid, safe, g, mean, xp):
+    """The backward twin after the softmax: the label's 1 subtracted, scaled, ignored rows
+    zeroed."""
     p[xp.arange(p.shape[0]), safe] -= 1
     if valid is None:
         p *= g / p.dtype.type(p.shape[0]) if mean else g
@@ -372,15 +393,59 @@ def _in_blocks(update, arrays, *rest):
     return True
 
 
+# Python numbers: NumPy computes ``array * number`` in the array's dtype. A NumPy float64
+# learning rate makes ``lr * d`` float64 (and ``param -= step`` round once, from float64):
+# a float32 scratch would round the product first, so it is not used then.
+_WEAK_SCALARS = (float, int)
+
+
+def _scratch_for(scratch, like):
+    """A buffer of ``like``'s shape and dtype from the flat ``scratch`` where it holds that
+    many elements of that dtype (a temporary of the update otherwise)."""
+    if scratch is None or scratch.dtype != like.dtype or scratch.size < like.size:
+        return None
+    return scratch[:like.size].reshape(like.shape)
+
+
+def _plain_sgd_in_blocks(param, grad, lr, scratch):
+    """``param -= lr * grad`` block by block with nothing else to do (the common case): two
+    ufunc calls a block and no call layer, where a step's Python runs with cold caches
+    (after the GEMMs) and every line of it costs. False where the arrays are not
+    contiguous NumPy arrays of one shape."""
+    if type(param) is not np.ndarray or type(grad) is not np.ndarray or \
+            grad.shape != param.shape or not (param.flags.c_contiguous
+                                               and grad.flags.c_contiguous):
+        return False
+    flat_param, flat_grad = param.reshape(-1), grad.reshape(-1)
+    if scratch is None or scratch.dtype != param.dtype or scratch.size < UPDATE_BLOCK or \
+            lr.__class__ not in _WEAK_SCALARS:
+        for i in range(0, param.size, UPDATE_BLOCK):
+            block = flat_param[i:i + UPDATE_BLOCK]
+            block -= np.multiply(flat_grad[i:i + UPDATE_BLOCK], lr)
+        return True
+    multiply, subtract = np.multiply, np.subtract
+    for i in range(0, param.size, UPDATE_BLOCK):
+        block = flat_param[i:i + UPDATE_BLOCK]
+        step = scratch[:block.size]
+        multiply(flat_grad[i:i + UPDATE_BLOCK], lr, out=step)
+        subtract(block, step, out=block)
+    return True
+
+
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
-               maximize=False):
+               maximize=False, scratch=None):
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step, ``maximize`` whether to
-    ascend (the gradient negated)."""
-    if param.size > 2 * UPDATE_BLOCK and _in_blocks(
-            sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay, nesterov,
-            first, maximize):
-        return
+    ascend (the gradient negated). ``scratch`` (gg.compile's host replay), a flat array of
+    at least ``update_scratch_size(param.size)`` elements of the parameter's dtype, holds
+    ``lr * d`` instead of a new array: no allocation, and a buffer that stays in the cache."""
+    if param.size > 2 * UPDATE_BLOCK:
+        if not (momentum or weight_decay or maximize) and _plain_sgd_in_blocks(
+                param, grad, lr, scratch):
+            return
+        if _in_blocks(sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay,
+                      nesterov, first, maximize, scratch):
+            return
     xp = _xp[param.__class__]
     d = -grad if maximize else grad
     if weight_decay:
@@ -398,8 +463,25 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             d = d + momentum * buf
         else:
             d = buf
-    step = xp.multiply(d, lr)
+    into = None if scratch is None or lr.__class__ not in _WEAK_SCALARS else \
+        _scratch_for(scratch, d)
+    step = xp.multiply(d, lr) if into is None else xp.multiply(d, lr, out=into)
     param -= step
+
+
+def update_scratch_size(size):
+    """The elements of a ``scratch`` that an update of a parameter of ``size`` elements
+    uses: one block where it runs in blocks, else the parameter's size."""
+    return UPDATE_BLOCK if size > 2 * UPDATE_BLOCK else size
+
+
+def sgd_update_host(param, grad, buf, scalars, nesterov, first, maximize=False, scratch=None):
+    """``sgd_update_dev``'s arguments run as ``sgd_update`` with the scalars as they are
+    (gg.compile's host replay of ``Optimizer._device_updates``): no float conversion, so
+    that a learning rate held as a NumPy float64 computes as eager's ``step()`` does."""
+    lr, momentum, dampening, weight_decay = scalars
+    sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+               maximize, scratch)
 
 
 def sgd_update_dev(param, grad, buf, scalars, nesterov, first, maximize=False):
@@ -436,9 +518,16 @@ def adam_update_dev(param, grad, m, v, vmax, scalars, decoupled, maximize=False)
     _adam(param, grad, m, v, vmax, [float(s) for s in scalars[:7]], decoupled, maximize)
 
 
-def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
+def adam_update_host(param, grad, m, v, vmax, scalars, decoupled, maximize=False,
+                     scratch=None):
+    """``adam_update_dev``'s arguments with the scalars as ``adam_scalars`` gave them, as
+    ``adam_update`` computes (gg.compile's host replay; ``scratch`` as ``sgd_update``'s)."""
+    _adam(param, grad, m, v, vmax, scalars, decoupled, maximize, scratch)
+
+
+def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize, spare=None):
     if param.size > 2 * UPDATE_BLOCK and _in_blocks(
-            _adam, (param, grad, m, v, vmax), scalars, decoupled, maximize):
+            _adam, (param, grad, m, v, vmax), scalars, decoupled, maximize, spare):
         return
     xp = _xp[param.__class__]
     lr, beta1, beta2, eps, weight_decay, step_size, inv_sqrt_bias2 = scalars
@@ -453,7 +542,8 @@ def _adam(param, grad, m, v, vmax, scalars, decoupled, maximize):
     m -= grad
     m *= beta1
     m += grad
-    scratch = xp.multiply(grad, grad)
+    into = None if spare is None else _scratch_for(spare, grad)
+    scratch = xp.multiply(grad, grad) if into is None else xp.multiply(grad, grad, out=into)
     scratch *= 1 - beta2
     v *= beta2
     v += scratch

@@ -397,9 +397,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if weight is not None:
         shape = [1] * input.ndim
         shape[class_axis] = c
-        w = weight._data if isinstance(weight, Tensor) else dev.xp.asarray(weight)
-        smooth = -ops.sum(logp * _tensor.wrap(dev.adopt(w.astype(input.dtype).reshape(shape)),
-                                              dev), class_axis)
+        # the weight tensor through ops (a constant: detached), so that gg.compile reads it
+        # where it lives at every replay rather than a copy made when recording
+        w = weight.detach() if isinstance(weight, Tensor) else \
+            _tensor.wrap(dev.asarray(weight), dev)
+        if w.dtype != input.dtype:
+            w = ops.cast(w, input.dtype)
+        smooth = -ops.sum(logp * ops.reshape(w, tuple(shape)), class_axis)
     else:
         smooth = -ops.sum(logp, class_axis)
     _, valid = _class_onehot(input, target, None, ignore_index, "cross_entropy")

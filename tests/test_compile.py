@@ -1010,3 +1010,42 @@ def test_label_smoothing_reads_the_class_weights_of_every_replay(reduction):
     assert [a.tobytes() for a in la] == [b.tobytes() for b in lb]
     for a, b in zip(pa, pb):
         assert np.array_equal(a, b)
+
+
+def _step_with(extra):
+    rng = np.random.default_rng(0)
+    w = gg.tensor(rng.standard_normal((4, 3)).astype(np.float32), requires_grad=True)
+    opt = gg.optim.SGD([w], lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        y = x @ w
+        loss = extra(y, w)
+        loss.backward()
+        if extra is _clip:
+            gg.nn.utils.clip_grad_norm_([w], 0.5)
+        opt.step()
+        return loss
+    return step
+
+
+def _clip(y, w):
+    return (y * y).sum()
+
+
+@pytest.mark.parametrize("name, extra", [
+    ("max(dim)", lambda y, w: y.max(1).values.sum()),
+    ("min(dim)", lambda y, w: y.min(1)[0].sum()),
+    ("clip_grad_norm_", _clip),
+    ("index_put", lambda y, w: gg.ops.index_put(y, (gg.tensor([0, 1]),),
+                                                gg.tensor([1.0, 2.0, 3.0])).sum()),
+])
+def test_host_computations_from_the_data_are_refused_while_recording(name, extra):
+    """Each was computed on the host from the recording's data and reused by every replay
+    (max(dim) picked the recorded positions, clip_grad_norm_ was not replayed at all): a
+    wrong number, silently. Recording now refuses them; eager runs them as before."""
+    x = gg.tensor(np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32))
+    _step_with(extra)(x)                                   # eager: fine
+    with pytest.raises(RuntimeError, match=r"gg\.compile") as err:
+        gg.compile(_step_with(extra))(x)
+    assert name.split("(")[0] in str(err.value)

@@ -5,6 +5,7 @@ import math
 from .. import _tensor
 from .._autograd.mode import no_grad
 from .._tensor import Tensor
+from ..ops._common import refuse_host_work
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -24,6 +25,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     norm_type = float(norm_type)
     if not grads:
         return _tensor.Tensor(0.0)
+    refuse_host_work("clip_grad_norm_")
     dev = grads[0].device
     xp = dev.xp
     for g in grads:
@@ -54,6 +56,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp every gradient element to [-clip_value, clip_value] in place."""
     clip_value = float(clip_value)
+    refuse_host_work("clip_grad_value_")
     with no_grad():
         for g in _grads(parameters):
             g.device.xp.clip(g._data, -clip_value, clip_value, out=g._data)

@@ -18,6 +18,16 @@ def xp_of(x):
     return x.device.xp if isinstance(x, Tensor) else _device.array_module(x)
 
 
+def refuse_host_work(what):
+    """Raise while this thread records a step for gg.compile: ``what`` is computed on the
+    host from the data, outside the kernels, and a replay would reuse the recorded result
+    (a wrong number, silently)."""
+    if _device.recording_thread is not None:
+        _device.refuse_while_recording(
+            what, "it is computed on the host from the step's data, so a replay would reuse "
+            "the recorded result; do it outside the compiled step")
+
+
 def const_like(arr, like):
     """A freshly computed array as a constant beside ``like``: a tensor on its device if
     ``like`` is a tensor, the array itself if ``like`` is an array."""

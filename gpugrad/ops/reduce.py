@@ -11,7 +11,16 @@ from .. import _autocast
 from .._autograd.graph import Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
 from ._amp import to_float32
-from ._common import computed, const_like, dim_args, keepdims_shape, normalize_axes, raw, xp_of
+from ._common import (
+    computed,
+    const_like,
+    dim_args,
+    keepdims_shape,
+    normalize_axes,
+    raw,
+    refuse_host_work,
+    xp_of,
+)
 from ._common import prod as numel
 from ._derivative import peak_share, zero_scan
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, to_float, where
@@ -154,6 +163,7 @@ def _pick_along(x, dim, keepdim, arg, result):
     """The values at the arg-extreme positions along one dim, and those positions."""
     if not isinstance(dim, int):
         raise TypeError(f"max/min: dim must be an int, got {type(dim).__name__}")
+    refuse_host_work(f"{arg[3:]}(dim) (its positions)")
     ndim = x.ndim
     axis = normalize_axes(dim, ndim)[0]
     arr = raw(x)

@@ -7,7 +7,7 @@ import numpy as np
 
 from .._autograd.graph import Linear, apply, primitive
 from .._tensor import Tensor, wrap
-from ._common import broadcast_shapes, normalize_axes, prod, shape_str
+from ._common import broadcast_shapes, normalize_axes, prod, refuse_host_work, shape_str
 from .elementwise import cast, where
 
 
@@ -351,6 +351,11 @@ def index_put(x, indices, value, accumulate=False):
     Gradients flow to the elements of x left untouched and to value."""
     dev = x.device
     xp = dev.xp
+    if isinstance(indices, Tensor) or (isinstance(indices, (tuple, list)) and any(
+            isinstance(i, Tensor) for i in indices)) or (
+            isinstance(value, Tensor) and value._node is None and not accumulate):
+        refuse_host_work("index_put with index tensors or a tensor value (positions and "
+                         "the write are made on the host)")
     if isinstance(indices, (tuple, list)):
         for i in indices:
             if i is not None and not isinstance(i, Tensor):

@@ -9,7 +9,7 @@ from ._autograd.backward import backward, register_post_accumulate_grad_hook
 from ._autograd.graph import apply
 from ._autograd.mode import no_grad, state
 from ._tensor import Tensor, bump_version, wrap
-from .ops._common import kind_rank, shape_str
+from .ops._common import kind_rank, refuse_host_work, shape_str
 from .ops.elementwise import Add, Div, Mul, Pow, Sub, cast, promote, to_float, where
 from .ops.shape import flat_positions, index_put, index_steps, view_positions
 
@@ -476,6 +476,7 @@ def _count_nonzero(self, dim=None):
 
 def _nonzero(self, *, as_tuple=False):
     """The indices of the non-zero elements: (n, ndim) int64, or one 1-D tensor per dim."""
+    refuse_host_work("nonzero")
     dev = self.device
     xp = dev.xp
     found = xp.nonzero(self._data.reshape(1) if self.ndim == 0 else self._data)

@@ -1039,6 +1039,12 @@ def _clip(y, w):
     ("clip_grad_norm_", _clip),
     ("index_put", lambda y, w: gg.ops.index_put(y, (gg.tensor([0, 1]),),
                                                 gg.tensor([1.0, 2.0, 3.0])).sum()),
+    ("computed outside the kernels", lambda y, w: (y * y.argmax(1, keepdim=True)).sum()),
+    ("masked_select", lambda y, w: gg.masked_select(
+        y, gg.tensor([[True, False, True], [False, True, True]])).sum()),
+    ("nonzero", lambda y, w: (y.sum() * y.nonzero().shape[0])),
+    ("softmax_cross_entropy", lambda y, w: gg.ops.softmax_cross_entropy(
+        y, gg.tensor([0, 2]), reduction="none").sum()),
 ])
 def test_host_computations_from_the_data_are_refused_while_recording(name, extra):
     """Each was computed on the host from the recording's data and reused by every replay

@@ -204,5 +204,7 @@ def plain_scalar(value):
 def computed(arr, dev):
     """A result computed outside the kernels, with nothing to differentiate (a comparison,
     an index, a bool reduction), as a constant tensor on ``dev``. One place for such
-    results, so that a step recorder can refuse or record them."""
+    results, so that a step recorder can refuse them (a replay would reuse them)."""
+    refuse_host_work("a result computed outside the kernels (an index, a comparison, a "
+                     "bool reduction)")
     return wrap(dev.adopt(arr), dev)

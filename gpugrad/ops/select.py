@@ -17,7 +17,7 @@ import numpy as np
 
 from .._autograd.graph import Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
-from ._common import add_terms, computed, fixed_like, prod, raw, shape_str, xp_of
+from ._common import add_terms, computed, fixed_like, prod, raw, refuse_host_work, shape_str, xp_of
 from .elementwise import cast, where
 from .shape import broadcast_to, getitem, permute, reshape, sum_to
 from .shape import concatenate as _concatenate
@@ -717,6 +717,7 @@ def masked_fill(x, mask, value):
 
 def masked_select(x, mask):
     """The entries of x where ``mask`` is true, as a 1-D tensor (both broadcast first)."""
+    refuse_host_work("masked_select (its positions)")
     arr = _mask_of(mask, x, "masked_select")
     shape = np.broadcast_shapes(arr.shape, tuple(x.shape)) or (1,)
     arr = x.device.xp.broadcast_to(arr, shape)
@@ -726,6 +727,7 @@ def masked_select(x, mask):
 
 def masked_scatter(x, mask, source):
     """x with the leading entries of ``source`` written where ``mask`` is true."""
+    refuse_host_work("masked_scatter (its positions)")
     arr = _mask_of(mask, x, "masked_scatter")
     arr = x.device.xp.broadcast_to(arr, tuple(x.shape))
     count = int(x.device.xp.count_nonzero(arr))

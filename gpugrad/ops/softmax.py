@@ -7,7 +7,17 @@ from .._autograd.graph import Op, apply, primitive
 from .._tensor import Tensor, wrap
 from ..kernels.reference import all_labels_in_range, labels_in_range
 from ._amp import to_float32
-from ._common import add_terms, dim_args, fixed_like, normalize_axes, prod, raw, shape_str, xp_of
+from ._common import (
+    add_terms,
+    dim_args,
+    fixed_like,
+    normalize_axes,
+    prod,
+    raw,
+    refuse_host_work,
+    shape_str,
+    xp_of,
+)
 from ._derivative import row_shares
 from .elementwise import cast, exp
 from .reduce import sum
@@ -284,6 +294,7 @@ def softmax_cross_entropy(logits, labels, reduction="mean", ignore_index=-100):
                      SoftmaxCrossEntropy.Params(reduction == "mean"))
     if reduction != "none":
         raise ValueError(f"unknown reduction '{reduction}': expected 'mean', 'sum' or 'none'")
+    refuse_host_work("softmax_cross_entropy(reduction='none') (its row mask)")
     dev, xp = logits.device, logits.device.xp
     lab = labels._data
     valid = (lab >= 0) & (lab < classes)

@@ -291,18 +291,27 @@ def test_scheduler_state_dict_resumes():
     assert sched2.get_last_lr() == [0.25]
 
 
+def _without_host_blas(monkeypatch):
+    from gpugrad.kernels import host_blas
+    monkeypatch.setattr(host_blas, "_AXPY", {})
+    monkeypatch.setattr(host_blas, "_searched", True)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["host BLAS", "NumPy only"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, monkeypatch):
-    """A large parameter's host update runs in cache-sized blocks; every variant gives the
-    bits of the same arithmetic over the whole array, state included, and so does every
-    variant given a scratch for its temporaries (gg.compile's host replay)."""
+def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, blas, monkeypatch):
+    """A large parameter's host update runs in cache-sized blocks where it needs
+    temporaries; every variant gives the bits of the same arithmetic over the whole array,
+    state included, and so does every variant given a scratch for its temporaries
+    (gg.compile's host replay), with NumPy's BLAS or without."""
     from gpugrad.kernels import reference as R
+    if not blas:
+        _without_host_blas(monkeypatch)
     blocked = []
 
     def counted(run):
         return lambda *a: blocked.append(run(*a)) or blocked[-1]
-    for name in ("_in_blocks", "_plain_sgd_in_blocks"):
-        monkeypatch.setattr(R, name, counted(getattr(R, name)))
+    monkeypatch.setattr(R, "_in_blocks", counted(R._in_blocks))
     # a scratch of one block, dirty: it must be written before it is read
     scratch = np.full(R.UPDATE_BLOCK, np.nan, dtype)
     rng = np.random.default_rng(0)
@@ -349,4 +358,65 @@ def test_twin_updates_in_blocks_give_the_whole_array_bits(dtype, monkeypatch):
                 R.adam_update(b[0], grad, b[1], b[2], *args, decoupled,
                               vmax=b[3] if amsgrad else None, maximize=amsgrad)
             assert all(x.tobytes() == y.tobytes() for x, y in zip(a, b)), (decoupled, amsgrad)
-    assert len(blocked) == 2 * (3 * 2 * 2 + 2 * 2) and all(blocked)  # the blocked runs blocked
+    # the runs of a large parameter (two of every three) blocked: all of them without BLAS;
+    # with it, SGD's only where it makes a temporary (maximize, weight decay, Nesterov)
+    sgd_blocked = 2 * (2 + 4 + 4) if blas and R.host_blas.available(dtype) else 2 * 3 * 2 * 2
+    assert len(blocked) == sgd_blocked + 2 * 2 * 2 and all(blocked)
+
+
+SGD_FLOAT32_CASES = [
+    dict(lr=0.1),
+    dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.8, weight_decay=0.1, nesterov=True),
+    dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True, maximize=True),
+]
+
+
+@pytest.mark.parametrize("options", SGD_FLOAT32_CASES, ids=lambda v: str(v))
+def test_sgd_in_float32_gives_torchs_bits(options):
+    """PyTorch's CPU SGD rounds each ``add(..., alpha=)`` once (a fused multiply-add); so
+    does ours on NumPy's BLAS: five float32 steps give the same bits, parameters and
+    momentum buffers, for a small parameter and one large enough to run in blocks."""
+    torch = pytest.importorskip("torch")
+    from gpugrad.kernels import host_blas, reference
+    if not host_blas.available(np.float32):
+        pytest.skip("this NumPy's BLAS has no axpy that rounds once")
+    rng = np.random.default_rng(3)
+    shapes = [(7, 5), (3,), (2 * reference.UPDATE_BLOCK + 11,)]
+    ours = [nn.Parameter(gg.tensor(rng.standard_normal(s).astype(np.float32))) for s in shapes]
+    theirs = [torch.tensor(p.numpy(), requires_grad=True) for p in ours]
+    opt, topt = optim.SGD(ours, **options), torch.optim.SGD(theirs, **options)
+    for _ in range(5):
+        for p, tp in zip(ours, theirs):
+            g = rng.standard_normal(p.shape).astype(np.float32)
+            p.grad, tp.grad = gg.tensor(g), torch.tensor(g)
+        opt.step()
+        topt.step()
+        for p, tp in zip(ours, theirs):
+            assert p.numpy().tobytes() == tp.detach().numpy().tobytes(), options
+            if options.get("momentum"):
+                buf = topt.state[tp]["momentum_buffer"].numpy()
+                assert np.asarray(opt.state[p]["momentum_buffer"]).tobytes() == buf.tobytes()
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["host BLAS", "NumPy only"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [67, "large"])
+def test_sgd_update_rounds_once_on_the_host_blas_and_twice_without(dtype, size, blas,
+                                                                   monkeypatch):
+    """p + lr g for p = -1, g = 1 + 2^-k, lr = 1 - 2^-k (an ascending step) is exactly
+    -2^-2k rounded once, and 0 when lr g is rounded first: the bits tell which arithmetic
+    ran, without torch."""
+    from gpugrad.kernels import host_blas, reference
+    if not blas:
+        _without_host_blas(monkeypatch)
+    n = size if size != "large" else 2 * reference.UPDATE_BLOCK + 5
+    k = 13 if dtype == np.float32 else 28
+    param = np.full(n, -1.0, dtype)
+    grad = np.full(n, 1 + 2.0 ** -k, dtype)
+    reference.sgd_update(param, grad, None, 1 - 2.0 ** -k, 0.0, 0.0, 0.0, False, False,
+                         maximize=True)
+    once = blas and host_blas.available(dtype)
+    expected = -(2.0 ** (-2 * k)) if once else 0.0
+    assert np.all(param == dtype(expected))

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from . import host_blas
+
 GELU_K = math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
 SQRT1_2 = math.sqrt(0.5)
@@ -407,45 +409,24 @@ def _scratch_for(scratch, like):
     return scratch[:like.size].reshape(like.shape)
 
 
-def _plain_sgd_in_blocks(param, grad, lr, scratch):
-    """``param -= lr * grad`` block by block with nothing else to do (the common case): two
-    ufunc calls a block and no call layer, where a step's Python runs with cold caches
-    (after the GEMMs) and every line of it costs. False where the arrays are not
-    contiguous NumPy arrays of one shape."""
-    if type(param) is not np.ndarray or type(grad) is not np.ndarray or \
-            grad.shape != param.shape or not (param.flags.c_contiguous
-                                               and grad.flags.c_contiguous):
-        return False
-    flat_param, flat_grad = param.reshape(-1), grad.reshape(-1)
-    if scratch is None or scratch.dtype != param.dtype or scratch.size < UPDATE_BLOCK or \
-            lr.__class__ not in _WEAK_SCALARS:
-        for i in range(0, param.size, UPDATE_BLOCK):
-            block = flat_param[i:i + UPDATE_BLOCK]
-            block -= np.multiply(flat_grad[i:i + UPDATE_BLOCK], lr)
-        return True
-    multiply, subtract = np.multiply, np.subtract
-    for i in range(0, param.size, UPDATE_BLOCK):
-        block = flat_param[i:i + UPDATE_BLOCK]
-        step = scratch[:block.size]
-        multiply(flat_grad[i:i + UPDATE_BLOCK], lr, out=step)
-        subtract(block, step, out=block)
-    return True
-
-
 def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
                maximize=False, scratch=None):
     """PyTorch's SGD step on one parameter; ``buf`` is the momentum buffer (None when
     momentum is 0), ``first`` whether this is its first step, ``maximize`` whether to
     ascend (the gradient negated). ``scratch`` (gg.compile's host replay), a flat array of
     at least ``update_scratch_size(param.size)`` elements of the parameter's dtype, holds
-    ``lr * d`` instead of a new array: no allocation, and a buffer that stays in the cache."""
-    if param.size > 2 * UPDATE_BLOCK:
-        if not (momentum or weight_decay or maximize) and _plain_sgd_in_blocks(
-                param, grad, lr, scratch):
-            return
-        if _in_blocks(sgd_update, (param, grad, buf), lr, momentum, dampening, weight_decay,
-                      nesterov, first, maximize, scratch):
-            return
+    a temporary instead of a new array: no allocation, and a buffer that stays in the
+    cache. Host arrays that NumPy's BLAS takes get PyTorch's CPU bits (``_sgd_fused``)."""
+    if not (momentum or weight_decay or maximize) and host_blas.axpy(-lr, grad, param):
+        return          # the common case: one BLAS call
+    large = param.size > 2 * UPDATE_BLOCK
+    if not (large and (maximize or weight_decay or (momentum and nesterov))) and _sgd_fused(
+            param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+            maximize, scratch):
+        return
+    if large and _in_blocks(sgd_update, (param, grad, buf), lr, momentum, dampening,
+                            weight_decay, nesterov, first, maximize, scratch):
+        return
     xp = _xp[param.__class__]
     d = -grad if maximize else grad
     if weight_decay:
@@ -467,6 +448,45 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov
         _scratch_for(scratch, d)
     step = xp.multiply(d, lr) if into is None else xp.multiply(d, lr, out=into)
     param -= step
+
+
+def _sgd_fused(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first,
+               maximize, scratch):
+    """torch.optim.SGD's arithmetic with each of its ``y + a x`` (``add(..., alpha=)``) one
+    BLAS axpy, rounded once as PyTorch's CPU kernels round it, and the update one pass over
+    the parameter; a temporary (``scratch`` where it fits) only for a gradient that is
+    negated, decayed or given Nesterov's term. False where NumPy's BLAS cannot take the
+    arrays (nothing is changed then)."""
+    fn = host_blas.fusable(param, grad, buf)
+    if fn is None:
+        return False
+    axpy = host_blas.call
+    d = grad
+    if maximize or weight_decay or (momentum and nesterov):
+        d = _scratch_for(scratch, grad)
+        if d is None:
+            d = np.empty_like(grad)
+        if maximize:
+            np.negative(grad, out=d)
+        else:
+            np.copyto(d, grad)
+        if weight_decay:
+            axpy(fn, weight_decay, param, d)
+    if momentum:
+        if first:
+            np.copyto(buf, d)
+        else:
+            buf *= momentum
+            if dampening:
+                axpy(fn, 1 - dampening, d, buf)
+            else:
+                buf += d        # alpha = 1: the rounded sum either way
+        if nesterov:
+            axpy(fn, momentum, buf, d)     # d is the temporary here
+        else:
+            d = buf
+    axpy(fn, -lr, d, param)
+    return True
 
 
 def update_scratch_size(size):

@@ -32,7 +32,7 @@ import weakref
 
 import numpy as np
 
-from . import _device
+from . import _device, _tensor
 from ._autograd import graph as _graph
 from ._autograd.mode import state as _mode
 from ._tensor import Tensor, wrap
@@ -86,9 +86,10 @@ def compile(fn=None, *, max_plans=DEFAULT_MAX_PLANS):
     signature (shapes, dtypes, devices, the number of arguments, non-tensor values) records
     anew, up to ``max_plans`` recordings; past that the step warns once and runs eagerly.
     Returned tensors are fresh at every call and carry no graph. Every tensor that backward
-    gives a gradient must be reset inside ``fn`` before backward by ``optimizer.zero_grad()``
-    or ``module.zero_grad()`` (either ``set_to_none``): eager adds into a gradient left
-    standing, and a replay cannot see resets by hand, so recording refuses the step then.
+    gives a gradient must be reset inside ``fn`` before backward by ``optimizer.zero_grad()``,
+    ``module.zero_grad()`` (either ``set_to_none``) or ``t.grad = None``: eager adds into a
+    gradient left standing, which a replay cannot tell from a reset, so recording refuses
+    the step then.
     """
     if fn is None:
         return functools.partial(compile, max_plans=max_plans)
@@ -268,8 +269,8 @@ class _Recorder:
         """Backward is about to add a gradient into ``tensor.grad``. A replay hands over the
         gradient the step computed, which is what eager gives only where the step resets the
         gradient before backward: eager adds into whatever ``.grad`` holds at the call. A
-        reset the recording cannot see (``t.grad = None`` by hand, none at all, a zero_grad
-        after backward) leaves that undecided, so it is refused rather than guessed."""
+        reset the recording cannot see (none at all, a reset after backward) leaves that
+        undecided, so it is refused rather than guessed."""
         self.leaves[id(tensor)] = tensor
         grad = tensor._grad
         if grad is not None and self._temp_slot(grad._data) is not None:
@@ -278,13 +279,11 @@ class _Recorder:
             had = "a gradient from before the step" if grad is not None else "no gradient yet"
             raise RuntimeError(
                 f"gg.compile: backward gives a gradient to a tensor (shape "
-                f"{tuple(tensor.shape)}, {had}) that no optimizer.zero_grad() or "
-                "module.zero_grad() inside the step reset before backward. Eager calls add "
-                "into its .grad call after call; a replay cannot tell whether the step resets "
-                "it (a reset by hand, such as t.grad = None, is not recorded). Call "
-                "optimizer.zero_grad() or model.zero_grad() covering it inside the compiled "
-                "step, before backward, or turn off requires_grad on tensors it does not "
-                "train")
+                f"{tuple(tensor.shape)}, {had}) that no optimizer.zero_grad(), "
+                "module.zero_grad() or t.grad = None inside the step reset before backward. "
+                "Eager calls add into its .grad call after call, and a replay cannot tell "
+                "whether the step resets it. Reset it inside the compiled step before "
+                "backward, or turn off requires_grad on tensors it does not train")
         if grad is not None:
             # reset to zeros in place (zero_grad(set_to_none=False)): backward adds the
             # gradient to zeros, as eager does; the replay reads zeros of its own rather
@@ -443,9 +442,11 @@ class Plan:
         for _, t in inputs:
             recorder._new_slot(INPUT, t._data)
         previous_thread = _device.recording_thread
+        previous_listener = _tensor.grad_reset_listener
         _graph.profiler = recorder
         _mode.compiling = recorder
         _device.recording_thread = recorder.thread
+        _tensor.grad_reset_listener = recorder.reset_grads
         try:
             result = fn(*static_args, **static_kwargs)
             recorder.entries.append(("grads", recorder._gradient_state()))
@@ -453,6 +454,7 @@ class Plan:
             _graph.profiler = recorder.previous
             _mode.compiling = None
             _device.recording_thread = previous_thread
+            _tensor.grad_reset_listener = previous_listener
         plan = cls()
         plan._build(recorder, inputs, result)
         return plan, plan._results(result, fresh=False)

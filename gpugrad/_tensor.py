@@ -13,6 +13,10 @@ import numpy as np
 
 from . import _device
 
+# gg.compile's recorder while one records a step (its ``reset_grads``): told of gradients
+# reset by hand (``t.grad = None``) as zero_grad tells it
+grad_reset_listener = None
+
 _new = object.__new__
 
 # One clock orders graph nodes and in-place writes: a node takes a tick when it is
@@ -218,6 +222,8 @@ class Tensor:
             if value.device is not self.device:
                 raise ValueError(f"grad on device {value.device} assigned to a tensor on "
                                  f"device {self.device}")
+        elif grad_reset_listener is not None:
+            grad_reset_listener((self,))       # gg.compile: a reset, as zero_grad's
         self._grad = value
 
     @property

@@ -164,3 +164,25 @@ def test_a_saved_input_written_in_place_after_its_object_was_dropped_still_raise
     alias.add_(1.0)
     with pytest.raises(RuntimeError, match="modified in place"):
         z.backward()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0, 4), (1, 5), (3, 1), (128, 10), (37, 513)])
+def test_the_host_bias_gradient_is_the_column_sum(shape, dtype):
+    """bias_grad runs as a GEMV with ones on the host: the column sums, to the rounding of
+    a float sum of that many rows (checked against float64 sums), into ``out`` when given,
+    and NaN and infinities carried as a sum carries them."""
+    rng = np.random.default_rng(shape[0])
+    g = rng.standard_normal(shape).astype(dtype)
+    exact = g.astype(np.float64).sum(axis=0)
+    eps = np.finfo(dtype).eps
+    bound = eps * max(shape[0], 1) * np.abs(g).astype(np.float64).sum(axis=0) + 1e-300
+    got = reference.bias_grad(g)
+    assert got.dtype == dtype and got.shape == shape[1:]
+    assert np.all(np.abs(got - exact) <= bound)
+    out = np.full(shape[1:], np.nan, dtype)
+    assert reference.bias_grad(g, out=out) is out and out.tobytes() == got.tobytes()
+    if shape[0] >= 3:
+        g[1, 0], g[2, -1] = np.nan, np.inf
+        special = reference.bias_grad(g)
+        assert np.isnan(special[0]) and (shape[1] == 1 or special[-1] == np.inf)

@@ -36,7 +36,7 @@ from . import _device, _tensor
 from ._autograd import graph as _graph
 from ._autograd.mode import state as _mode
 from ._tensor import Tensor, wrap
-from .kernels import reference
+from .kernels import host_blas, reference
 from .ops.random import Dropout
 
 __all__ = ["compile", "CompiledStep", "Plan"]
@@ -736,7 +736,7 @@ class Plan:
                 dtype = p._data.dtype
                 if dtype not in scratch:
                     scratch[dtype] = raw[:raw.size - raw.size % dtype.itemsize].view(dtype)
-        return functools.partial(_run_host_updates, opt, grads, scratch)
+        return functools.partial(_run_host_updates, opt, grads, scratch, {})
 
     # -- the whole step as one graph: optimizer updates as device-scalar launches --------------
     def _whole_step(self, aligned, bound):
@@ -1194,11 +1194,24 @@ def _scratch_slot(shape, dtype, first, last):
     return slot
 
 
-def _run_host_updates(opt, grads, scratch):
+def _run_host_updates(opt, grads, scratch, bound):
     """An optimizer step on the host: its bookkeeping as ``step()`` does it (state made,
     step counts, versions bumped, options read now), then the update of every parameter
-    by the host form of its kernel."""
+    by the host form of its kernel. A plain SGD update (no momentum, weight decay or
+    maximize) runs as the BLAS call that ``sgd_update`` makes, bound once to its two arrays
+    (``bound``: {(id(param), id(grad)): (param, grad, the call or None)})."""
     for kernel, arrays, scalars, flags in opt._device_updates(grads):
+        if kernel == "sgd_update_dev" and not (scalars[1] or scalars[3] or flags[2]):
+            param, grad = arrays[0], arrays[1]
+            entry = bound.get((id(param), id(grad)))
+            if entry is None or entry[0] is not param or entry[1] is not grad:
+                if len(bound) > 64:          # parameters replaced again and again
+                    bound.clear()
+                entry = bound[id(param), id(grad)] = (param, grad,
+                                                       host_blas.bound(grad, param))
+            if entry[2] is not None:
+                entry[2](-scalars[0])
+                continue
         update = _HOST_UPDATES.get(kernel)
         if update is None:
             raise RuntimeError(f"gg.compile: the update kernel '{kernel}' has no host form "

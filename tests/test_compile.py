@@ -517,6 +517,10 @@ def test_a_replaced_parameter_array_is_read_where_it_lives():
         p.data[...] = q.numpy()
     expected = eager[3](xs[2], ys[2]).numpy()
     assert step(xs[2], ys[2]).numpy().tobytes() == expected.tobytes()
+    # and the update wrote into the new array, as eager's did
+    for p, q in zip(eager[0].parameters(), model.parameters()):
+        assert p.numpy().tobytes() == q.numpy().tobytes()
+    assert not np.array_equal(w.numpy(), np.zeros(tuple(w.shape), np.float32))
 
 
 def test_a_second_device_instance():

@@ -57,3 +57,19 @@ def test_axpy_reads_a_read_only_x():
     y = np.ones(5, np.float32)
     assert host_blas.axpy(2.0, x, y)
     assert y.tolist() == [1.0, 3.0, 5.0, 7.0, 9.0]
+
+
+def test_a_bound_update_is_axpy_on_the_arrays_it_was_given():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(1001).astype(np.float32)
+    y = rng.standard_normal(1001).astype(np.float32)
+    expected = y.copy()
+    update = host_blas.bound(x, y)
+    for alpha in (-0.01, 0.3):
+        assert host_blas.axpy(alpha, x, expected)
+        update(alpha)
+        assert y.tobytes() == expected.tobytes()
+    assert host_blas.bound(x[::2], y[:501]) is None
+    assert host_blas.bound(x, y.astype(np.float64)) is None
+    assert host_blas.bound(x[1:], x[:-1]) is None
+    assert host_blas.bound(x[:0], y[:0]) is None

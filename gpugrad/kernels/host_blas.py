@@ -147,3 +147,18 @@ def axpy(alpha, x, y):
         return False            # overlapping: BLAS leaves that undefined
     fn(y.size, alpha, px, 1, py, 1)
     return True
+
+
+def bound(x, y):
+    """``alpha -> y += alpha * x``, ``axpy``'s arithmetic with the tests done and the
+    addresses read now, for two arrays updated at every step (gg.compile's host replay,
+    where a small parameter's update costs mostly those tests); None where ``axpy`` cannot
+    take them. The callable keeps both arrays alive."""
+    fn = fusable(y, x)
+    if fn is None or y.size == 0:
+        return None
+    n, px, py = y.size, _address(x), _address(y)
+
+    def update(alpha, x=x, y=y):
+        fn(n, alpha, px, 1, py, 1)
+    return update

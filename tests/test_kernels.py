@@ -397,6 +397,9 @@ def test_dropout_kernels_match_twin_bit_for_bit(backend, n, dtype):
     out = _poisoned(cp, (n,), dtype)
     k.dropout(xd, seed, offset, p, 1 / (1 - p), out=out)
     assert np.array_equal(_host(cp, out), expected)
+    # a dropped negative is -0, as PyTorch's product with the mask gives
+    assert np.array_equal(np.signbit(_host(cp, out).astype(np.float32)),
+                          np.signbit(x.astype(np.float32)))
     # the captured form: seed and base offset read from device memory, plus a delta
     state = cp.asarray(np.array([np.uint64(seed).view(np.int64), offset - 3], np.int64))
     out = _poisoned(cp, (n,), dtype)

@@ -54,6 +54,31 @@ def test_dropout_scales_kept_elements_and_is_seeded():
     assert 0.15 < (a == 0).mean() < 0.35
 
 
+@pytest.mark.parametrize("dtype", [gg.float32, gg.float64, gg.float16])
+def test_dropout_multiplies_by_the_mask_as_pytorch_does(dtype):
+    """A dropped element is x * 0, as PyTorch's x * mask gives: -0 for a negative (so that
+    1 / out and atan2 see the sign), NaN for NaN and infinities; its gradient likewise.
+    Found by the fuzzer (seed 43): atan2(dropout(x), x) gave pi where PyTorch gives -pi."""
+    values = np.tile(np.array([-1.5, 2.0, np.nan, np.inf, -np.inf, -0.0]), 50)
+    # the same draw on ones: the mask, 0 or 1 / (1 - p)
+    mask = gg.ops.dropout(gg.ones(values.size, dtype=gg.float64), 0.5, seed=11,
+                          offset=3).numpy()
+    assert 0 < (mask == 0).sum() < mask.size
+    x = gg.tensor(values, dtype=dtype, requires_grad=True)
+    out = gg.ops.dropout(x, 0.5, seed=11, offset=3)
+    seed = gg.tensor(np.linspace(-2, 2, values.size), dtype=dtype)
+    seed[::7] = float("nan")
+    out.backward(seed)
+    # the scale, 2, makes every product exact in each dtype
+    for got, expected in ((out.detach(), values * mask),
+                          (x.grad, seed.numpy().astype(np.float64) * mask)):
+        got = got.numpy().astype(np.float64)
+        assert np.array_equal(np.isnan(got), np.isnan(expected))
+        finite = ~np.isnan(expected)
+        assert np.array_equal(got[finite], expected[finite])
+        assert np.array_equal(np.signbit(got[finite]), np.signbit(expected[finite]))
+
+
 def test_state_dict_round_trip_and_errors():
     a, b = nn.MLP([3, 4, 2]), nn.MLP([3, 4, 2])
     b.load_state_dict(a.state_dict())

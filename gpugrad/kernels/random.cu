@@ -34,7 +34,8 @@ __device__ __forceinline__ void philox4x32_10(unsigned long long group, unsigned
     out[3] = c3;
 }
 
-// out[i] = x[i] * scale where the uniform draw u_i = (word_i >> 8) / 2^24 is >= p, else 0;
+// out[i] = x[i] * scale where the uniform draw u_i = (word_i >> 8) / 2^24 is >= p, else
+// x[i] * 0 (PyTorch's product with the mask: -0 for a negative, NaN for NaN and infinities);
 // word_i is word i % 4 of the Philox block of counter (i / 4, offset)
 template <typename T>
 __device__ __forceinline__ void dropout_body(const T* __restrict__ x, T* __restrict__ out,
@@ -49,7 +50,7 @@ __device__ __forceinline__ void dropout_body(const T* __restrict__ x, T* __restr
             const long long i = 4 * g + j;
             if (i < n) {
                 const float u = (float)(words[j] >> 8) * (1.0f / 16777216.0f);
-                out[i] = from_float<T>(u >= p ? to_float(x[i]) * scale : 0.f);
+                out[i] = from_float<T>(to_float(x[i]) * (u >= p ? scale : 0.f));
             }
         }
     }

@@ -632,7 +632,9 @@ def dropout_keep(n, seed, offset, p):
 
 
 def dropout(x, seed, offset, p, scale, out=None):
-    """out = x * scale where the Philox draw of (seed, offset, element) is kept, else 0"""
+    """out = x * scale where the Philox draw of (seed, offset, element) is kept, else x * 0:
+    PyTorch's product with the mask, so a dropped negative is -0 and a dropped NaN or
+    infinity NaN"""
     keep = dropout_keep(x.size, seed, offset, p).reshape(x.shape)
     xp = _xp[x.__class__]
     if xp is not np:
@@ -640,7 +642,7 @@ def dropout(x, seed, offset, p, scale, out=None):
     # float16 and bfloat16 are scaled in float32 and rounded once, as the kernel does
     work = np.float32 if x.dtype in (np.float16, np.float32) or x.dtype.name == "bfloat16" \
         else x.dtype.type
-    value = xp.where(keep, x.astype(work, copy=False) * work(scale), work(0))
+    value = x.astype(work, copy=False) * xp.where(keep, work(scale), work(0))
     return _result(value.astype(x.dtype, copy=False), out)
 
 

@@ -98,7 +98,7 @@ def _median(x, dim, keepdim, skip_nan, what, result):
     order = xp.argsort(arr, axis=d, kind="stable")      # NaNs last, ties in index order
     k = (n - 1) // 2
     if _is_float(arr):
-        valid = xp.count_nonzero(arr == arr, axis=d, keepdims=True)
+        valid = (arr == arr).sum(axis=d, keepdims=True)
         if skip_nan:
             at = xp.maximum(valid - 1, 0) // 2
         else:
@@ -149,6 +149,13 @@ def _same(xp, a, b):
     return eq
 
 
+def _run_starts(xp, starts):
+    """For each position of a 1-D bool array of run starts (the first one true), the
+    position where its run starts (a gather by run number: no scan but cumsum, which
+    every array module has)."""
+    return xp.flatnonzero(starts)[xp.cumsum(starts) - 1]
+
+
 def mode(x, dim=-1, keepdim=False):
     """(values, indices): the most frequent value along ``dim`` (the smallest among equally
     frequent ones) and the index of its last occurrence (PyTorch's CPU rule for up to 16
@@ -167,10 +174,10 @@ def mode(x, dim=-1, keepdim=False):
     lines = xp.moveaxis(arr, d, -1)
     order = xp.argsort(lines, axis=-1, kind="stable")
     ordered = xp.take_along_axis(lines, order, axis=-1)
-    pos = xp.arange(n)
     starts = xp.ones(ordered.shape, dtype=bool)
     starts[..., 1:] = ~_same(xp, ordered[..., 1:], ordered[..., :-1])
-    run_start = xp.maximum.accumulate(xp.where(starts, pos, 0), axis=-1)
+    pos = xp.arange(n)
+    run_start = _run_starts(xp, starts.reshape(-1)).reshape(starts.shape) % n
     ends = xp.ones(ordered.shape, dtype=bool)
     ends[..., :-1] = starts[..., 1:]
     length = xp.where(ends, pos - run_start + 1, 0)

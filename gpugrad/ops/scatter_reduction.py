@@ -70,8 +70,7 @@ def _reduce_in_rounds(xp, ufunc, target, index, values):
         return
     starts = xp.ones(n, dtype=bool)
     starts[1:] = flat[1:] != flat[:-1]
-    pos = xp.arange(n)
-    rank = pos - xp.maximum.accumulate(xp.where(starts, pos, 0))
+    rank = xp.arange(n) - xp.flatnonzero(starts)[xp.cumsum(starts) - 1]
     view = target.reshape(-1)
     for r in range(int(rank.max()) + 1):
         pick = rank == r

@@ -388,6 +388,9 @@ def _install_selection_inplace(T):
     T.scatter_ = _scatter_
     T.scatter_add_ = lambda self, dim, index, src: _inplace(
         self, lambda s, v: ops.scatter_add(s, dim, index, v), src, True)
+    T.scatter_reduce_ = lambda self, dim, index, src, reduce, *, include_self=True: _inplace(
+        self, lambda s, v: ops.scatter_reduce(s, dim, index, v, reduce,
+                                              include_self=include_self), src)
     T.index_add_ = lambda self, dim, index, source, *, alpha=1: _inplace(
         self, lambda s, v: ops.index_add(s, dim, index, v, alpha=alpha), source, True)
     T.index_copy_ = lambda self, dim, index, source: _inplace(

@@ -22,6 +22,7 @@ squeeze unsqueeze flatten unflatten expand expand_as view_as contiguous clone re
 repeat_interleave tile roll flip fliplr flipud split chunk unbind tensor_split narrow movedim
 moveaxis gather scatter scatter_add index_select masked_fill masked_select masked_scatter tril
 triu diagonal diag diag_embed trace sort argsort msort topk kthvalue outer ger take_along_dim
+nansum nanmean median nanmedian mode unique unique_consecutive scatter_reduce
 """.split()
 
 

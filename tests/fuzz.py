@@ -164,6 +164,18 @@ def _scatter_add(x, axis, index, src):
     return out
 
 
+def _scatter_reduce(x, axis, index, src, reduce, include_self):
+    out = np.array(x, copy=True)
+    grid = _grid(index, axis)
+    src = np.asarray(src)[tuple(slice(0, n) for n in np.shape(index))]
+    count = np.full(out.shape, 1 if include_self else 0)
+    np.add.at(count, grid, 1)
+    if not include_self:
+        out[grid] = 1 if reduce == "prod" else 0
+    (np.multiply if reduce == "prod" else np.add).at(out, grid, src)
+    return out / np.maximum(count, 1) if reduce == "mean" else out
+
+
 def _masked_scatter(x, mask, src):
     out = np.array(x, copy=True)
     m = np.broadcast_to(np.asarray(mask), out.shape)
@@ -288,6 +300,7 @@ NP_NAMESPACE = {"np": np, "math": math, "_sig": _sig, "_softmax": _softmax,
                 "_log_softmax": _log_softmax, "_logsumexp": _logsumexp, "_erf": _erf,
                 "_xent": _xent, "_top_gap": _top_gap, "_min_gap": _min_gap,
                 "_to_integer": _to_integer, "_scatter": _scatter, "_scatter_add": _scatter_add,
+                "_scatter_reduce": _scatter_reduce,
                 "_masked_scatter": _masked_scatter, "_diag_embed": _diag_embed,
                 "_layer_norm": _layer_norm, "_sum_to": _sum_to, "_put": _np_put,
                 "_iadd_view": _np_iadd_view, "_dropout_mask": _dropout_mask, "_DT": np.float64}
@@ -1091,6 +1104,55 @@ def _make_scatter_add(rng, values, out):
                 _torch_of(t), shape)
 
 
+def _make_scatter_reduce(rng, values, out):
+    # index shaped as src (PyTorch's backward breaks on a src larger than the index: it
+    # raises for sum and gives unused entries gradients for prod)
+    a, shape, d = _with_dim(rng, values)
+    if a is None:
+        return None
+    ax = d % len(shape)
+    src = _pick(rng, values, lambda s: len(s) == len(shape) and all(
+        x <= y for i, (x, y) in enumerate(zip(s, shape)) if i != ax))
+    if src is None:
+        return None
+    idx = rng.integers(0, shape[ax], size=values[src]).tolist()
+    reduce = ["sum", "mean", "prod"][int(rng.integers(3))]
+    keep = bool(rng.random() < 0.5)
+    t = f"gg.scatter_reduce({{0}}, {d}, gg.tensor({idx}), {{1}}, {reduce!r}, include_self={keep})"
+    return Step("scatter_reduce", out, (a, src), t,
+                f"_scatter_reduce({{0}}, {d}, {idx}, {{1}}, {reduce!r}, {keep})", _torch_of(t),
+                shape)
+
+
+def _make_median(rng, values, out):
+    name = ["median", "nanmedian"][int(rng.integers(2))]
+    a = _pick(rng, values)
+    shape = values[a]
+    if not shape or rng.random() < 0.3:
+        n = int(np.prod(shape))
+        return Step("median", out, (a,), f"gg.{name}({{0}})",
+                    f"np.sort(np.ravel({{0}}))[{(n - 1) // 2}]", f"torch.{name}({{0}})", (),
+                    "_min_gap(np.ravel({0}))")
+    d = int(rng.integers(-len(shape), len(shape)))
+    k = (shape[d] - 1) // 2
+    keep = bool(rng.random() < 0.4)
+    t = f"gg.{name}({{0}}, {d}, keepdim={keep}).values"
+    np_t = f"np.take(np.sort({{0}}, axis={d}), [{k}] if {keep} else {k}, axis={d})"
+    return Step("median", out, (a,), t, np_t, _torch_of(t), _reduced_shape(shape, d, keep),
+                f"_min_gap({{0}}, {d})")
+
+
+def _make_mode(rng, values, out):
+    a, shape, d = _with_dim(rng, values)
+    if a is None:
+        return None
+    keep = bool(rng.random() < 0.4)
+    # distinct values (the kink guard keeps them apart): the mode is the smallest
+    t = f"gg.mode({{0}}, {d}, keepdim={keep}).values"
+    return Step("mode", out, (a,), t, f"np.min({{0}}, axis={d}, keepdims={keep})", _torch_of(t),
+                _reduced_shape(shape, d, keep), f"_min_gap({{0}}, {d})")
+
+
 def _mask_for(rng, shape):
     """A constant boolean mask that broadcasts into shape."""
     mshape = tuple(1 if rng.random() < 0.3 else s for s in shape)[int(rng.integers(0, 2)):] \
@@ -1678,6 +1740,12 @@ FUZZ_OPS = [
     _reduction("mean", "gg.mean({{0}}, axis={axis}, keepdims={keep})",
                "np.mean({{0}}, axis={axis}, keepdims={keep})",
                "torch.mean({{0}}, dim={axis}, keepdim={keep})"),
+    _reduction("nansum", "gg.nansum({{0}}, dim={axis}, keepdim={keep})",
+               "np.nansum({{0}}, axis={axis}, keepdims={keep})",
+               "torch.nansum({{0}}, dim={axis}, keepdim={keep})"),
+    _reduction("nanmean", "gg.nanmean({{0}}, dim={axis}, keepdim={keep})",
+               "np.nanmean({{0}}, axis={axis}, keepdims={keep})",
+               "torch.nanmean({{0}}, dim={axis}, keepdim={keep})"),
     _reduction("amax", "gg.amax({{0}}, dim={axis}, keepdim={keep})",
                "np.max({{0}}, axis={axis}, keepdims={keep})",
                "torch.amax({{0}}, dim={axis}, keepdim={keep})",
@@ -1728,6 +1796,8 @@ FUZZ_OPS = [
     FuzzOp("msort", _make_msort),
     FuzzOp("topk", _make_topk),
     FuzzOp("kthvalue", _make_kthvalue),
+    FuzzOp("median", _make_median, ("nanmedian",)),
+    FuzzOp("mode", _make_mode),
     _make_arg_extreme("argmax"),
     _make_arg_extreme("argmin"),
     # movement and selection
@@ -1776,6 +1846,7 @@ FUZZ_OPS = [
     _make_gather("take_along_dim"),
     FuzzOp("scatter", _make_scatter),
     FuzzOp("scatter_add", _make_scatter_add),
+    FuzzOp("scatter_reduce", _make_scatter_reduce),
     FuzzOp("masked_fill", _make_masked_fill),
     FuzzOp("masked_select", _make_masked_select),
     FuzzOp("masked_scatter", _make_masked_scatter),
@@ -1834,6 +1905,8 @@ NOT_FUZZED = {
     "index_add": "scatter_add with one index per slice (the scatter_add row); op table",
     "index_copy": "scatter with one index per slice (the scatter row); op table",
     "index_fill": "masked_fill with a mask per slice (the masked_fill row); op table",
+    "unique": "no derivative, a shape from the data; op table, tests/test_missing_names.py",
+    "unique_consecutive": "as unique",
 }
 
 

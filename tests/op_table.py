@@ -904,3 +904,105 @@ OPS += [
              lambda *xs, e=eq: np.einsum(e, *xs), _einsum_shapes(kind))
       for kind, eq in _EINSUM.items()],
 ]
+
+
+# -- NaN reductions, order statistics, distinct values, scatter_reduce --------------------------
+def _nan_mask_const(dim):
+    """A bool mask of the first input's shape (where a case puts NaNs) that leaves the first
+    entry along ``dim`` of every slice alone, so that no slice is all NaN."""
+    def make(rng, shapes):
+        mask = rng.random(shapes[0]) < 0.4
+        if mask.ndim:
+            np.moveaxis(mask, dim, 0)[0] = False
+        return [gg.tensor(mask)]
+    return make
+
+
+def _np_lower_median(x, axis=None, keepdims=False):
+    if axis is None:
+        flat = np.sort(x.ravel())
+        return flat[(flat.size - 1) // 2]
+    s = np.sort(x, axis=axis)
+    out = np.take(s, [(x.shape[axis] - 1) // 2], axis=axis)
+    return out if keepdims else np.squeeze(out, axis)
+
+
+def _np_scatter_reduce(x, idx, src, dim, reduce, include_self=True):
+    """torch.scatter_reduce by its definition, one element at a time."""
+    out = x.astype(np.float64)
+    groups = {}
+    for pos in np.ndindex(*idx.shape):
+        target = list(pos)
+        target[dim] = idx[pos]
+        groups.setdefault(tuple(target), []).append(src[pos])
+    for target, values in groups.items():
+        values = values + ([x[target]] if include_self else [])
+        out[target] = {"sum": np.sum, "prod": np.prod, "mean": np.mean, "amax": np.max,
+                       "amin": np.min}[reduce](values)
+    return out
+
+
+def _repeating_const(rng, shapes):
+    """A float64 input of the first input's shape with repeated values (small integers)."""
+    return [gg.tensor(rng.integers(-2, 3, size=shapes[0]).astype(np.float64))]
+
+
+def _np_unique_consecutive_rows(c):
+    keep = [0] + [k for k in range(1, c.shape[0]) if not np.array_equal(c[k], c[k - 1])]
+    return c[keep]
+
+
+def _sr(reduce, include_self=True):
+    return lambda x, s, i: gg.scatter_reduce(x, -1, i, s, reduce, include_self=include_self)
+
+
+def _np_sr(reduce, include_self=True):
+    return lambda x, s, i: _np_scatter_reduce(x, i, s, x.ndim - 1, reduce, include_self)
+
+
+_NAN = float("nan")
+
+OPS += [
+    OpCase("nansum", lambda x, m: gg.nansum(x.masked_fill(m, _NAN), -1) + x.nansum(),
+           lambda x, m: np.nansum(np.where(m, np.nan, x), -1) + np.nansum(x), matrix_last,
+           consts=_nan_mask_const(-1)),
+    OpCase("nanmean", lambda x, m: x.masked_fill(m, _NAN).nanmean(0, keepdim=True)
+           * gg.nanmean(x),
+           lambda x, m: np.nanmean(np.where(m, np.nan, x), 0, keepdims=True) * np.mean(x),
+           matrix_last, consts=_nan_mask_const(0)),
+    OpCase("median_all", lambda x: gg.median(x) + x.nanmedian() * 2,
+           lambda x: 3 * _np_lower_median(x), unary, domain="away", smooth=False),
+    OpCase("median_dim", lambda x: x.median(-1, keepdim=True).values
+           * gg.nanmedian(x, 0, keepdim=True)[0],
+           lambda x: _np_lower_median(x, -1, True) * _np_lower_median(x, 0, True), matrix_last,
+           domain="away", smooth=False),
+    # distinct values: the mode is the smallest, at its own index
+    OpCase("mode", lambda x: x.mode(0).values * 2 + gg.mode(x, keepdim=True)[0].sum(),
+           lambda x: np.min(x, 0) * 2 + np.min(x, -1, keepdims=True).sum(), matrix_last,
+           domain="away", smooth=False),
+    OpCase("unique", lambda x, c: x * gg.unique(c).sum() + gg.unique_consecutive(c, dim=0).sum(),
+           lambda x, c: x * np.unique(c).sum() + _np_unique_consecutive_rows(c).sum(),
+           matrix_last, consts=_repeating_const),
+    OpCase("scatter_reduce_sum", lambda x, s, i: _sr("sum")(x, s, i)
+           + x.scatter_reduce(-1, i, s, "sum", include_self=False),
+           lambda x, s, i: _np_sr("sum")(x, s, i) + _np_sr("sum", False)(x, s, i),
+           lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1)),
+    OpCase("scatter_reduce_mean", lambda x, s, i: _sr("mean")(x, s, i)
+           * _sr("mean", False)(x, s, i),
+           lambda x, s, i: _np_sr("mean")(x, s, i) * _np_sr("mean", False)(x, s, i),
+           lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1)),
+    OpCase("scatter_reduce_prod", lambda x, s, i: _sr("prod")(x, s, i)
+           + _sr("prod", False)(x, s, i),
+           lambda x, s, i: _np_sr("prod")(x, s, i) + _np_sr("prod", False)(x, s, i),
+           lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1)),
+    OpCase("scatter_reduce_prod_zero", lambda x, s, i: _sr("prod")(x - x[..., :1], s, i)
+           + _sr("prod", False)(x, s - s[..., -1:], i),
+           lambda x, s, i: _np_sr("prod")(x - x[..., :1], s, i)
+           + _np_sr("prod", False)(x, s - s[..., -1:], i),
+           lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1), torch_order=1),
+    OpCase("scatter_reduce_amax_amin", lambda x, s, i: _sr("amax")(x, s, i)
+           + _sr("amin", False)(x, s, i) * 2,
+           lambda x, s, i: _np_sr("amax")(x, s, i) + 2 * _np_sr("amin", False)(x, s, i),
+           lambda rng: [random_shape(rng, 1)] * 2, consts=_index_const(-1), domain="away",
+           smooth=False),
+]

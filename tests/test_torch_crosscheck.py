@@ -375,3 +375,28 @@ def test_values_and_dtypes_of_ops_without_gradients_match_torch(name, kind, fn):
     theirs = fn(torch, *[torch.tensor(a) for a in arrays])
     assert str(ours.dtype) == str(theirs.dtype).replace("torch.", ""), name
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=0)
+
+
+def _t_sr(reduce, include_self=True):
+    return lambda x, s, i: x.scatter_reduce(-1, i, s, reduce, include_self=include_self)
+
+
+TORCH.update({
+    "nansum": lambda x, m: torch.nansum(x.masked_fill(m, float("nan")), -1) + x.nansum(),
+    "nanmean": lambda x, m: x.masked_fill(m, float("nan")).nanmean(0, keepdim=True)
+    * torch.nanmean(x),
+    "median_all": lambda x: torch.median(x) + x.nanmedian() * 2,
+    "median_dim": lambda x: x.median(-1, keepdim=True).values
+    * torch.nanmedian(x, 0, keepdim=True)[0],
+    "mode": lambda x: x.mode(0).values * 2 + torch.mode(x, keepdim=True)[0].sum(),
+    "unique": lambda x, c: x * torch.unique(c).sum() + torch.unique_consecutive(c, dim=0).sum(),
+    "scatter_reduce_sum": lambda x, s, i: _t_sr("sum")(x, s, i) + _t_sr("sum", False)(x, s, i),
+    "scatter_reduce_mean": lambda x, s, i: _t_sr("mean")(x, s, i)
+    * _t_sr("mean", False)(x, s, i),
+    "scatter_reduce_prod": lambda x, s, i: _t_sr("prod")(x, s, i)
+    + _t_sr("prod", False)(x, s, i),
+    "scatter_reduce_prod_zero": lambda x, s, i: _t_sr("prod")(x - x[..., :1], s, i)
+    + _t_sr("prod", False)(x, s - s[..., -1:], i),
+    "scatter_reduce_amax_amin": lambda x, s, i: _t_sr("amax")(x, s, i)
+    + _t_sr("amin", False)(x, s, i) * 2,
+})

@@ -109,6 +109,7 @@ from .math import (
     trunc,
 )
 from .normalization import layer_norm, layer_norm_grad, layer_norm_params
+from .order import median, mode, nanmedian, unique, unique_consecutive
 from .random import dropout
 from .reduce import (
     all,
@@ -124,6 +125,8 @@ from .reduce import (
     max,
     mean,
     min,
+    nanmean,
+    nansum,
     norm,
     prod,
     std,
@@ -132,6 +135,7 @@ from .reduce import (
     var,
     var_mean,
 )
+from .scatter_reduction import scatter_reduce
 from .select import (
     argsort,
     cat,
@@ -238,6 +242,8 @@ __all__ = [
     "trace", "transpose", "tril", "triu", "trunc", "unbind", "unflatten", "unsqueeze", "var",
     "var_mean", "view_as", "vstack", "where",
 ]
+__all__ += ["median", "mode", "nanmean", "nanmedian", "nansum", "scatter_reduce", "unique",
+            "unique_consecutive"]
 # the nn.functional set: activation rows, softplus, layer normalisation
 __all__ += ["elu", "layer_norm", "layer_norm_grad", "layer_norm_params", "leaky_relu", "silu",
             "softplus"]

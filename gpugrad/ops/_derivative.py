@@ -109,6 +109,38 @@ class PeakShare(_Derivative):
 
 
 @primitive
+class TieShare(_Derivative):
+    """1 / (the number of ties) where x equals ``value`` (or both are NaN), else 0: the
+    derivative of a statistic that picks one value of x, the gradient split evenly among
+    the elements that equal it (PyTorch's evenly_distribute_backward: median, nanmedian)"""
+    name = "tie_share"
+
+    def forward(self, dev, p, x, value, out=None):
+        xp = dev.xp
+        hit = xp.equal(x, value)
+        if x.dtype.kind in "fV":
+            hit |= xp.isnan(x) & xp.isnan(value)
+        if out is not None and out.dtype.kind == "f":
+            out[...] = hit
+            return xp.divide(out, out.sum(), out=out)
+        share = hit.astype(x.dtype)
+        share /= share.sum()
+        if out is None:
+            return share
+        out[...] = share
+        return out
+
+
+@primitive
+class NotNan(_Derivative):
+    """x == x (bool): false exactly at the NaNs (nansum's and nanmean's mask)"""
+    name = "not_nan"
+
+    def forward(self, dev, p, x, out=None):
+        return dev.xp.equal(x, x, out=out)
+
+
+@primitive
 class ZerosOf(_Derivative):
     """Zeros shaped and typed as x: the derivative of a piecewise-constant function"""
     name = "zeros_of"
@@ -249,3 +281,11 @@ def peak_share(x, peak, axes, keepdims_shape):
 
 def zeros_of(x):
     return apply(ZerosOf, (x,))
+
+
+def tie_share(x, value):
+    return apply(TieShare, (x, value))
+
+
+def not_nan(x):
+    return apply(NotNan, (x,))

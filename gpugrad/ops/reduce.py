@@ -1,5 +1,5 @@
-"""Reductions and scans: sum, mean, max, min, logsumexp; amax, amin, argmax, argmin, prod,
-any, all, var, std, norm; cumsum, cumprod, logcumsumexp."""
+"""Reductions and scans: sum, mean, nansum, nanmean, max, min, logsumexp; amax, amin,
+argmax, argmin, prod, any, all, var, std, norm; cumsum, cumprod, logcumsumexp."""
 from __future__ import annotations
 
 import math
@@ -22,7 +22,7 @@ from ._common import (
     xp_of,
 )
 from ._common import prod as numel
-from ._derivative import peak_share, zero_scan
+from ._derivative import not_nan, peak_share, zero_scan
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, to_float, where
 from .linalg import nuclear_norm
 from .math import sign
@@ -95,6 +95,40 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
     count = numel(x.shape[a] for a in axes)
     total = apply(Sum, (x,), Sum.Params(axes, keepdim, x.shape))
     return total * (1.0 / count) if count else total * float("nan")
+
+
+def nansum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    """Sum over ``dim`` (None: all) with NaNs counted as zero; the gradient is 0 at the
+    NaNs. Integers and bools sum as int64 (as PyTorch), NaN-free by nature."""
+    dim, keepdim = dim_args("nansum", dim, keepdim, axis, keepdims)
+    if _autocast.active:
+        x = to_float32(x)
+    if dtype is not None:
+        x = cast(x, dtype)
+    elif raw(x).dtype.kind in "biu":
+        x = cast(x, np.int64)
+    if raw(x).dtype.kind in "fcV":
+        x = where(not_nan(x), x, 0)
+    return apply(Sum, (x,), Sum.Params(_axes(x, dim), keepdim, x.shape))
+
+
+def nanmean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+    """Mean over ``dim`` of the elements that are not NaN (NaN where all are); the
+    gradient is g / (their count) at them, 0 at the NaNs. Floating point only (as
+    PyTorch, which checks the input's dtype before ``dtype`` applies)."""
+    dim, keepdim = dim_args("nanmean", dim, keepdim, axis, keepdims)
+    if raw(x).dtype.kind not in "fcV":
+        raise TypeError(f"nanmean(): expected input to have floating point or complex dtype "
+                        f"but got {raw(x).dtype}")
+    if _autocast.active:
+        x = to_float32(x)
+    if dtype is not None:
+        x = cast(x, dtype)
+    axes = _axes(x, dim)
+    kept = not_nan(x)
+    total = apply(Sum, (where(kept, x, 0),), Sum.Params(axes, keepdim, x.shape))
+    count = apply(Sum, (cast(kept, raw(x).dtype),), Sum.Params(axes, keepdim, x.shape))
+    return total / count
 
 
 @primitive

@@ -1578,10 +1578,13 @@ def _transform(kind):
         if kind == "grad":
             return Step("grad", out, (t, c), f"gg.grad(lambda t: ({inner}).sum())({{0}})",
                         np_d1, f"torch.func.grad(lambda t: ({inner}).sum())({{0}})", shape)
+        # torch.func.jvp's make_dual refuses an expanded primal or tangent (overlapping
+        # memory): its twin clones them, the same values
         if kind == "jvp":
             return Step("jvp", out, (t, c, u), f"gg.jvp(lambda t: {inner}, ({{0}},), ({{2}},))[1]",
                         f"{np_d1} * {{2}}",
-                        f"torch.func.jvp(lambda t: {inner}, ({{0}},), ({{2}},))[1]", shape)
+                        f"torch.func.jvp(lambda t: {inner}, ({{0}}.clone(),), "
+                        f"({{2}}.clone(),))[1]", shape)
         if kind == "vjp":
             return Step("vjp", out, (t, c, u), f"gg.vjp(lambda t: {inner}, {{0}})[1]({{2}})[0]",
                         f"{np_d1} * {{2}}",
@@ -1591,8 +1594,8 @@ def _transform(kind):
             return Step(kind, out, (t, c, u),
                         f"gg.hvp(lambda t: ({inner}).sum(), ({{0}},), ({{2}},), "
                         f"mode={mode!r})[1][0]", f"{np_d2} * {{2}}",
-                        f"torch.func.jvp(torch.func.grad(lambda t: ({inner}).sum()), ({{0}},), "
-                        f"({{2}},))[1]", shape)
+                        f"torch.func.jvp(torch.func.grad(lambda t: ({inner}).sum()), "
+                        f"({{0}}.clone(),), ({{2}}.clone(),))[1]", shape)
         mode = kind.split("_")[1]
         return Step(kind, out, (t, c, u),
                     f"(gg.jacobian(lambda t: {inner}, {{0}}, mode={mode!r}) @ {{2}})",

@@ -2,6 +2,7 @@
 selection ops, ``index_put``, the nuclear norm, softmax of a 0-d tensor, ``F.normalize`` of a
 zero vector, and the habits a ported script relies on. Each is checked on its own and, where
 torch is installed, against torch in float64 (those comparisons are skipped otherwise)."""
+import math
 import types
 
 import numpy as np
@@ -577,3 +578,22 @@ def test_forward_mode_through_an_inplace_activation():
                                    gg.jvp(g, (x,), (t,))[1].numpy(), rtol=1e-12)
         np.testing.assert_allclose(gg.hvp(f, (x,), (t,))[1][0].numpy(),
                                    gg.hvp(g, (x,), (t,))[1][0].numpy(), rtol=1e-12)
+
+
+def test_max_and_min_of_all_elements_share_the_gradient_among_nans_as_pytorch():
+    """PyTorch differentiates max()/min() over all elements by evenly_distribute_backward,
+    in which a NaN result is shared by the NaNs; amax/amin give a slice holding a NaN NaN
+    gradients everywhere. Both rules, forward mode included, checked by hand."""
+    nan = float("nan")
+    for reduce in (gg.max, gg.min, lambda t: t.max(), lambda t: t.min()):
+        x = gg.tensor([1.0, nan, 3.0, nan], dtype=gg.float64, requires_grad=True)
+        reduce(x).backward()
+        assert x.grad.tolist() == [0.0, 0.5, 0.0, 0.5]
+        tangent = gg.tensor([1.0, 2.0, 4.0, 8.0], dtype=gg.float64)
+        assert gg.jvp(reduce, (x.detach(),), (tangent,))[1].item() == 5.0
+    ties = gg.tensor([3.0, 1.0, 3.0], dtype=gg.float64, requires_grad=True)
+    gg.max(ties).backward()
+    assert ties.grad.tolist() == [0.5, 0.0, 0.5]
+    x = gg.tensor([1.0, nan, 3.0], dtype=gg.float64, requires_grad=True)
+    gg.amax(x).backward()
+    assert all(math.isnan(v) for v in x.grad.tolist())

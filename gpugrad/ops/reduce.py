@@ -22,7 +22,7 @@ from ._common import (
     xp_of,
 )
 from ._common import prod as numel
-from ._derivative import not_nan, peak_share, zero_scan
+from ._derivative import not_nan, peak_share, tie_share, zero_scan
 from .elementwise import abs, cast, exp, log, maximum, minimum, sqrt, to_float, where
 from .linalg import nuclear_norm
 from .math import sign
@@ -172,7 +172,7 @@ def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
         return maximum(x, dim)
     dim, keepdim = dim_args("max", dim, keepdim, axis, keepdims)
     if dim is None:
-        return apply(Max, (x,), Max.Params(tuple(range(x.ndim)), False, x.shape))
+        return apply(MaxAll, (x,), Max.Params(tuple(range(x.ndim)), False, x.shape))
     return _pick_along(x, dim, keepdim, "argmax", MaxResult)
 
 
@@ -184,7 +184,7 @@ def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     if dim is None:
         if raw(x).dtype.kind in "bu":
             return _constant_result(x, raw(x).min())
-        return amin(x)
+        return apply(MinAll, (x,), Min.Params(tuple(range(x.ndim)), False, x.shape))
     return _pick_along(x, dim, keepdim, "argmin", MinResult)
 
 
@@ -314,6 +314,29 @@ class Min(type(Max)):
     def forward(self, dev, p, x, out=None):
         _check_nonempty(x.shape, p.axes, self.name)
         return x.min(axis=p.axes, keepdims=p.keepdims, out=out)
+
+
+class _WholeExtreme:
+    """``max(x)``/``min(x)`` over all elements, which PyTorch differentiates apart from
+    ``amax``/``amin``: the gradient split evenly among the elements equal to the result, a
+    NaN counting as equal to a NaN (its evenly_distribute_backward: the NaNs share it),
+    where amax's gives every element of a slice that holds a NaN a NaN gradient"""
+
+    def vjp(self, g, ins, out, p, needs):
+        return (g * tie_share(ins[0], out),)
+
+    def jvp(self, ts, ins, out, p):
+        return sum(ts[0] * tie_share(ins[0], out), p.axes, p.keepdims)
+
+
+@primitive
+class MaxAll(_WholeExtreme, type(Max)):
+    name = "max_all"
+
+
+@primitive
+class MinAll(_WholeExtreme, type(Min)):
+    name = "min_all"
 
 
 def amax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):

@@ -28,16 +28,11 @@ import numpy as np  # noqa: E402
 
 def floor_segments(sizes, batch):
     """The floor's step (``mlp_train.numpy_step``) cut into named segments: (name, fn)."""
-    params, x, y = mlp_train._init(sizes)
+    b = mlp_train.floor_buffers(sizes, batch)
+    params, y, acts, grads_h = b.params, b.y, b.acts, b.grads_h
+    dws, dbs, masks, rows, row_max, row_sum = b.dws, b.dbs, b.masks, b.rows, b.row_max, \
+        b.row_sum
     n_layers, lr = len(params), mlp_train.LR
-    acts = [x] + [np.empty((batch, s), np.float32) for s in sizes[1:]]
-    grads_h = [np.empty((batch, s), np.float32) for s in sizes[1:]]
-    dws = [np.empty_like(w) for w, _ in params]
-    dbs = [np.empty_like(b) for _, b in params]
-    masks = [np.empty((batch, s), bool) for s in sizes[1:-1]]
-    rows = np.arange(batch)
-    row_max = np.empty((batch, 1), np.float32)
-    row_sum = np.empty((batch, 1), np.float32)
     segments = []
 
     def layer(i):

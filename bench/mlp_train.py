@@ -14,6 +14,7 @@ import argparse
 import json
 import statistics
 import time
+import types
 
 import _harness
 import numpy as np
@@ -88,17 +89,27 @@ def torch_step(sizes, batch, device):
     return step, sync
 
 
-def numpy_step(sizes, batch, device):
+def floor_buffers(sizes, batch):
+    """The NumPy floor's parameters, data and every buffer it preallocates."""
     params, x, y = _init(sizes)
+    return types.SimpleNamespace(
+        params=params, y=y,
+        acts=[x] + [np.empty((batch, s), np.float32) for s in sizes[1:]],
+        grads_h=[np.empty((batch, s), np.float32) for s in sizes[1:]],
+        dws=[np.empty_like(w) for w, _ in params],
+        dbs=[np.empty_like(b) for _, b in params],
+        masks=[np.empty((batch, s), bool) for s in sizes[1:-1]],
+        rows=np.arange(batch),
+        row_max=np.empty((batch, 1), np.float32),
+        row_sum=np.empty((batch, 1), np.float32))
+
+
+def numpy_step(sizes, batch, device):
+    b = floor_buffers(sizes, batch)
+    params, y, acts, grads_h = b.params, b.y, b.acts, b.grads_h
+    dws, dbs, masks, rows, row_max, row_sum = b.dws, b.dbs, b.masks, b.rows, b.row_max, \
+        b.row_sum
     n_layers = len(params)
-    acts = [x] + [np.empty((batch, s), np.float32) for s in sizes[1:]]
-    grads_h = [np.empty((batch, s), np.float32) for s in sizes[1:]]
-    dws = [np.empty_like(w) for w, _ in params]
-    dbs = [np.empty_like(b) for _, b in params]
-    masks = [np.empty((batch, s), bool) for s in sizes[1:-1]]
-    rows = np.arange(batch)
-    row_max = np.empty((batch, 1), np.float32)
-    row_sum = np.empty((batch, 1), np.float32)
 
     def step():
         for i, (w, b) in enumerate(params):

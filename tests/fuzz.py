@@ -1089,7 +1089,9 @@ def _make_scatter(rng, values, out):
                 _torch_of(t), shape)
 
 
-def _make_scatter_add(rng, values, out):
+def _scatter_operands(rng, values):
+    """(x, its shape, dim, src, index shaped as src) for a scatter that reduces repeated
+    positions, or None."""
     a, shape, d = _with_dim(rng, values)
     if a is None:
         return None
@@ -1098,7 +1100,14 @@ def _make_scatter_add(rng, values, out):
         x <= y for i, (x, y) in enumerate(zip(s, shape)) if i != ax))
     if src is None:
         return None
-    idx = rng.integers(0, shape[ax], size=values[src]).tolist()
+    return a, shape, d, src, rng.integers(0, shape[ax], size=values[src]).tolist()
+
+
+def _make_scatter_add(rng, values, out):
+    operands = _scatter_operands(rng, values)
+    if operands is None:
+        return None
+    a, shape, d, src, idx = operands
     t = f"gg.scatter_add({{0}}, {d}, gg.tensor({idx}), {{1}})"
     return Step("scatter_add", out, (a, src), t, f"_scatter_add({{0}}, {d}, {idx}, {{1}})",
                 _torch_of(t), shape)
@@ -1107,15 +1116,10 @@ def _make_scatter_add(rng, values, out):
 def _make_scatter_reduce(rng, values, out):
     # index shaped as src (PyTorch's backward breaks on a src larger than the index: it
     # raises for sum and gives unused entries gradients for prod)
-    a, shape, d = _with_dim(rng, values)
-    if a is None:
+    operands = _scatter_operands(rng, values)
+    if operands is None:
         return None
-    ax = d % len(shape)
-    src = _pick(rng, values, lambda s: len(s) == len(shape) and all(
-        x <= y for i, (x, y) in enumerate(zip(s, shape)) if i != ax))
-    if src is None:
-        return None
-    idx = rng.integers(0, shape[ax], size=values[src]).tolist()
+    a, shape, d, src, idx = operands
     reduce = ["sum", "mean", "prod"][int(rng.integers(3))]
     keep = bool(rng.random() < 0.5)
     t = f"gg.scatter_reduce({{0}}, {d}, gg.tensor({idx}), {{1}}, {reduce!r}, include_self={keep})"

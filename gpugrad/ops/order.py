@@ -81,20 +81,30 @@ class Median(Op):
         return sum(ts[0] * tie_share(ins[0], out))
 
 
-def _median(x, dim, keepdim, skip_nan, what, result):
-    _numeric_only(x, what)
-    if dim is None:
-        return apply(Median, (x,), Median.Params(bool(skip_nan)))
-    refuse_host_work(f"{what}(dim) (its positions)")
-    arr = raw(x)
-    xp = xp_of(x)
+def _selection_along(x, dim, what, refused):
+    """(array, its module, the dim, the dim's size) for a statistic that picks one element
+    along ``dim`` with positions computed on the host (gg.compile refuses it while
+    recording: ``refused`` names it), or None for a 0-d x (its own value, at index 0)."""
+    refuse_host_work(refused)
     d = _dim(dim, x.ndim)
     if x.ndim == 0:
-        return result(clone(x), _zero_index(x))
+        return None
+    arr = raw(x)
     n = arr.shape[d]
     if n == 0:
         raise IndexError(f"{what}(): Expected reduction dim {d} to have non-zero size "
                          f"(input shape {tuple(arr.shape)})")
+    return arr, xp_of(x), d, n
+
+
+def _median(x, dim, keepdim, skip_nan, what, result):
+    _numeric_only(x, what)
+    if dim is None:
+        return apply(Median, (x,), Median.Params(bool(skip_nan)))
+    along = _selection_along(x, dim, what, f"{what}(dim) (its positions)")
+    if along is None:
+        return result(clone(x), _zero_index(x))
+    arr, xp, d, n = along
     order = xp.argsort(arr, axis=d, kind="stable")      # NaNs last, ties in index order
     k = (n - 1) // 2
     if _is_float(arr):
@@ -161,16 +171,10 @@ def mode(x, dim=-1, keepdim=False):
     frequent ones) and the index of its last occurrence (PyTorch's CPU rule for up to 16
     elements; beyond, PyTorch's index follows its unstable sort). NaNs count as one value.
     The gradient goes to the returned index."""
-    refuse_host_work("mode (its positions)")
-    arr = raw(x)
-    xp = xp_of(x)
-    d = _dim(dim, x.ndim)
-    if x.ndim == 0:
+    along = _selection_along(x, dim, "mode", "mode (its positions)")
+    if along is None:
         return ModeResult(clone(x), _zero_index(x))
-    n = arr.shape[d]
-    if n == 0:
-        raise IndexError(f"mode(): Expected reduction dim {d} to have non-zero size (input "
-                         f"shape {tuple(arr.shape)})")
+    arr, xp, d, n = along
     lines = xp.moveaxis(arr, d, -1)
     order = xp.argsort(lines, axis=-1, kind="stable")
     ordered = xp.take_along_axis(lines, order, axis=-1)

@@ -67,11 +67,20 @@ def test_nan_reduction_gradients_skip_the_nans():
     x.grad = None
     (gg.nanmean(x, 1) * _t([2.0, 3.0])).sum().backward()
     _same(x.grad, [[1.0, 0.0, 1.0], [0.0, 3.0, 0.0]])
-    # an all-NaN slice: 0 at its NaNs (PyTorch gives NaN there, 1/0 times a 0 mask)
+    # an all-NaN slice: NaN at its NaNs, as PyTorch's 1/0 times a 0 mask gives (a 0 there
+    # would hide the NaN mean from the gradients); forward mode selects, 0 at the NaNs
     y = _t([[NAN, NAN], [1.0, NAN]], requires_grad=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         gg.nanmean(y, 1).sum().backward()
-    _same(y.grad, [[0.0, 0.0], [1.0, 0.0]])
+        tangent = _t([[1.0, 1.0], [2.0, np.inf]])
+        jvp = gg.jvp(lambda a: gg.nansum(a, 1), (y.detach(),), (tangent,))[1]
+    _same(y.grad, [[NAN, NAN], [1.0, 0.0]])
+    _same(jvp, [0.0, 2.0])
+    # an infinite cotangent meets the mask as a product: NaN at the NaNs
+    z = _t([1.0, NAN], requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        gg.nansum(z).backward(_t(np.inf))
+    _same(z.grad, [np.inf, NAN])
 
 
 def test_nan_reductions_are_differentiable_on_random_shapes():
@@ -496,10 +505,8 @@ def test_nan_reductions_match_torch_with_gradients():
             ot = getattr(torch, name)(xt, dim, keepdim=keep)
             (ot * torch.tensor(u)).sum().backward()
             np.testing.assert_allclose(out.numpy(), ot.detach().numpy(), rtol=1e-12)
-            theirs = xt.grad.numpy()
-            if name == "nanmean":       # PyTorch's NaN at all-NaN slices: ours is 0 there
-                theirs = np.where(np.isnan(theirs), 0.0, theirs)
-            np.testing.assert_allclose(x.grad.numpy(), theirs, rtol=1e-12)
+            # NaN where PyTorch's is: the all-NaN slices of nanmean
+            np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
 
 
 def test_median_and_mode_match_torch_values_indices_and_gradients():

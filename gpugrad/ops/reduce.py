@@ -8,13 +8,14 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _autocast
-from .._autograd.graph import Linear, Op, apply, primitive
+from .._autograd.graph import Elementwise, Linear, Op, apply, primitive
 from .._tensor import Tensor, wrap
 from ._amp import to_float32
 from ._common import (
     computed,
     const_like,
     dim_args,
+    elementwise_cost,
     keepdims_shape,
     normalize_axes,
     raw,
@@ -97,6 +98,31 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
     return total * (1.0 / count) if count else total * float("nan")
 
 
+@primitive
+class NanZeroed(Elementwise):
+    """out = x with its NaNs replaced by 0: what nansum and nanmean sum. Differentiated as
+    PyTorch's nansum: the VJP multiplies the cotangent by the mask, so that an infinite
+    one (an all-NaN slice's mean sends 1 / 0) gives NaN at the NaNs, where a selection
+    would hide it behind a 0; the JVP selects (0 at the NaNs)"""
+    name = "nan_zeroed"
+    save_inputs = True
+    broadcasting = False
+    cost = elementwise_cost(2)
+
+    def forward(self, dev, p, x, out=None):
+        value = dev.xp.where(x == x, x, x.dtype.type(0))
+        if out is None:
+            return value
+        out[...] = value
+        return out
+
+    def partials(self, ins, out, p, needs):
+        return (cast(not_nan(ins[0]), raw(ins[0]).dtype),)
+
+    def jvp(self, ts, ins, out, p):
+        return where(not_nan(ins[0]), ts[0], 0)
+
+
 def nansum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     """Sum over ``dim`` (None: all) with NaNs counted as zero; the gradient is 0 at the
     NaNs. Integers and bools sum as int64 (as PyTorch), NaN-free by nature."""
@@ -108,14 +134,15 @@ def nansum(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     elif raw(x).dtype.kind in "biu":
         x = cast(x, np.int64)
     if raw(x).dtype.kind in "fcV":
-        x = where(not_nan(x), x, 0)
+        x = apply(NanZeroed, (x,))
     return apply(Sum, (x,), Sum.Params(_axes(x, dim), keepdim, x.shape))
 
 
 def nanmean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     """Mean over ``dim`` of the elements that are not NaN (NaN where all are); the
-    gradient is g / (their count) at them, 0 at the NaNs. Floating point only (as
-    PyTorch, which checks the input's dtype before ``dtype`` applies)."""
+    gradient is g / (their count) at them, 0 at the NaNs (NaN over an all-NaN slice, as
+    PyTorch's). Floating point only (as PyTorch, which checks the input's dtype before
+    ``dtype`` applies)."""
     dim, keepdim = dim_args("nanmean", dim, keepdim, axis, keepdims)
     if raw(x).dtype.kind not in "fcV":
         raise TypeError(f"nanmean(): expected input to have floating point or complex dtype "
@@ -125,9 +152,8 @@ def nanmean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None)
     if dtype is not None:
         x = cast(x, dtype)
     axes = _axes(x, dim)
-    kept = not_nan(x)
-    total = apply(Sum, (where(kept, x, 0),), Sum.Params(axes, keepdim, x.shape))
-    count = apply(Sum, (cast(kept, raw(x).dtype),), Sum.Params(axes, keepdim, x.shape))
+    total = apply(Sum, (apply(NanZeroed, (x,)),), Sum.Params(axes, keepdim, x.shape))
+    count = apply(Sum, (cast(not_nan(x), raw(x).dtype),), Sum.Params(axes, keepdim, x.shape))
     return total / count
 
 

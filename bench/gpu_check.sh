@@ -36,7 +36,7 @@ if [ "$part" = core ]; then
     # first order on the device (the second-order checks run on the CPU in CI)
     step op_suite_cuda 100 env GPUGRAD_DEVICE=cuda $py -m pytest -q -x -p no:cacheprovider \
         tests/test_ops.py -k "cpu- and not second_order" tests/test_autograd.py \
-        tests/test_nn_optim.py tests/test_memory.py
+        tests/test_nn_optim.py tests/test_memory.py tests/test_missing_names.py
     step kernels 45 $py bench/kernels.py --sizes 1,64,256 --json "$out/kernels.json"
     step mlp_cuda 50 $py bench/mlp_train.py --device cuda --rounds 2 --steps 30 \
         --json "$out/mlp_train_cuda.json"

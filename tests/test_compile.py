@@ -569,16 +569,24 @@ def _piecewise_setup():
 def test_backward_rules_with_derivative_arrays_compile_bit_identical_to_eager():
     """abs (an L1 loss), clamp, maximum/minimum, amax/max and floor differentiate through
     ops of their own (sign, masks, weights, zeros), which a replay recomputes."""
-    xs, ys = _data(5)
-    eager, compiled = _piecewise_setup(), _piecewise_setup()
+    _replays_as_eager(_piecewise_setup, _data(5),
+                      ("sign_of", "inside_mask", "pick_weight", "peak_share", "zeros_of"))
+
+
+def _replays_as_eager(setup, data, derivative_ops):
+    """A step of ``setup()`` compiled and eager, over the batches of ``data``: replays give
+    eager's losses and state bit for bit, and the plan names each of ``derivative_ops``."""
+    xs, ys = data
+    eager, compiled = setup(), setup()
     step = gg.compile(compiled[3])
-    expected = _run(eager[3], None, xs, ys)
-    got = _run(step, None, xs, ys)
+    with np.errstate(invalid="ignore", divide="ignore"):      # 0 * log 0, masked out
+        expected = _run(eager[3], None, xs, ys)
+        got = _run(step, None, xs, ys)
     assert step.plan.replays == len(xs) - 1
     assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
     _same_state(eager, compiled)
     names = str(step.plan)
-    for op in ("sign_of", "inside_mask", "pick_weight", "peak_share", "zeros_of"):
+    for op in derivative_ops:
         assert op in names, op
 
 
@@ -613,18 +621,8 @@ def test_pow_softplus_cumprod_prod_and_weighted_cross_entropy_compile_as_eager(
     and the class weights and one-hot of a weighted cross-entropy are computed by an op
     from the labels at every replay (they were frozen into the recording: a replay with
     new labels reused the recorded ones)."""
-    xs, ys = _data(5, batch=12)
-    eager, compiled = _masked_rules_setup(label_smoothing), _masked_rules_setup(label_smoothing)
-    step = gg.compile(compiled[3])
-    with np.errstate(invalid="ignore", divide="ignore"):      # 0 * log 0, masked out
-        expected = _run(eager[3], None, xs, ys)
-        got = _run(step, None, xs, ys)
-    assert step.plan.replays == len(xs) - 1
-    assert [e.tobytes() for e in expected] == [g.tobytes() for g in got]
-    _same_state(eager, compiled)
-    names = str(step.plan)
-    for op in ("above_mask", "zero_mask", "zero_scan", "label_weights", "inside_mask"):
-        assert op in names, op
+    _replays_as_eager(lambda: _masked_rules_setup(label_smoothing), _data(5, batch=12),
+                      ("above_mask", "zero_mask", "zero_scan", "label_weights", "inside_mask"))
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
